@@ -1,0 +1,275 @@
+"""The one place where user arguments are checked and normalised.
+
+Everything here runs before any kernel: sizes become tuples, output sizes are
+computed with PyTorch's rule, and arrays in any supported layout get a
+*canonical view*: ``(N, C, D, H, W)`` with size-1 axes standing in for the
+spatial dims a 1-D or 2-D op does not have. The canonical view is always a
+view (never a copy), so strided inputs and preallocated outputs are read and
+written in place.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+INTEGER_DTYPES = tuple(
+    np.dtype(t)
+    for t in (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)
+)
+
+# The canonical view has this many spatial axes whatever the op's dimensionality.
+CANONICAL_SPATIAL_DIMS = 3
+_NEUTRAL = {"kernel_size": 1, "stride": 1, "padding": 0, "dilation": 1}
+
+
+# --------------------------------------------------------------------------- scalars
+
+
+def is_integer(value) -> bool:
+    """True for Python and NumPy integers, False for bools (which are ints in Python)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_flag(value, name: str, op: str) -> bool:
+    """Return ``value`` as a bool, refusing anything that is not a bool."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{op}: {name} must be True or False; got {value!r} of type {type(value).__name__}")
+    return bool(value)
+
+
+def size_tuple(value, dims: int, name: str, op: str, minimum: int) -> tuple[int, ...]:
+    """Turn an int or a sequence of ``dims`` ints into a tuple, each at least ``minimum``."""
+    accepted = f"an int >= {minimum} or a tuple of {dims} such ints"
+    if is_integer(value):
+        values = (int(value),) * dims
+    elif isinstance(value, (tuple, list)):
+        if len(value) != dims:
+            raise ValueError(f"{op}: {name} must be {accepted}; got {value!r} with {len(value)} entries")
+        if not all(is_integer(v) for v in value):
+            raise TypeError(f"{op}: {name} must be {accepted}; got {value!r}, which holds a non-integer")
+        values = tuple(int(v) for v in value)
+    else:
+        raise TypeError(f"{op}: {name} must be {accepted}; got {value!r} of type {type(value).__name__}")
+    if any(v < minimum for v in values):
+        raise ValueError(f"{op}: {name} must be {accepted}; got {value!r}")
+    return values
+
+
+def optional_nonzero_int(value, name: str, op: str) -> int:
+    """``None`` -> 0 (meaning "not given"); otherwise a nonzero int."""
+    if value is None:
+        return 0
+    if not is_integer(value):
+        raise TypeError(f"{op}: {name} must be None or a nonzero int; got {value!r} of type {type(value).__name__}")
+    if value == 0:
+        raise ValueError(f"{op}: {name} must be None or a nonzero int; got 0")
+    return int(value)
+
+
+# --------------------------------------------------------------------------- arrays
+
+
+def host_array(x, name: str, op: str) -> np.ndarray:
+    """``x`` as a NumPy array, without a copy when it already is one."""
+    if isinstance(x, np.ndarray):
+        return x
+    try:
+        return np.asarray(x)
+    except Exception as error:  # array-likes can fail in many ways; report them uniformly
+        raise TypeError(f"{op}: {name} must be a NumPy array or array-like; got {type(x).__name__} ({error})") from None
+
+
+def check_dtype(array: np.ndarray, accepted: tuple[np.dtype, ...], name: str, op: str) -> None:
+    if array.dtype in accepted:
+        return
+    floats_only = all(d.kind == "f" for d in accepted)
+    described = "float32 or float64" if floats_only else "float32, float64 or an integer dtype"
+    fix = f"convert it first, e.g. {name}.astype(np.float32)"
+    raise TypeError(f"{op}: {name} has dtype {array.dtype}; accepted dtypes are {described} ({fix})")
+
+
+def layout_description(dims: int, channels_last: bool) -> str:
+    spatial = ("L",) if dims == 1 else ("D", "H", "W")[3 - dims :]
+    if channels_last:
+        batched, unbatched = ("N", *spatial, "C"), (*spatial, "C")
+    else:
+        batched, unbatched = ("N", "C", *spatial), ("C", *spatial)
+    return f"({', '.join(batched)}) or unbatched ({', '.join(unbatched)})"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where batch, channel and spatial sizes sit in a user's array shape."""
+
+    dims: int
+    batched: bool
+    channels_last: bool
+
+    def split(self, shape: tuple[int, ...]) -> tuple[int, int, tuple[int, ...]]:
+        """``shape`` -> (batch, channels, spatial sizes)."""
+        if not self.batched:
+            shape = (1, *shape)
+        if self.channels_last:
+            return shape[0], shape[-1], tuple(shape[1:-1])
+        return shape[0], shape[1], tuple(shape[2:])
+
+    def join(self, batch: int, channels: int, spatial: tuple[int, ...]) -> tuple[int, ...]:
+        """(batch, channels, spatial sizes) -> the user's shape."""
+        shape = (*spatial, channels) if self.channels_last else (channels, *spatial)
+        return (batch, *shape) if self.batched else shape
+
+    def canonical(self, array: np.ndarray) -> np.ndarray:
+        """A view of ``array`` as (N, C, D, H, W); never a copy."""
+        if not self.batched:
+            array = array[np.newaxis]
+        if self.channels_last:
+            array = np.moveaxis(array, -1, 1)
+        missing = CANONICAL_SPATIAL_DIMS - self.dims
+        return np.expand_dims(array, tuple(range(2, 2 + missing)))
+
+
+def layout_of(shape: tuple[int, ...], dims: int, channels_last: bool, name: str, op: str) -> Layout:
+    """Check the rank and sizes of ``shape`` and say how to read it."""
+    if len(shape) not in (dims + 1, dims + 2):
+        expected = layout_description(dims, channels_last)
+        raise ValueError(f"{op}: {name} must have shape {expected}, i.e. {dims + 2} or {dims + 1} dims; got shape {tuple(shape)}")
+    layout = Layout(dims, len(shape) == dims + 2, channels_last)
+    _, channels, spatial = layout.split(tuple(shape))
+    if channels < 1 or min(spatial) < 1:
+        expected = layout_description(dims, channels_last)
+        raise ValueError(
+            f"{op}: {name} has shape {tuple(shape)} read as {expected}; channel and spatial sizes must be "
+            "at least 1 (only the batch size may be 0)"
+        )
+    return layout
+
+
+def shape_tuple(value, dims: int, name: str, op: str, channels_last: bool) -> tuple[int, ...]:
+    """Check a user-given input shape (for backward passes) and return it as a tuple of ints."""
+    if not isinstance(value, (tuple, list)) or not all(is_integer(v) for v in value):
+        raise TypeError(f"{op}: {name} must be a tuple of ints such as x.shape; got {value!r}")
+    shape = tuple(int(v) for v in value)
+    if any(v < 0 for v in shape):
+        raise ValueError(f"{op}: {name} must not hold negative sizes; got {shape}")
+    layout_of(shape, dims, channels_last, name, op)
+    return shape
+
+
+def output_array(out, shape: tuple[int, ...], dtype: np.dtype, op: str, source: np.ndarray) -> np.ndarray:
+    """A new output array, or the user's ``out`` once checked."""
+    if out is None:
+        return np.empty(shape, dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{op}: out must be a NumPy array or None; got {type(out).__name__}")
+    if out.shape != shape:
+        raise ValueError(f"{op}: out must have shape {shape} (the output's shape in this layout); got {out.shape}")
+    if out.dtype != dtype:
+        raise TypeError(f"{op}: out must have dtype {dtype} (the input's dtype); got {out.dtype}")
+    if not out.flags.writeable:
+        raise ValueError(f"{op}: out is read-only; pass a writeable array")
+    if np.may_share_memory(out, source):
+        raise ValueError(f"{op}: out must not share memory with x; pass a separate array")
+    return out
+
+
+# --------------------------------------------------------------------------- windows
+
+
+def pooled_length(length: int, kernel: int, stride: int, padding: int, dilation: int, ceil_mode: bool) -> int:
+    """PyTorch's output size for one spatial dim (may be < 1; the caller refuses that)."""
+    span = length + 2 * padding - dilation * (kernel - 1) - 1
+    if ceil_mode:
+        count = -(-span // stride) + 1
+        # A last window that would start inside the right padding is dropped.
+        if (count - 1) * stride >= length + padding:
+            count -= 1
+        return count
+    return span // stride + 1
+
+
+def window_touches_input(start: int, kernel: int, dilation: int, length: int) -> bool:
+    return any(0 <= start + i * dilation < length for i in range(kernel))
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """A validated sliding-window pooling: sizes, parameters and layouts."""
+
+    layout: Layout
+    batch: int
+    channels: int
+    input_spatial: tuple[int, ...]
+    output_spatial: tuple[int, ...]
+    kernel_size: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    dilation: tuple[int, ...]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.layout.join(self.batch, self.channels, self.input_spatial)
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return self.layout.join(self.batch, self.channels, self.output_spatial)
+
+    def canonical_parameters(self) -> tuple[tuple[int, int, int], ...]:
+        """(kernel, stride, padding, dilation), each padded to 3 dims with neutral leading values."""
+        missing = CANONICAL_SPATIAL_DIMS - self.layout.dims
+        return tuple(
+            (_NEUTRAL[name],) * missing + getattr(self, name)
+            for name in ("kernel_size", "stride", "padding", "dilation")
+        )
+
+
+def plan_window(
+    op: str,
+    dims: int,
+    input_shape: tuple[int, ...],
+    kernel_size,
+    stride,
+    padding,
+    dilation,
+    ceil_mode,
+    channels_last: bool,
+    input_name: str = "x",
+) -> WindowPlan:
+    """Check every window parameter against ``input_shape`` and compute the output shape."""
+    layout = layout_of(input_shape, dims, channels_last, input_name, op)
+    batch, channels, spatial = layout.split(tuple(input_shape))
+    kernel = size_tuple(kernel_size, dims, "kernel_size", op, minimum=1)
+    stride = kernel if stride is None else size_tuple(stride, dims, "stride", op, minimum=1)
+    padding = size_tuple(padding, dims, "padding", op, minimum=0)
+    dilation = size_tuple(dilation, dims, "dilation", op, minimum=1)
+    ceil_mode = check_flag(ceil_mode, "ceil_mode", op)
+    for k, p in zip(kernel, padding):
+        if p > k // 2:
+            raise ValueError(
+                f"{op}: padding must be at most half the kernel size (kernel_size // 2) in every dim; "
+                f"got padding={padding} with kernel_size={kernel}"
+            )
+    output = []
+    for axis, (length, k, s, p, d) in enumerate(zip(spatial, kernel, stride, padding, dilation)):
+        count = pooled_length(length, k, s, p, d, ceil_mode)
+        if count < 1:
+            raise ValueError(
+                f"{op}: the output would be empty along spatial dim {axis}: input size {length} with "
+                f"padding {p} is smaller than the window (kernel_size {k}, dilation {d}); "
+                "use a smaller kernel_size or dilation, or more padding"
+            )
+        # With dilation a window that starts in the left padding can skip over the whole input.
+        for o in range(count):
+            start = o * s - p
+            if start >= 0:
+                break
+            if not window_touches_input(start, k, d, length):
+                raise ValueError(
+                    f"{op}: window {o} along spatial dim {axis} holds only padding (kernel_size {k}, "
+                    f"dilation {d}, padding {p}, input size {length}); reduce dilation or padding"
+                )
+        output.append(count)
+    return WindowPlan(layout, batch, channels, spatial, tuple(output), kernel, stride, padding, dilation)
