@@ -1,0 +1,117 @@
+"""Random pooling configurations and the layouts/views the tests feed to the kernels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+import reference
+
+VIEWS = ("contiguous", "step", "reversed", "fortran")
+
+
+@dataclass(frozen=True)
+class Case:
+    dims: int
+    batch: int
+    channels: int
+    spatial: tuple
+    kernel: tuple
+    stride: tuple
+    padding: tuple
+    dilation: tuple
+    ceil_mode: bool
+    batched: bool
+    channels_last: bool
+    view: str
+    dtype: type = np.float64
+    count_include_pad: bool = True
+    divisor_override: int | None = None
+
+    def is_valid(self) -> bool:
+        return reference.is_valid(self.spatial, self.kernel, self.stride, self.padding, self.dilation, self.ceil_mode)
+
+    # --- layouts: the reference works on (N, C, *spatial); the library gets the user's layout
+
+    def to_user(self, array: np.ndarray) -> np.ndarray:
+        """A reference-layout array in this case's layout, batching and memory view."""
+        if self.channels_last:
+            array = np.moveaxis(array, 1, -1)
+        if not self.batched:
+            array = array[0]
+        return strided_view(np.ascontiguousarray(array), self.view)
+
+    def from_user(self, array: np.ndarray) -> np.ndarray:
+        if not self.batched:
+            array = array[np.newaxis]
+        if self.channels_last:
+            array = np.moveaxis(array, -1, 1)
+        return array
+
+    def user_shape(self, spatial) -> tuple:
+        shape = (*spatial, self.channels) if self.channels_last else (self.channels, *spatial)
+        return (self.batch, *shape) if self.batched else shape
+
+
+def strided_view(array: np.ndarray, view: str) -> np.ndarray:
+    """The same values as ``array`` behind different strides."""
+    if view == "contiguous":
+        return array
+    if view == "step":  # every other element of a twice-as-wide buffer
+        wide = np.zeros(array.shape[:-1] + (2 * array.shape[-1],), array.dtype)
+        wide[..., ::2] = array
+        return wide[..., ::2]
+    if view == "reversed":  # negative strides on every axis
+        return np.flip(np.flip(array).copy())
+    if view == "fortran":
+        return np.asfortranarray(array)
+    raise ValueError(view)
+
+
+def random_values(rng, shape, dtype, special=True) -> np.ndarray:
+    """Values with many ties, and (for floats, when ``special``) some inf and NaN."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        low, high = max(info.min, -50), min(info.max, 50)
+        values = rng.integers(low, high, size=shape, endpoint=True).astype(dtype)
+        extremes = rng.choice(np.array([info.min, info.max], dtype=dtype), size=shape)
+        return np.where(rng.random(shape) < 0.05, extremes, values)
+    values = rng.standard_normal(shape)
+    ties = rng.random(shape) < 0.3
+    values = np.where(ties, np.round(values), values)
+    if special:
+        values[rng.random(shape) < 0.03] = -np.inf
+        values[rng.random(shape) < 0.01] = np.inf
+        values[rng.random(shape) < 0.01] = np.nan
+    return values.astype(dtype)
+
+
+def random_case(rng, dims: int, *, dilation: bool = True, dtypes=(np.float32, np.float64)) -> Case:
+    """A valid random configuration; edge cases (empty batch, unbatched, channels_last) are common."""
+    while True:
+        kernel = tuple(int(k) for k in rng.integers(1, 5, dims))
+        case = Case(
+            dims=dims,
+            batch=int(rng.choice([0, 1, 2, 3], p=[0.05, 0.35, 0.4, 0.2])),
+            channels=int(rng.integers(1, 4)),
+            spatial=tuple(int(n) for n in rng.integers(1, 10 if dims < 3 else 7, dims)),
+            kernel=kernel,
+            stride=tuple(int(s) for s in rng.integers(1, 4, dims)),
+            padding=tuple(int(rng.integers(0, k // 2 + 1)) for k in kernel),
+            dilation=tuple(int(d) for d in rng.integers(1, 4, dims)) if dilation else (1,) * dims,
+            ceil_mode=bool(rng.random() < 0.5),
+            batched=bool(rng.random() < 0.8),
+            channels_last=bool(rng.random() < 0.5),
+            view=str(rng.choice(VIEWS)),
+            dtype=dtypes[int(rng.integers(len(dtypes)))],
+            count_include_pad=bool(rng.random() < 0.5),
+            divisor_override=int(rng.choice([1, 3, -2])) if rng.random() < 0.2 else None,
+        )
+        if not case.batched:
+            case = replace(case, batch=1)
+        if case.is_valid():
+            return case
+
+INTEGER_DTYPES = (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)

@@ -1,0 +1,125 @@
+"""A deliberately simple pure-NumPy oracle for every pooling op.
+
+Written independently of the kernels: explicit loops over output positions,
+lists of window coordinates, NumPy reductions. Slow, but easy to check by eye.
+All functions take and return batched channels-first arrays (N, C, *spatial);
+the tests convert other layouts themselves.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+
+
+def output_length(length, kernel, stride, padding, dilation, ceil_mode):
+    """PyTorch's output size rule, written out with real division."""
+    exact = (length + 2 * padding - dilation * (kernel - 1) - 1) / stride
+    count = (math.ceil(exact) if ceil_mode else math.floor(exact)) + 1
+    if ceil_mode and (count - 1) * stride >= length + padding:
+        count -= 1
+    return count
+
+
+def window_coordinates(start, kernel, dilation, length):
+    """Coordinates of one window along one axis that fall inside the input, in order."""
+    return [start + i * dilation for i in range(kernel) if 0 <= start + i * dilation < length]
+
+
+def is_valid(spatial, kernel, stride, padding, dilation, ceil_mode):
+    """Whether PyTorch-style pooling with these parameters is well defined.
+
+    Padding at most half the kernel, a non-empty output, and (with dilation)
+    no window made of padding alone.
+    """
+    for length, k, s, p, d in zip(spatial, kernel, stride, padding, dilation):
+        if k < 1 or s < 1 or d < 1 or p < 0 or p > k // 2:
+            return False
+        count = output_length(length, k, s, p, d, ceil_mode)
+        if count < 1:
+            return False
+        if any(not window_coordinates(o * s - p, k, d, length) for o in range(count)):
+            return False
+    return True
+
+
+def output_shape(spatial, kernel, stride, padding, dilation, ceil_mode):
+    return tuple(
+        output_length(length, k, s, p, d, ceil_mode)
+        for length, k, s, p, d in zip(spatial, kernel, stride, padding, dilation)
+    )
+
+
+def max_pool(x, kernel, stride, padding, dilation, ceil_mode):
+    """(values, flat argmax indices); first maximum wins, and the first NaN wins over numbers."""
+    spatial = x.shape[2:]
+    out_spatial = output_shape(spatial, kernel, stride, padding, dilation, ceil_mode)
+    values = np.empty(x.shape[:2] + out_spatial, x.dtype)
+    indices = np.empty(x.shape[:2] + out_spatial, np.int64)
+    for position in itertools.product(*(range(n) for n in out_spatial)):
+        axes = [
+            window_coordinates(o * s - p, k, d, length)
+            for o, s, p, k, d, length in zip(position, stride, padding, kernel, dilation, spatial)
+        ]
+        points = list(itertools.product(*axes))  # window order: last axis fastest
+        window = np.stack([x[(slice(None), slice(None)) + point] for point in points], axis=-1)
+        best = np.argmax(window, axis=-1)  # NumPy's argmax returns the first max, or the first NaN
+        flat = np.array([np.ravel_multi_index(point, spatial) for point in points])
+        values[(...,) + position] = np.take_along_axis(window, best[..., None], axis=-1)[..., 0]
+        indices[(...,) + position] = flat[best]
+    return values, indices
+
+
+def max_pool_backward(grad_output, indices, spatial):
+    n, c = grad_output.shape[:2]
+    plane = int(np.prod(spatial))
+    grad_input = np.zeros((n * c, plane), np.float64)
+    rows = np.repeat(np.arange(n * c), int(np.prod(grad_output.shape[2:])))
+    np.add.at(grad_input, (rows, indices.reshape(-1)), grad_output.reshape(-1).astype(np.float64))
+    return grad_input.reshape((n, c) + tuple(spatial)).astype(grad_output.dtype)
+
+
+def _avg_boxes(spatial, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override):
+    """Yield (output position, input box as slices, divisor) for every window."""
+    out_spatial = output_shape(spatial, kernel, stride, padding, (1,) * len(spatial), ceil_mode)
+    for position in itertools.product(*(range(n) for n in out_spatial)):
+        box, padded_count, input_count = [], 1, 1
+        for o, s, p, k, length in zip(position, stride, padding, kernel, spatial):
+            start = o * s - p
+            stop = min(start + k, length + p)
+            padded_count *= stop - start
+            first, last = max(start, 0), min(stop, length)
+            input_count *= max(last - first, 0)
+            box.append(slice(first, last))
+        if divisor_override:
+            divisor = divisor_override
+        else:
+            divisor = padded_count if count_include_pad else input_count
+        yield position, tuple(box), divisor, input_count
+
+
+def avg_pool(x, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override):
+    spatial = x.shape[2:]
+    out_spatial = output_shape(spatial, kernel, stride, padding, (1,) * len(spatial), ceil_mode)
+    result = np.zeros(x.shape[:2] + out_spatial, np.float64)
+    wide = x.astype(np.float64)
+    axes = tuple(range(2, x.ndim))
+    for position, box, divisor, input_count in _avg_boxes(
+        spatial, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override
+    ):
+        if input_count:
+            result[(...,) + position] = wide[(...,) + box].sum(axis=axes) / divisor
+    return result.astype(x.dtype)
+
+
+def avg_pool_backward(grad_output, spatial, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override):
+    grad_input = np.zeros(grad_output.shape[:2] + tuple(spatial), np.float64)
+    for position, box, divisor, input_count in _avg_boxes(
+        spatial, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override
+    ):
+        if input_count:
+            share = grad_output[(...,) + position].astype(np.float64) / divisor
+            grad_input[(...,) + box] += share.reshape(share.shape + (1,) * len(spatial))
+    return grad_input.astype(grad_output.dtype)

@@ -1,0 +1,126 @@
+"""Max pooling forward and backward against the NumPy reference."""
+
+import numpy as np
+import pytest
+
+import numba_pool
+import reference
+from cases import INTEGER_DTYPES, random_case, random_values
+
+
+def max_pool_call(case, x, **extra):
+    function = getattr(numba_pool, f"max_pool{case.dims}d")
+    return function(
+        x, case.kernel, case.stride, case.padding, case.dilation, case.ceil_mode,
+        channels_last=case.channels_last, **extra,
+    )
+
+
+def reference_input(case, rng):
+    return random_values(rng, (case.batch, case.channels) + case.spatial, case.dtype)
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("seed", range(40))
+def test_forward_and_backward_match_reference(dims, seed):
+    rng = np.random.default_rng([dims, seed])
+    case = random_case(rng, dims)
+    x = reference_input(case, rng)
+    expected, expected_indices = reference.max_pool(x, case.kernel, case.stride, case.padding, case.dilation, case.ceil_mode)
+
+    y, indices = max_pool_call(case, case.to_user(x), return_indices=True)
+    assert y.dtype == x.dtype and indices.dtype == np.int64
+    np.testing.assert_array_equal(case.from_user(y), expected)
+    np.testing.assert_array_equal(case.from_user(indices), expected_indices)
+    np.testing.assert_array_equal(max_pool_call(case, case.to_user(x)), y)  # without indices: same values
+
+    grad_output = rng.standard_normal(expected.shape).astype(case.dtype)
+    backward = getattr(numba_pool, f"max_pool{dims}d_backward")
+    grad_input = backward(case.to_user(grad_output), case.to_user(expected_indices), case.user_shape(case.spatial),
+                          channels_last=case.channels_last)
+    assert grad_input.dtype == grad_output.dtype
+    expected_grad = reference.max_pool_backward(grad_output, expected_indices, case.spatial)
+    np.testing.assert_allclose(case.from_user(grad_input), expected_grad, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", INTEGER_DTYPES)
+def test_integer_dtypes_are_kept(dtype):
+    rng = np.random.default_rng(np.dtype(dtype).itemsize)
+    for _ in range(3):
+        case = random_case(rng, 2, dtypes=(dtype,))
+        x = reference_input(case, rng)
+        expected, expected_indices = reference.max_pool(x, case.kernel, case.stride, case.padding, case.dilation, case.ceil_mode)
+        y, indices = max_pool_call(case, case.to_user(x), return_indices=True)
+        assert y.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(case.from_user(y), expected)
+        np.testing.assert_array_equal(case.from_user(indices), expected_indices)
+
+
+def test_ties_go_to_the_first_maximum_and_nan_propagates():
+    x = np.array([[[1.0, 5.0, 5.0, 2.0, np.nan, 7.0, np.nan, 1.0, -np.inf, -np.inf]]])
+    y, indices = numba_pool.max_pool1d(x, 2, return_indices=True)
+    np.testing.assert_array_equal(y, [[[5.0, 5.0, np.nan, np.nan, -np.inf]]])
+    np.testing.assert_array_equal(indices, [[[1, 2, 4, 6, 8]]])
+
+
+def test_padding_is_never_picked():
+    x = np.full((1, 1, 3, 3), -np.inf)
+    y, indices = numba_pool.max_pool2d(x, 3, 1, 1, return_indices=True)
+    assert np.all(y == -np.inf)
+    corner_firsts = [[0, 0, 1], [0, 0, 1], [3, 3, 4]]  # first in-input element of each window
+    np.testing.assert_array_equal(indices[0, 0], corner_firsts)
+
+
+def test_unbatched_equals_batched():
+    x = np.random.default_rng(1).standard_normal((3, 6, 7))
+    batched, batched_indices = numba_pool.max_pool2d(x[None], 3, 2, 1, return_indices=True)
+    unbatched, unbatched_indices = numba_pool.max_pool2d(x, 3, 2, 1, return_indices=True)
+    np.testing.assert_array_equal(unbatched, batched[0])
+    np.testing.assert_array_equal(unbatched_indices, batched_indices[0])
+    grad = numba_pool.max_pool2d_backward(np.ones_like(unbatched), unbatched_indices, x.shape)
+    assert grad.shape == x.shape
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_zero_size_batch(dims):
+    x = np.zeros((0, 2) + (5,) * dims, np.float32)
+    y, indices = getattr(numba_pool, f"max_pool{dims}d")(x, 2, return_indices=True)
+    assert y.shape == (0, 2) + (2,) * dims and indices.shape == y.shape
+    grad = getattr(numba_pool, f"max_pool{dims}d_backward")(y, indices, x.shape)
+    assert grad.shape == x.shape and grad.dtype == np.float32
+
+
+def test_channels_last_matches_channels_first():
+    x = np.random.default_rng(2).standard_normal((2, 3, 8, 9)).astype(np.float32)
+    y, indices = numba_pool.max_pool2d(x, 3, 2, 1, ceil_mode=True, return_indices=True)
+    nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    y_last, indices_last = numba_pool.max_pool2d(nhwc, 3, 2, 1, ceil_mode=True, return_indices=True, channels_last=True)
+    assert y_last.flags.c_contiguous and y_last.shape == (2, 5, 5, 3)
+    np.testing.assert_array_equal(y_last.transpose(0, 3, 1, 2), y)
+    np.testing.assert_array_equal(indices_last.transpose(0, 3, 1, 2), indices)
+
+
+def test_out_is_filled_and_returned():
+    x = np.random.default_rng(3).standard_normal((2, 3, 8, 8))
+    out = np.empty((2, 3, 4, 4))
+    result = numba_pool.max_pool2d(x, 2, out=out)
+    assert result is out
+    np.testing.assert_array_equal(out, numba_pool.max_pool2d(x, 2))
+    strided_out = np.empty((2, 3, 4, 8))[..., ::2]  # a non-contiguous out is written in place
+    numba_pool.max_pool2d(x, 2, out=strided_out)
+    np.testing.assert_array_equal(strided_out, out)
+
+
+def test_backward_is_deterministic_across_thread_counts():
+    import numba
+
+    rng = np.random.default_rng(4)
+    x = np.round(rng.standard_normal((2, 4, 20, 20)))  # many ties, overlapping windows share argmaxes
+    y, indices = numba_pool.max_pool2d(x, 3, 1, 1, return_indices=True)
+    grad = rng.standard_normal(y.shape)
+    results = []
+    for threads in (1, numba.config.NUMBA_NUM_THREADS):
+        numba.set_num_threads(threads)
+        results.append(numba_pool.max_pool2d_backward(grad, indices, x.shape))
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    assert results[0].tobytes() == results[1].tobytes()
