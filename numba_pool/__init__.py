@@ -1,7 +1,8 @@
 """numba_pool: pooling kernels for NumPy arrays, compiled by Numba.
 
-Max and average pooling in 1, 2 and 3 dimensions, forward and backward, with
-PyTorch's semantics (``torch.nn.functional``) and deterministic backward passes.
+Max, average, stochastic and global pooling in 1, 2 and 3 dimensions, forward
+and backward, with PyTorch's semantics (``torch.nn.functional``) and
+deterministic backward passes.
 """
 
 from .functional import (
@@ -11,12 +12,33 @@ from .functional import (
     avg_pool2d_backward,
     avg_pool3d,
     avg_pool3d_backward,
+    global_avg_pool1d,
+    global_avg_pool1d_backward,
+    global_avg_pool2d,
+    global_avg_pool2d_backward,
+    global_avg_pool3d,
+    global_avg_pool3d_backward,
+    global_max_pool1d,
+    global_max_pool1d_backward,
+    global_max_pool2d,
+    global_max_pool2d_backward,
+    global_max_pool3d,
+    global_max_pool3d_backward,
     max_pool1d,
     max_pool1d_backward,
     max_pool2d,
     max_pool2d_backward,
     max_pool3d,
     max_pool3d_backward,
+    stochastic_pool1d,
+    stochastic_pool1d_backward,
+    stochastic_pool1d_inference_backward,
+    stochastic_pool2d,
+    stochastic_pool2d_backward,
+    stochastic_pool2d_inference_backward,
+    stochastic_pool3d,
+    stochastic_pool3d_backward,
+    stochastic_pool3d_inference_backward,
 )
 
 __version__ = "0.1.0"
@@ -29,10 +51,31 @@ __all__ = [
     "avg_pool2d_backward",
     "avg_pool3d",
     "avg_pool3d_backward",
+    "global_avg_pool1d",
+    "global_avg_pool1d_backward",
+    "global_avg_pool2d",
+    "global_avg_pool2d_backward",
+    "global_avg_pool3d",
+    "global_avg_pool3d_backward",
+    "global_max_pool1d",
+    "global_max_pool1d_backward",
+    "global_max_pool2d",
+    "global_max_pool2d_backward",
+    "global_max_pool3d",
+    "global_max_pool3d_backward",
     "max_pool1d",
     "max_pool1d_backward",
     "max_pool2d",
     "max_pool2d_backward",
     "max_pool3d",
     "max_pool3d_backward",
+    "stochastic_pool1d",
+    "stochastic_pool1d_backward",
+    "stochastic_pool1d_inference_backward",
+    "stochastic_pool2d",
+    "stochastic_pool2d_backward",
+    "stochastic_pool2d_inference_backward",
+    "stochastic_pool3d",
+    "stochastic_pool3d_backward",
+    "stochastic_pool3d_inference_backward",
 ]

@@ -20,3 +20,15 @@ def unravel_row(row, channels, outer, inner):
 def flat_plane_index(d, h, w, height, width):
     """Index of (d, h, w) in a C-ordered (D, H, W) plane."""
     return (d * height + h) * width + w
+
+
+@njit(inline="always", cache=True)
+def window_extent(start, kernel, length, padding):
+    """Clip a window to the input: (first, stop, size counted with padding).
+
+    The padded size follows PyTorch: the window is first clipped to the
+    padded input (relevant with ceil_mode), then to the input itself.
+    """
+    stop = min(start + kernel, length + padding)
+    padded_size = stop - start
+    return max(start, 0), min(stop, length), padded_size

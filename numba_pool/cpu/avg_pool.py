@@ -2,19 +2,7 @@
 
 from numba import njit, prange
 
-from ._common import KERNEL_OPTIONS, unravel_row
-
-
-@njit(inline="always", cache=True)
-def window_extent(start, kernel, length, padding):
-    """Clip a window to the input: (first, stop, size counted with padding).
-
-    The padded size follows PyTorch: the window is first clipped to the
-    padded input (relevant with ceil_mode), then to the input itself.
-    """
-    stop = min(start + kernel, length + padding)
-    padded_size = stop - start
-    return max(start, 0), min(stop, length), padded_size
+from ._common import KERNEL_OPTIONS, unravel_row, window_extent
 
 
 @njit(inline="always", cache=True)
