@@ -123,3 +123,46 @@ def avg_pool_backward(grad_output, spatial, kernel, stride, padding, ceil_mode, 
             share = grad_output[(...,) + position].astype(np.float64) / divisor
             grad_input[(...,) + box] += share.reshape(share.shape + (1,) * len(spatial))
     return grad_input.astype(grad_output.dtype)
+
+
+def in_input_windows(spatial, kernel, stride, padding, ceil_mode):
+    """Yield (output position, list of in-input points in window order) for a dilation-free pooling."""
+    dilation = (1,) * len(spatial)
+    out_spatial = output_shape(spatial, kernel, stride, padding, dilation, ceil_mode)
+    for position in itertools.product(*(range(n) for n in out_spatial)):
+        axes = [window_coordinates(o * s - p, k, 1, length) for o, s, p, k, length in zip(position, stride, padding, kernel, spatial)]
+        yield position, list(itertools.product(*axes))
+
+
+def stochastic_pool_inference(x, kernel, stride, padding, ceil_mode):
+    """sum(w * a) / sum(w) with w = max(a, 0); the window mean when sum(w) == 0; NaN if the window has one."""
+    spatial = x.shape[2:]
+    out_spatial = output_shape(spatial, kernel, stride, padding, (1,) * len(spatial), ceil_mode)
+    result = np.empty(x.shape[:2] + out_spatial, np.float64)
+    for position, points in in_input_windows(spatial, kernel, stride, padding, ceil_mode):
+        window = np.stack([x[(slice(None), slice(None)) + p] for p in points], axis=-1).astype(np.float64)
+        weights = np.maximum(window, 0)
+        total = weights.sum(axis=-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            expected = np.where(total > 0, (weights * window).sum(axis=-1) / total, window.mean(axis=-1))
+        expected[np.isnan(window).any(axis=-1)] = np.nan
+        result[(...,) + position] = expected
+    return result.astype(x.dtype)
+
+
+def stochastic_pool_inference_backward(x, grad_output, kernel, stride, padding, ceil_mode):
+    """Gradient of the inference output, from the formula differentiated by hand."""
+    spatial = x.shape[2:]
+    grad_input = np.zeros(x.shape, np.float64)
+    for position, points in in_input_windows(spatial, kernel, stride, padding, ceil_mode):
+        for n, c in itertools.product(range(x.shape[0]), range(x.shape[1])):
+            values = np.array([x[(n, c) + p] for p in points], np.float64)
+            weights = np.maximum(values, 0)
+            total, squares = weights.sum(), (weights**2).sum()
+            g = float(grad_output[(n, c) + position])
+            for value, point in zip(values, points):
+                if total <= 0:
+                    grad_input[(n, c) + point] += g / len(points)
+                elif value > 0:
+                    grad_input[(n, c) + point] += g * (2 * value * total - squares) / total**2
+    return grad_input.astype(grad_output.dtype)

@@ -1,0 +1,69 @@
+"""Global average and max pooling against the reference, in every layout."""
+
+import numpy as np
+import pytest
+
+import numba_pool as nb
+import reference
+from cases import random_case, random_values
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_global_pooling_matches_reference(dims, seed, keepdims):
+    rng = np.random.default_rng([80 + dims, seed])
+    case = random_case(rng, dims)
+    x = random_values(rng, (case.batch, case.channels) + case.spatial, case.dtype, special=False)
+    layout = dict(channels_last=case.channels_last)
+    whole = case.spatial
+    kept_shape = case.user_shape((1,) * dims)
+    flat_shape = (case.batch, case.channels) if case.batched else (case.channels,)
+
+    average = getattr(nb, f"global_avg_pool{dims}d")(case.to_user(x), keepdims, **layout)
+    assert average.shape == (kept_shape if keepdims else flat_shape)
+    expected_average = reference.avg_pool(x, whole, whole, (0,) * dims, False, True, None)
+    tolerance = dict(rtol=1e-6, atol=1e-6) if case.dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(case.from_user(average.reshape(kept_shape)), expected_average, **tolerance)
+
+    maximum, indices = getattr(nb, f"global_max_pool{dims}d")(case.to_user(x), keepdims, True, **layout)
+    expected_max, expected_indices = reference.max_pool(x, whole, whole, (0,) * dims, (1,) * dims, False)
+    np.testing.assert_array_equal(case.from_user(maximum.reshape(kept_shape)), expected_max)
+    np.testing.assert_array_equal(case.from_user(indices.reshape(kept_shape)), expected_indices)
+
+    grad = rng.standard_normal(average.shape).astype(case.dtype)
+    grad_kept = case.from_user(grad.reshape(kept_shape))
+    input_shape = case.user_shape(case.spatial)
+    average_grad = getattr(nb, f"global_avg_pool{dims}d_backward")(grad, input_shape, **layout)
+    expected = reference.avg_pool_backward(grad_kept, whole, whole, whole, (0,) * dims, False, True, None)
+    np.testing.assert_allclose(case.from_user(average_grad), expected, **tolerance)
+    max_grad = getattr(nb, f"global_max_pool{dims}d_backward")(grad, indices, input_shape, **layout)
+    expected = reference.max_pool_backward(grad_kept, expected_indices, whole)
+    np.testing.assert_allclose(case.from_user(max_grad), expected, **tolerance)
+
+
+def test_float32_mean_of_a_large_plane_stays_accurate():
+    x = np.full((1, 1, 2048, 2048), 0.1, np.float32)
+    x[0, 0, ::2] = 0.3
+    exact = x.astype(np.float64).mean()
+    assert nb.global_avg_pool2d(x)[0, 0] == pytest.approx(exact, rel=1e-7)
+
+
+def test_integer_global_max_keeps_the_dtype():
+    x = np.array([[[3, 9, 9, -4]]], np.int16)
+    value, index = nb.global_max_pool1d(x, return_indices=True)
+    assert value.dtype == np.int16 and value[0, 0] == 9 and index[0, 0] == 1
+
+
+def test_bad_arguments():
+    x = np.ones((2, 3, 4, 4))
+    with pytest.raises(TypeError, match="keepdims"):
+        nb.global_avg_pool2d(x, keepdims="no")
+    with pytest.raises(ValueError, match="grad_output must have shape"):
+        nb.global_avg_pool2d_backward(np.ones((2, 4)), x.shape)
+    with pytest.raises(ValueError, match="indices must have"):
+        nb.global_max_pool2d_backward(np.ones((2, 3)), np.zeros((2, 4), np.int64), x.shape)
+    with pytest.raises(ValueError, match="indices must lie"):
+        nb.global_max_pool2d_backward(np.ones((2, 3)), np.full((2, 3), 16), x.shape)
+    with pytest.raises(TypeError, match="accepted dtypes"):
+        nb.global_avg_pool2d(x.astype(np.int64))
