@@ -552,7 +552,7 @@ Examples
 --------
 >>> import numpy as np, numba_pool
 >>> numba_pool.stochastic_pool1d_inference_backward(np.ones((1, 1, 1)), np.array([[[1.0, 3.0]]]), 2)
-array([[[-0.0625,  1.3125]]])
+array([[[-0.125,  0.875]]])
 """
 
 
