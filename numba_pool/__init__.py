@@ -1,11 +1,23 @@
 """numba_pool: pooling kernels for NumPy arrays, compiled by Numba.
 
-Max, average, stochastic and global pooling in 1, 2 and 3 dimensions, forward
-and backward, with PyTorch's semantics (``torch.nn.functional``) and
-deterministic backward passes.
+Max, average, stochastic, global and adaptive pooling and max unpooling in
+1, 2 and 3 dimensions, forward and backward, with PyTorch's semantics
+(``torch.nn.functional``) and deterministic backward passes.
 """
 
 from .functional import (
+    adaptive_avg_pool1d,
+    adaptive_avg_pool1d_backward,
+    adaptive_avg_pool2d,
+    adaptive_avg_pool2d_backward,
+    adaptive_avg_pool3d,
+    adaptive_avg_pool3d_backward,
+    adaptive_max_pool1d,
+    adaptive_max_pool1d_backward,
+    adaptive_max_pool2d,
+    adaptive_max_pool2d_backward,
+    adaptive_max_pool3d,
+    adaptive_max_pool3d_backward,
     avg_pool1d,
     avg_pool1d_backward,
     avg_pool2d,
@@ -30,6 +42,9 @@ from .functional import (
     max_pool2d_backward,
     max_pool3d,
     max_pool3d_backward,
+    max_unpool1d,
+    max_unpool2d,
+    max_unpool3d,
     stochastic_pool1d,
     stochastic_pool1d_backward,
     stochastic_pool1d_inference_backward,
@@ -45,6 +60,18 @@ __version__ = "0.1.0"
 
 __all__ = [
     "__version__",
+    "adaptive_avg_pool1d",
+    "adaptive_avg_pool1d_backward",
+    "adaptive_avg_pool2d",
+    "adaptive_avg_pool2d_backward",
+    "adaptive_avg_pool3d",
+    "adaptive_avg_pool3d_backward",
+    "adaptive_max_pool1d",
+    "adaptive_max_pool1d_backward",
+    "adaptive_max_pool2d",
+    "adaptive_max_pool2d_backward",
+    "adaptive_max_pool3d",
+    "adaptive_max_pool3d_backward",
     "avg_pool1d",
     "avg_pool1d_backward",
     "avg_pool2d",
@@ -69,6 +96,9 @@ __all__ = [
     "max_pool2d_backward",
     "max_pool3d",
     "max_pool3d_backward",
+    "max_unpool1d",
+    "max_unpool2d",
+    "max_unpool3d",
     "stochastic_pool1d",
     "stochastic_pool1d_backward",
     "stochastic_pool1d_inference_backward",

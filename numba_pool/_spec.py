@@ -273,3 +273,39 @@ def plan_window(
                 )
         output.append(count)
     return WindowPlan(layout, batch, channels, spatial, tuple(output), kernel, stride, padding, dilation)
+
+
+# --------------------------------------------------------------------------- adaptive bins and unpooling sizes
+
+
+def adaptive_output_size(value, spatial: tuple[int, ...], op: str) -> tuple[int, ...]:
+    """An int or a tuple of D entries, each an int >= 1 or None (keep that input size)."""
+    dims = len(spatial)
+    accepted = f"an int >= 1 or a tuple of {dims} entries, each an int >= 1 or None"
+    entries = (value,) * dims if is_integer(value) else value
+    if not isinstance(entries, (tuple, list)):
+        raise TypeError(f"{op}: output_size must be {accepted}; got {value!r} of type {type(value).__name__}")
+    if len(entries) != dims:
+        raise ValueError(f"{op}: output_size must be {accepted}; got {value!r} with {len(entries)} entries")
+    if not all(v is None or is_integer(v) for v in entries):
+        raise TypeError(f"{op}: output_size must be {accepted}; got {value!r}")
+    sizes = tuple(length if v is None else int(v) for v, length in zip(entries, spatial))
+    if min(sizes) < 1:
+        raise ValueError(f"{op}: output_size must be {accepted}; got {value!r}")
+    return sizes
+
+
+def adaptive_bins(length: int, out_length: int) -> np.ndarray:
+    """PyTorch's bins: start = floor(i * L / out), stop = ceil((i + 1) * L / out)."""
+    i = np.arange(out_length)
+    starts = (i * length) // out_length
+    stops = -((-(i + 1) * length) // out_length)
+    return np.stack([starts, stops]).astype(np.int64)
+
+
+def covering_bins(bins: np.ndarray, length: int) -> np.ndarray:
+    """For each input position, the range (first, stop) of bins that contain it."""
+    positions = np.arange(length)
+    first = np.searchsorted(bins[1], positions, side="right")  # first bin whose stop is past the position
+    stop = np.searchsorted(bins[0], positions, side="right")  # bins starting at or before it
+    return np.stack([first, stop]).astype(np.int64)

@@ -32,3 +32,10 @@ def window_extent(start, kernel, length, padding):
     stop = min(start + kernel, length + padding)
     padded_size = stop - start
     return max(start, 0), min(stop, length), padded_size
+
+
+@njit(inline="always", cache=True)
+def replaces_maximum(value, best, have_best):
+    """Whether ``value`` becomes the running maximum: the first element seeds it, a larger
+    value replaces it, and the first NaN replaces any number (ties keep the earlier element)."""
+    return not have_best or value > best or (value != value and best == best)

@@ -2,7 +2,7 @@
 
 from numba import njit, prange
 
-from ._common import KERNEL_OPTIONS, flat_plane_index, unravel_row
+from ._common import KERNEL_OPTIONS, flat_plane_index, replaces_maximum, unravel_row
 
 
 @njit(**KERNEL_OPTIONS)
@@ -37,8 +37,7 @@ def max_pool_forward(x, kernel, stride, padding, dilation, out, indices, store_i
                         if w < 0 or w >= width:
                             continue
                         value = x[n, c, d, h, w]
-                        best_is_nan = best != best
-                        if best_index < 0 or value > best or (value != value and not best_is_nan):
+                        if replaces_maximum(value, best, best_index >= 0):
                             best = value
                             best_index = flat_plane_index(d, h, w, height, width)
             out[n, c, od, oh, ow] = best

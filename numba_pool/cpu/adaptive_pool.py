@@ -1,0 +1,71 @@
+"""Adaptive pooling on the CPU: windows given per axis as bins (start, stop).
+
+Each bins array has shape (2, out_length): row 0 the starts, row 1 the stops.
+"""
+
+from numba import njit, prange
+
+from ._common import KERNEL_OPTIONS, flat_plane_index, replaces_maximum, unravel_row
+
+
+@njit(**KERNEL_OPTIONS)
+def adaptive_max_forward(x, d_bins, h_bins, w_bins, out, indices, store_indices):
+    """Each bin's maximum (first on ties, NaN propagates) and its flat plane index."""
+    batch, channels, depth, height, width = x.shape
+    out_depth, out_height, out_width = out.shape[2], out.shape[3], out.shape[4]
+    for row in prange(batch * channels * out_depth * out_height):
+        n, c, od, oh = unravel_row(row, channels, out_depth, out_height)
+        for ow in range(out_width):
+            best = x[n, c, 0, 0, 0]
+            best_index = -1
+            for d in range(d_bins[0, od], d_bins[1, od]):
+                for h in range(h_bins[0, oh], h_bins[1, oh]):
+                    for w in range(w_bins[0, ow], w_bins[1, ow]):
+                        value = x[n, c, d, h, w]
+                        if replaces_maximum(value, best, best_index >= 0):
+                            best = value
+                            best_index = flat_plane_index(d, h, w, height, width)
+            out[n, c, od, oh, ow] = best
+            if store_indices:
+                indices[n, c, od, oh, ow] = best_index
+
+
+@njit(inline="always", cache=True)
+def bin_size(bins, i):
+    return bins[1, i] - bins[0, i]
+
+
+@njit(**KERNEL_OPTIONS)
+def adaptive_avg_forward(x, d_bins, h_bins, w_bins, out):
+    """Each bin's mean, accumulated in float64."""
+    batch, channels = x.shape[0], x.shape[1]
+    out_depth, out_height, out_width = out.shape[2], out.shape[3], out.shape[4]
+    for row in prange(batch * channels * out_depth * out_height):
+        n, c, od, oh = unravel_row(row, channels, out_depth, out_height)
+        for ow in range(out_width):
+            total = 0.0
+            for d in range(d_bins[0, od], d_bins[1, od]):
+                for h in range(h_bins[0, oh], h_bins[1, oh]):
+                    for w in range(w_bins[0, ow], w_bins[1, ow]):
+                        total += x[n, c, d, h, w]
+            out[n, c, od, oh, ow] = total / (bin_size(d_bins, od) * bin_size(h_bins, oh) * bin_size(w_bins, ow))
+
+
+@njit(**KERNEL_OPTIONS)
+def adaptive_avg_backward(grad_output, d_bins, h_bins, w_bins, d_cover, h_cover, w_cover, grad_input):
+    """Each input element gathers grad / bin size from the bins that hold it.
+
+    ``*_cover`` arrays of shape (2, length) give, per input position, the
+    range of bins covering it (bins are ordered and may overlap).
+    """
+    batch, channels, depth, height, width = grad_input.shape
+    for row in prange(batch * channels * depth * height):
+        n, c, d, h = unravel_row(row, channels, depth, height)
+        for w in range(width):
+            total = 0.0
+            for od in range(d_cover[0, d], d_cover[1, d]):
+                for oh in range(h_cover[0, h], h_cover[1, h]):
+                    for ow in range(w_cover[0, w], w_cover[1, w]):
+                        size = bin_size(d_bins, od) * bin_size(h_bins, oh) * bin_size(w_bins, ow)
+                        total += grad_output[n, c, od, oh, ow] / size
+            grad_input[n, c, d, h, w] = total

@@ -1,0 +1,22 @@
+"""Max unpooling on the CPU: place each value at its index in a zeroed plane."""
+
+from numba import njit, prange
+
+from ._common import KERNEL_OPTIONS
+
+
+@njit(**KERNEL_OPTIONS)
+def max_unpool(x, indices, out):
+    """One thread per (n, c) plane; on repeated indices the last value in input order wins."""
+    batch, channels, depth, height, width = out.shape
+    in_depth, in_height, in_width = x.shape[2], x.shape[3], x.shape[4]
+    plane = height * width
+    for nc in prange(batch * channels):
+        n = nc // channels
+        c = nc % channels
+        out[n, c] = 0
+        for d in range(in_depth):
+            for h in range(in_height):
+                for w in range(in_width):
+                    index = indices[n, c, d, h, w]
+                    out[n, c, index // plane, (index // width) % height, index % width] = x[n, c, d, h, w]
