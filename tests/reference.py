@@ -166,3 +166,53 @@ def stochastic_pool_inference_backward(x, grad_output, kernel, stride, padding, 
                 elif value > 0:
                     grad_input[(n, c) + point] += g * (2 * value * total - squares) / total**2
     return grad_input.astype(grad_output.dtype)
+
+
+def adaptive_boxes(spatial, output_spatial):
+    """Yield (output position, box as slices) with PyTorch's bins floor(i*L/out) .. ceil((i+1)*L/out)."""
+    for position in itertools.product(*(range(n) for n in output_spatial)):
+        yield position, tuple(
+            slice(math.floor(i * length / out), math.ceil((i + 1) * length / out))
+            for i, length, out in zip(position, spatial, output_spatial)
+        )
+
+
+def adaptive_max_pool(x, output_spatial):
+    spatial = x.shape[2:]
+    values = np.empty(x.shape[:2] + tuple(output_spatial), x.dtype)
+    indices = np.empty(values.shape, np.int64)
+    for position, box in adaptive_boxes(spatial, output_spatial):
+        points = list(itertools.product(*(range(b.start, b.stop) for b in box)))
+        window = np.stack([x[(slice(None), slice(None)) + p] for p in points], axis=-1)
+        best = np.argmax(window, axis=-1)
+        flat = np.array([np.ravel_multi_index(p, spatial) for p in points])
+        values[(...,) + position] = np.take_along_axis(window, best[..., None], axis=-1)[..., 0]
+        indices[(...,) + position] = flat[best]
+    return values, indices
+
+
+def adaptive_avg_pool(x, output_spatial):
+    result = np.empty(x.shape[:2] + tuple(output_spatial), np.float64)
+    axes = tuple(range(2, x.ndim))
+    for position, box in adaptive_boxes(x.shape[2:], output_spatial):
+        result[(...,) + position] = x[(...,) + box].astype(np.float64).mean(axis=axes)
+    return result.astype(x.dtype)
+
+
+def adaptive_avg_pool_backward(grad_output, spatial):
+    grad_input = np.zeros(grad_output.shape[:2] + tuple(spatial), np.float64)
+    for position, box in adaptive_boxes(spatial, grad_output.shape[2:]):
+        size = np.prod([b.stop - b.start for b in box])
+        share = grad_output[(...,) + position].astype(np.float64) / size
+        grad_input[(...,) + box] += share.reshape(share.shape + (1,) * len(spatial))
+    return grad_input.astype(grad_output.dtype)
+
+
+def max_unpool(x, indices, output_spatial):
+    """Zeros, then each value written at its flat index, in input order (later writes win)."""
+    n, c = x.shape[:2]
+    out = np.zeros((n, c, int(np.prod(output_spatial))), x.dtype)
+    for plane in range(n * c):
+        for value, index in zip(x.reshape(n * c, -1)[plane], indices.reshape(n * c, -1)[plane]):
+            out[plane // c, plane % c, index] = value
+    return out.reshape((n, c) + tuple(output_spatial))

@@ -1,0 +1,124 @@
+"""Adaptive pooling and max unpooling against the reference (and PyTorch when installed)."""
+
+import numpy as np
+import pytest
+
+import numba_pool as nb
+import reference
+from cases import random_case, random_values
+
+
+def random_output_size(rng, spatial):
+    """Per axis: smaller, equal, larger than the input (bins then overlap), or None."""
+    choices = [int(rng.integers(1, length + 3)) for length in spatial]
+    return tuple(None if rng.random() < 0.2 else size for size in choices)
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("seed", range(15))
+def test_adaptive_pooling_matches_reference(dims, seed):
+    rng = np.random.default_rng([90 + dims, seed])
+    case = random_case(rng, dims)
+    x = random_values(rng, (case.batch, case.channels) + case.spatial, case.dtype)
+    output_size = random_output_size(rng, case.spatial)
+    output_spatial = tuple(length if size is None else size for size, length in zip(output_size, case.spatial))
+    layout = dict(channels_last=case.channels_last)
+
+    y, indices = getattr(nb, f"adaptive_max_pool{dims}d")(case.to_user(x), output_size, True, **layout)
+    expected, expected_indices = reference.adaptive_max_pool(x, output_spatial)
+    np.testing.assert_array_equal(case.from_user(y), expected)
+    np.testing.assert_array_equal(case.from_user(indices), expected_indices)
+
+    finite = np.nan_to_num(x, nan=0.0, posinf=5.0, neginf=-5.0)
+    average = getattr(nb, f"adaptive_avg_pool{dims}d")(case.to_user(finite), output_size, **layout)
+    tolerance = dict(rtol=1e-6, atol=1e-6) if case.dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(case.from_user(average), reference.adaptive_avg_pool(finite, output_spatial), **tolerance)
+
+    grad = rng.standard_normal(expected.shape).astype(case.dtype)
+    input_shape = case.user_shape(case.spatial)
+    grad_input = getattr(nb, f"adaptive_avg_pool{dims}d_backward")(case.to_user(grad), input_shape, **layout)
+    expected_grad = reference.adaptive_avg_pool_backward(grad, case.spatial)
+    np.testing.assert_allclose(case.from_user(grad_input), expected_grad, **tolerance)
+    grad_input = getattr(nb, f"adaptive_max_pool{dims}d_backward")(case.to_user(grad), indices, input_shape, **layout)
+    np.testing.assert_allclose(case.from_user(grad_input), reference.max_pool_backward(grad, expected_indices, case.spatial), **tolerance)
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("seed", range(10))
+def test_adaptive_avg_backward_is_the_adjoint(dims, seed):
+    rng = np.random.default_rng([95 + dims, seed])
+    case = random_case(rng, dims, dtypes=(np.float64,))
+    x = rng.standard_normal(case.user_shape(case.spatial))
+    output_size = random_output_size(rng, case.spatial)
+    y = getattr(nb, f"adaptive_avg_pool{dims}d")(x, output_size, channels_last=case.channels_last)
+    g = rng.standard_normal(y.shape)
+    grad = getattr(nb, f"adaptive_avg_pool{dims}d_backward")(g, x.shape, channels_last=case.channels_last)
+    assert np.vdot(y, g) == pytest.approx(np.vdot(x, grad), rel=1e-12, abs=1e-12)
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("seed", range(10))
+def test_max_unpool_matches_reference(dims, seed):
+    """Random indices (with repeats, where the later value must win) into the default or a nearby output size."""
+    rng = np.random.default_rng([100 + dims, seed])
+    case = random_case(rng, dims, dilation=False)
+    kernel, stride, padding = case.kernel, case.stride, case.padding
+    default = tuple((n - 1) * s - 2 * p + k for n, k, s, p in zip(case.spatial, kernel, stride, padding))
+    if min(default) < 1:
+        padding = (0,) * dims
+        default = tuple((n - 1) * s + k for n, k, s in zip(case.spatial, kernel, stride))
+    output_spatial = tuple(int(rng.integers(max(1, d - s + 1), d + s)) for d, s in zip(default, stride))
+    x = random_values(rng, (case.batch, case.channels) + case.spatial, case.dtype, special=False)
+    indices = rng.integers(0, int(np.prod(output_spatial)), size=x.shape)
+    unpooled = getattr(nb, f"max_unpool{dims}d")(
+        case.to_user(x), case.to_user(indices), kernel, stride, padding, output_spatial, channels_last=case.channels_last
+    )
+    np.testing.assert_array_equal(case.from_user(unpooled), reference.max_unpool(x, indices, output_spatial))
+
+
+def test_unpool_bad_arguments():
+    y, indices = nb.max_pool2d(np.ones((1, 1, 4, 4)), 2, return_indices=True)
+    with pytest.raises(ValueError, match="strictly between"):
+        nb.max_unpool2d(y, indices, 2, output_size=(7, 4))
+    with pytest.raises(ValueError, match="spatial sizes or the whole output shape"):
+        nb.max_unpool2d(y, indices, 2, output_size=(4, 4, 4))
+    with pytest.raises(ValueError, match="indices must lie"):
+        nb.max_unpool2d(y, indices + 16, 2)
+    with pytest.raises(ValueError, match="indices must have x's shape"):
+        nb.max_unpool2d(y, indices[..., :1], 2)
+    with pytest.raises(TypeError, match="indices must be an integer"):
+        nb.max_unpool2d(y, indices.astype(float), 2)
+    whole_shape = nb.max_unpool2d(y, indices, 2, output_size=(1, 1, 4, 4))
+    assert whole_shape.shape == (1, 1, 4, 4)
+
+
+def test_adaptive_bad_arguments():
+    x = np.ones((1, 2, 6, 6))
+    with pytest.raises(ValueError, match="output_size must be"):
+        nb.adaptive_avg_pool2d(x, 0)
+    with pytest.raises(ValueError, match="output_size must be"):
+        nb.adaptive_avg_pool2d(x, (2, 2, 2))
+    with pytest.raises(TypeError, match="output_size must be"):
+        nb.adaptive_max_pool2d(x, 2.5)
+    with pytest.raises(TypeError, match="accepted dtypes are float32 or float64"):
+        nb.adaptive_avg_pool2d(x.astype(np.int8), 2)
+    with pytest.raises(ValueError, match="does not match input_shape"):
+        nb.adaptive_avg_pool2d_backward(np.ones((1, 3, 2, 2)), x.shape)
+
+
+def test_against_torch():
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(7)
+    for dims, shape, size in [(1, (2, 3, 11), 4), (2, (2, 3, 9, 13), (4, 5)), (3, (1, 2, 5, 7, 6), (2, 3, 4))]:
+        x = rng.standard_normal(shape)
+        y, indices = getattr(nb, f"adaptive_max_pool{dims}d")(x, size, True)
+        expected, expected_indices = getattr(F, f"adaptive_max_pool{dims}d")(torch.from_numpy(x), size, True)
+        np.testing.assert_array_equal(y, expected.numpy())
+        np.testing.assert_array_equal(indices, expected_indices.numpy())
+        average = getattr(nb, f"adaptive_avg_pool{dims}d")(x, size)
+        np.testing.assert_allclose(average, getattr(F, f"adaptive_avg_pool{dims}d")(torch.from_numpy(x), size).numpy(), rtol=1e-12)
+        pooled, pool_indices = getattr(nb, f"max_pool{dims}d")(x, 2, return_indices=True)
+        unpooled = getattr(nb, f"max_unpool{dims}d")(pooled, pool_indices, 2, output_size=shape[2:])
+        expected = getattr(F, f"max_unpool{dims}d")(torch.from_numpy(pooled), torch.from_numpy(pool_indices), 2, output_size=shape[2:])
+        np.testing.assert_array_equal(unpooled, expected.numpy())
