@@ -2,7 +2,8 @@
 
 Max, average, stochastic, global and adaptive pooling and max unpooling in
 1, 2 and 3 dimensions, forward and backward, with PyTorch's semantics
-(``torch.nn.functional``) and deterministic backward passes.
+(``torch.nn.functional``) and deterministic backward passes; layer objects
+for NumPy training loops in :mod:`numba_pool.layers`.
 """
 
 from .functional import (
@@ -56,10 +57,57 @@ from .functional import (
     stochastic_pool3d_inference_backward,
 )
 
+from .layers import (
+    AdaptiveAvgPool1d,
+    AdaptiveAvgPool2d,
+    AdaptiveAvgPool3d,
+    AdaptiveMaxPool1d,
+    AdaptiveMaxPool2d,
+    AdaptiveMaxPool3d,
+    AvgPool1d,
+    AvgPool2d,
+    AvgPool3d,
+    GlobalAvgPool1d,
+    GlobalAvgPool2d,
+    GlobalAvgPool3d,
+    GlobalMaxPool1d,
+    GlobalMaxPool2d,
+    GlobalMaxPool3d,
+    IntOrTuple,
+    MaxPool1d,
+    MaxPool2d,
+    MaxPool3d,
+    StochasticPool1d,
+    StochasticPool2d,
+    StochasticPool3d,
+)
+
 __version__ = "0.1.0"
 
 __all__ = [
     "__version__",
+    "AdaptiveAvgPool1d",
+    "AdaptiveAvgPool2d",
+    "AdaptiveAvgPool3d",
+    "AdaptiveMaxPool1d",
+    "AdaptiveMaxPool2d",
+    "AdaptiveMaxPool3d",
+    "AvgPool1d",
+    "AvgPool2d",
+    "AvgPool3d",
+    "GlobalAvgPool1d",
+    "GlobalAvgPool2d",
+    "GlobalAvgPool3d",
+    "GlobalMaxPool1d",
+    "GlobalMaxPool2d",
+    "GlobalMaxPool3d",
+    "IntOrTuple",
+    "MaxPool1d",
+    "MaxPool2d",
+    "MaxPool3d",
+    "StochasticPool1d",
+    "StochasticPool2d",
+    "StochasticPool3d",
     "adaptive_avg_pool1d",
     "adaptive_avg_pool1d_backward",
     "adaptive_avg_pool2d",

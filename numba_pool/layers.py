@@ -1,0 +1,264 @@
+"""Pooling layers for NumPy training loops.
+
+Each layer holds its parameters, remembers in ``forward`` what its
+``backward`` needs, and calls the functions of :mod:`numba_pool.functional`.
+
+>>> import numpy as np, numba_pool
+>>> pool = numba_pool.MaxPool2d(2)
+>>> y = pool(np.arange(16.0).reshape(1, 1, 4, 4))
+>>> pool.backward(np.ones_like(y))[0, 0, 1]
+array([0., 1., 0., 1.])
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import numpy as np
+
+from . import functional
+
+IntOrTuple = Union[int, Sequence[int]]
+
+
+class _PoolLayer:
+    """Shared plumbing: calling the layer runs forward; backward needs a forward first."""
+
+    dims: int  # set by each concrete class
+
+    def __init__(self, channels_last: bool = False) -> None:
+        self.channels_last = channels_last
+        self._saved: Optional[dict] = None
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.forward(x)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        """Gradient with respect to the input of the latest ``forward`` call."""
+        raise NotImplementedError
+
+    def _function(self, name: str):
+        return getattr(functional, name.format(d=self.dims))
+
+    def _remember(self, **saved) -> None:
+        self._saved = saved
+
+    def _recall(self) -> dict:
+        if self._saved is None:
+            raise RuntimeError(f"{type(self).__name__}.backward was called before forward; call forward(x) first")
+        return self._saved
+
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({settings})"
+
+
+class _MaxPool(_PoolLayer):
+    def __init__(
+        self,
+        kernel_size: IntOrTuple,
+        stride: Optional[IntOrTuple] = None,
+        padding: IntOrTuple = 0,
+        dilation: IntOrTuple = 1,
+        ceil_mode: bool = False,
+        *,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__(channels_last)
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.dilation, self.ceil_mode = dilation, ceil_mode
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        y, indices = self._function("max_pool{d}d")(
+            x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode, True,
+            channels_last=self.channels_last,
+        )
+        self._remember(indices=indices, input_shape=np.shape(x))
+        return y
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        saved = self._recall()
+        return self._function("max_pool{d}d_backward")(
+            grad_output, saved["indices"], saved["input_shape"], channels_last=self.channels_last
+        )
+
+
+class _AvgPool(_PoolLayer):
+    def __init__(
+        self,
+        kernel_size: IntOrTuple,
+        stride: Optional[IntOrTuple] = None,
+        padding: IntOrTuple = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+        divisor_override: Optional[int] = None,
+        *,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__(channels_last)
+        self.kernel_size, self.stride, self.padding, self.ceil_mode = kernel_size, stride, padding, ceil_mode
+        self.count_include_pad, self.divisor_override = count_include_pad, divisor_override
+
+    def _window(self) -> tuple:
+        return (self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad, self.divisor_override)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        y = self._function("avg_pool{d}d")(x, *self._window(), channels_last=self.channels_last)
+        self._remember(input_shape=np.shape(x))
+        return y
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        input_shape = self._recall()["input_shape"]
+        return self._function("avg_pool{d}d_backward")(
+            grad_output, input_shape, *self._window(), channels_last=self.channels_last
+        )
+
+
+class _StochasticPool(_PoolLayer):
+    """Samples in training mode (the default), returns expected values in eval mode.
+
+    ``seed`` seeds the layer's own generator, from which each training
+    forward draws a fresh seed: a layer built with the same seed replays the
+    same sequence of samples.
+    """
+
+    def __init__(
+        self,
+        kernel_size: IntOrTuple,
+        stride: Optional[IntOrTuple] = None,
+        padding: IntOrTuple = 0,
+        ceil_mode: bool = False,
+        seed: Union[int, np.random.Generator, None] = None,
+        *,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__(channels_last)
+        self.kernel_size, self.stride, self.padding, self.ceil_mode = kernel_size, stride, padding, ceil_mode
+        self.training = True
+        self._generator = np.random.default_rng(seed)
+
+    def train(self, mode: bool = True):
+        """Switch to training (sampling) mode, or to eval mode with ``mode=False``; returns the layer."""
+        self.training = mode
+        return self
+
+    def eval(self):
+        """Switch to eval (expected value) mode; returns the layer."""
+        return self.train(False)
+
+    def _window(self) -> tuple:
+        return (self.kernel_size, self.stride, self.padding, self.ceil_mode)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        pool = self._function("stochastic_pool{d}d")
+        if self.training:
+            y, indices = pool(x, *self._window(), True, self._generator, True, channels_last=self.channels_last)
+            self._remember(training=True, indices=indices, input_shape=np.shape(x))
+        else:
+            y = pool(x, *self._window(), False, channels_last=self.channels_last)
+            self._remember(training=False, x=x)
+        return y
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        """Training: to the sampled elements. Eval: the exact gradient of the expected value."""
+        saved = self._recall()
+        if saved["training"]:
+            return self._function("stochastic_pool{d}d_backward")(
+                grad_output, saved["indices"], saved["input_shape"], channels_last=self.channels_last
+            )
+        return self._function("stochastic_pool{d}d_inference_backward")(
+            grad_output, saved["x"], *self._window(), channels_last=self.channels_last
+        )
+
+
+class _GlobalAvgPool(_PoolLayer):
+    def __init__(self, keepdims: bool = False, *, channels_last: bool = False) -> None:
+        super().__init__(channels_last)
+        self.keepdims = keepdims
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        y = self._function("global_avg_pool{d}d")(x, self.keepdims, channels_last=self.channels_last)
+        self._remember(input_shape=np.shape(x))
+        return y
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        input_shape = self._recall()["input_shape"]
+        return self._function("global_avg_pool{d}d_backward")(grad_output, input_shape, channels_last=self.channels_last)
+
+
+class _GlobalMaxPool(_PoolLayer):
+    def __init__(self, keepdims: bool = False, *, channels_last: bool = False) -> None:
+        super().__init__(channels_last)
+        self.keepdims = keepdims
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        y, indices = self._function("global_max_pool{d}d")(x, self.keepdims, True, channels_last=self.channels_last)
+        self._remember(indices=indices, input_shape=np.shape(x))
+        return y
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        saved = self._recall()
+        return self._function("global_max_pool{d}d_backward")(
+            grad_output, saved["indices"], saved["input_shape"], channels_last=self.channels_last
+        )
+
+
+class _AdaptiveAvgPool(_PoolLayer):
+    def __init__(self, output_size, *, channels_last: bool = False) -> None:
+        super().__init__(channels_last)
+        self.output_size = output_size
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        y = self._function("adaptive_avg_pool{d}d")(x, self.output_size, channels_last=self.channels_last)
+        self._remember(input_shape=np.shape(x))
+        return y
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        input_shape = self._recall()["input_shape"]
+        return self._function("adaptive_avg_pool{d}d_backward")(grad_output, input_shape, channels_last=self.channels_last)
+
+
+class _AdaptiveMaxPool(_PoolLayer):
+    def __init__(self, output_size, *, channels_last: bool = False) -> None:
+        super().__init__(channels_last)
+        self.output_size = output_size
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        y, indices = self._function("adaptive_max_pool{d}d")(x, self.output_size, True, channels_last=self.channels_last)
+        self._remember(indices=indices, input_shape=np.shape(x))
+        return y
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        saved = self._recall()
+        return self._function("adaptive_max_pool{d}d_backward")(
+            grad_output, saved["indices"], saved["input_shape"], channels_last=self.channels_last
+        )
+
+
+def _concrete(base: type, name: str, dims: int) -> type:
+    """The layer class ``name`` (e.g. MaxPool2d): ``base`` fixed to ``dims`` spatial dims."""
+    function = name[0].lower() + "".join("_" + ch.lower() if ch.isupper() else ch for ch in name[1:-2])
+    doc = (
+        f"{dims}-D {name[:-2]} layer: ``forward(x)`` (or calling it) and ``backward(grad_output)``.\n\n"
+        f"Parameters are those of ``numba_pool.{function}{dims}d``; see its docstring.\n\n"
+        + (base.__doc__ or "")
+    )
+    return type(name, (base,), {"dims": dims, "__doc__": doc, "__module__": __name__})
+
+
+MaxPool1d, MaxPool2d, MaxPool3d = (_concrete(_MaxPool, f"MaxPool{d}d", d) for d in (1, 2, 3))
+AvgPool1d, AvgPool2d, AvgPool3d = (_concrete(_AvgPool, f"AvgPool{d}d", d) for d in (1, 2, 3))
+StochasticPool1d, StochasticPool2d, StochasticPool3d = (
+    _concrete(_StochasticPool, f"StochasticPool{d}d", d) for d in (1, 2, 3)
+)
+GlobalAvgPool1d, GlobalAvgPool2d, GlobalAvgPool3d = (_concrete(_GlobalAvgPool, f"GlobalAvgPool{d}d", d) for d in (1, 2, 3))
+GlobalMaxPool1d, GlobalMaxPool2d, GlobalMaxPool3d = (_concrete(_GlobalMaxPool, f"GlobalMaxPool{d}d", d) for d in (1, 2, 3))
+AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d = (
+    _concrete(_AdaptiveAvgPool, f"AdaptiveAvgPool{d}d", d) for d in (1, 2, 3)
+)
+AdaptiveMaxPool1d, AdaptiveMaxPool2d, AdaptiveMaxPool3d = (
+    _concrete(_AdaptiveMaxPool, f"AdaptiveMaxPool{d}d", d) for d in (1, 2, 3)
+)
