@@ -389,7 +389,7 @@ Examples
 --------
 >>> import numpy as np, numba_pool
 >>> numba_pool.adaptive_{kind}_pool1d(np.array([[[1.0, 2.0, 3.0, 4.0, 5.0]]]), 2)
-array([[[{"2. , 4." if kind == "avg" else "3., 5."}]]])
+array([[[{"2., 4." if kind == "avg" else "3., 5."}]]])
 """
 
 
