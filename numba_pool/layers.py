@@ -56,7 +56,48 @@ class _PoolLayer:
         return f"{type(self).__name__}({settings})"
 
 
-class _MaxPool(_PoolLayer):
+class _RoutedPool(_PoolLayer):
+    """Layers whose forward returns indices and whose backward sends each gradient there."""
+
+    _backward_name: str
+
+    def _pool_with_indices(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        y, indices = self._pool_with_indices(x)
+        self._remember(indices=indices, input_shape=np.shape(x))
+        return y
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        saved = self._recall()
+        return self._function(self._backward_name)(
+            grad_output, saved["indices"], saved["input_shape"], channels_last=self.channels_last
+        )
+
+
+class _ShapePool(_PoolLayer):
+    """Layers whose backward needs only the input shape (global and adaptive average pooling)."""
+
+    _forward_name: str
+    _backward_name: str
+
+    def _arguments(self) -> tuple:
+        raise NotImplementedError
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        y = self._function(self._forward_name)(x, *self._arguments(), channels_last=self.channels_last)
+        self._remember(input_shape=np.shape(x))
+        return y
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        input_shape = self._recall()["input_shape"]
+        return self._function(self._backward_name)(grad_output, input_shape, channels_last=self.channels_last)
+
+
+class _MaxPool(_RoutedPool):
+    _backward_name = "max_pool{d}d_backward"
+
     def __init__(
         self,
         kernel_size: IntOrTuple,
@@ -71,18 +112,10 @@ class _MaxPool(_PoolLayer):
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.dilation, self.ceil_mode = dilation, ceil_mode
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        y, indices = self._function("max_pool{d}d")(
+    def _pool_with_indices(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self._function("max_pool{d}d")(
             x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode, True,
             channels_last=self.channels_last,
-        )
-        self._remember(indices=indices, input_shape=np.shape(x))
-        return y
-
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        saved = self._recall()
-        return self._function("max_pool{d}d_backward")(
-            grad_output, saved["indices"], saved["input_shape"], channels_last=self.channels_last
         )
 
 
@@ -174,68 +207,48 @@ class _StochasticPool(_PoolLayer):
         )
 
 
-class _GlobalAvgPool(_PoolLayer):
+class _GlobalAvgPool(_ShapePool):
+    _forward_name, _backward_name = "global_avg_pool{d}d", "global_avg_pool{d}d_backward"
+
     def __init__(self, keepdims: bool = False, *, channels_last: bool = False) -> None:
         super().__init__(channels_last)
         self.keepdims = keepdims
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        y = self._function("global_avg_pool{d}d")(x, self.keepdims, channels_last=self.channels_last)
-        self._remember(input_shape=np.shape(x))
-        return y
-
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        input_shape = self._recall()["input_shape"]
-        return self._function("global_avg_pool{d}d_backward")(grad_output, input_shape, channels_last=self.channels_last)
+    def _arguments(self) -> tuple:
+        return (self.keepdims,)
 
 
-class _GlobalMaxPool(_PoolLayer):
+class _GlobalMaxPool(_RoutedPool):
+    _backward_name = "global_max_pool{d}d_backward"
+
     def __init__(self, keepdims: bool = False, *, channels_last: bool = False) -> None:
         super().__init__(channels_last)
         self.keepdims = keepdims
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        y, indices = self._function("global_max_pool{d}d")(x, self.keepdims, True, channels_last=self.channels_last)
-        self._remember(indices=indices, input_shape=np.shape(x))
-        return y
-
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        saved = self._recall()
-        return self._function("global_max_pool{d}d_backward")(
-            grad_output, saved["indices"], saved["input_shape"], channels_last=self.channels_last
-        )
+    def _pool_with_indices(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self._function("global_max_pool{d}d")(x, self.keepdims, True, channels_last=self.channels_last)
 
 
-class _AdaptiveAvgPool(_PoolLayer):
+class _AdaptiveAvgPool(_ShapePool):
+    _forward_name, _backward_name = "adaptive_avg_pool{d}d", "adaptive_avg_pool{d}d_backward"
+
     def __init__(self, output_size, *, channels_last: bool = False) -> None:
         super().__init__(channels_last)
         self.output_size = output_size
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        y = self._function("adaptive_avg_pool{d}d")(x, self.output_size, channels_last=self.channels_last)
-        self._remember(input_shape=np.shape(x))
-        return y
-
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        input_shape = self._recall()["input_shape"]
-        return self._function("adaptive_avg_pool{d}d_backward")(grad_output, input_shape, channels_last=self.channels_last)
+    def _arguments(self) -> tuple:
+        return (self.output_size,)
 
 
-class _AdaptiveMaxPool(_PoolLayer):
+class _AdaptiveMaxPool(_RoutedPool):
+    _backward_name = "adaptive_max_pool{d}d_backward"
+
     def __init__(self, output_size, *, channels_last: bool = False) -> None:
         super().__init__(channels_last)
         self.output_size = output_size
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        y, indices = self._function("adaptive_max_pool{d}d")(x, self.output_size, True, channels_last=self.channels_last)
-        self._remember(indices=indices, input_shape=np.shape(x))
-        return y
-
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        saved = self._recall()
-        return self._function("adaptive_max_pool{d}d_backward")(
-            grad_output, saved["indices"], saved["input_shape"], channels_last=self.channels_last
-        )
+    def _pool_with_indices(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self._function("adaptive_max_pool{d}d")(x, self.output_size, True, channels_last=self.channels_last)
 
 
 def _concrete(base: type, name: str, dims: int) -> type:
