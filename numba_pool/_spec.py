@@ -122,6 +122,16 @@ class Layout:
         shape = (*spatial, channels) if self.channels_last else (channels, *spatial)
         return (batch, *shape) if self.batched else shape
 
+    def empty(self, batch: int, channels: int, spatial: tuple[int, ...], dtype, channels_last_memory: bool) -> np.ndarray:
+        """A new array of the user's shape, whose memory is channels-last or channels-first as asked."""
+        if channels_last_memory:
+            array = np.empty((batch, *spatial, channels), dtype)
+            array = array if self.channels_last else np.moveaxis(array, -1, 1)
+        else:
+            array = np.empty((batch, channels, *spatial), dtype)
+            array = np.moveaxis(array, 1, -1) if self.channels_last else array
+        return array if self.batched else array[0]
+
     def canonical(self, array: np.ndarray) -> np.ndarray:
         """A view of ``array`` as (N, C, D, H, W); never a copy."""
         if not self.batched:
@@ -130,6 +140,23 @@ class Layout:
             array = np.moveaxis(array, -1, 1)
         missing = CANONICAL_SPATIAL_DIMS - self.dims
         return np.expand_dims(array, tuple(range(2, 2 + missing)))
+
+
+def channels_innermost(canonical: np.ndarray) -> bool:
+    """Whether a canonical (N, C, D, H, W) view keeps its channels closer together than any spatial axis.
+
+    Such memory (channels-last, whatever the user calls the layout) runs the
+    channels-last kernels, which vectorise over the channels.
+    """
+    if canonical.shape[1] < 2:
+        return False
+    spatial_strides = [abs(s) for s, n in zip(canonical.strides[2:], canonical.shape[2:]) if n > 1]
+    return not spatial_strides or abs(canonical.strides[1]) < min(spatial_strides)
+
+
+def kernel_view(canonical: np.ndarray, channels_last_memory: bool) -> np.ndarray:
+    """The view a kernel takes: (N, C, D, H, W), or (N, D, H, W, C) for channels-last memory."""
+    return np.moveaxis(canonical, 1, -1) if channels_last_memory else canonical
 
 
 def layout_of(shape: tuple[int, ...], dims: int, channels_last: bool, name: str, op: str) -> Layout:
@@ -159,10 +186,8 @@ def shape_tuple(value, dims: int, name: str, op: str, channels_last: bool) -> tu
     return shape
 
 
-def output_array(out, shape: tuple[int, ...], dtype: np.dtype, op: str, source: np.ndarray) -> np.ndarray:
-    """A new output array, or the user's ``out`` once checked."""
-    if out is None:
-        return np.empty(shape, dtype)
+def check_out(out, shape: tuple[int, ...], dtype: np.dtype, op: str, source: np.ndarray) -> np.ndarray:
+    """The user's preallocated ``out``, once its type, shape, dtype and memory are known to be usable."""
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{op}: out must be a NumPy array or None; got {type(out).__name__}")
     if out.shape != shape:
@@ -309,3 +334,25 @@ def covering_bins(bins: np.ndarray, length: int) -> np.ndarray:
     first = np.searchsorted(bins[1], positions, side="right")  # first bin whose stop is past the position
     stop = np.searchsorted(bins[0], positions, side="right")  # bins starting at or before it
     return np.stack([first, stop]).astype(np.int64)
+
+
+def avg_scales(plan: "WindowPlan", count_include_pad: bool, divisor_override: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-axis factors whose product is 1 / divisor of each window (0 for a window with no input).
+
+    A window is a box, so its divisor (window size with or without padding) is a
+    product of per-axis sizes; ``divisor_override`` goes into the last axis.
+    """
+    kernel, stride, padding, _ = plan.canonical_parameters()
+    lengths = (1,) * (CANONICAL_SPATIAL_DIMS - plan.layout.dims) + plan.input_spatial
+    counts = (1,) * (CANONICAL_SPATIAL_DIMS - plan.layout.dims) + plan.output_spatial
+    scales = []
+    for axis, (length, count, k, s, p) in enumerate(zip(lengths, counts, kernel, stride, padding)):
+        starts = np.arange(count) * s - p
+        stops = np.minimum(starts + k, length + p)
+        inside = np.minimum(stops, length) - np.maximum(starts, 0)
+        sizes = (stops - starts) if count_include_pad else inside
+        if divisor_override:
+            sizes = np.full(count, divisor_override if axis == CANONICAL_SPATIAL_DIMS - 1 else 1)
+        with np.errstate(divide="ignore"):
+            scales.append(np.where(inside > 0, 1.0 / sizes, 0.0))
+    return tuple(scales)

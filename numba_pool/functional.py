@@ -17,7 +17,25 @@ from ._dispatch import backend_for
 IntOrTuple = Union[int, Sequence[int]]
 
 # Stands in for the indices array when the caller does not want indices.
-_NO_INDICES = np.empty((0, 0, 0, 0, 0), np.int64)
+_NO_INDICES = np.zeros((1, 1, 1, 1, 1), np.int64)
+
+
+def _kernel(backend, name: str, channels_last_memory: bool):
+    """The kernel ``name`` for this memory layout (channels-last kernels vectorise over channels)."""
+    return getattr(backend, f"{name}_channels_last" if channels_last_memory else name)
+
+
+def _views(layout: _spec.Layout, channels_last_memory: bool, *arrays):
+    """Each array as the kernel sees it: canonical, then channels moved last for channels-last memory."""
+    return [_spec.kernel_view(layout.canonical(a), channels_last_memory) for a in arrays]
+
+
+def _memory_is_channels_last(layout: _spec.Layout, array: np.ndarray) -> bool:
+    return _spec.channels_innermost(layout.canonical(array))
+
+
+def _new_output(plan, dtype, channels_last_memory: bool) -> np.ndarray:
+    return plan.layout.empty(plan.batch, plan.channels, plan.output_spatial, dtype, channels_last_memory)
 
 
 # --------------------------------------------------------------------------- max pooling
@@ -31,14 +49,12 @@ def _max_pool(dims, x, kernel_size, stride, padding, dilation, ceil_mode, return
     x = _spec.host_array(x, "x", op)
     _spec.check_dtype(x, _spec.FLOAT_DTYPES + _spec.INTEGER_DTYPES, "x", op)
     plan = _spec.plan_window(op, dims, x.shape, kernel_size, stride, padding, dilation, ceil_mode, channels_last)
-    y = _spec.output_array(out, plan.output_shape, x.dtype, op, x)
-    indices = np.empty(plan.output_shape, np.int64) if return_indices else None
-    kernel, stride, padding, dilation = plan.canonical_parameters()
-    to_canonical = plan.layout.canonical
-    canonical_indices = _NO_INDICES if indices is None else to_canonical(indices)
-    backend.max_pool_forward(
-        to_canonical(x), kernel, stride, padding, dilation, to_canonical(y), canonical_indices, return_indices
-    )
+    last = _memory_is_channels_last(plan.layout, x)
+    y = _new_output(plan, x.dtype, last) if out is None else _spec.check_out(out, plan.output_shape, x.dtype, op, x)
+    indices = _new_output(plan, np.int64, last) if return_indices else None
+    x_view, y_view = _views(plan.layout, last, x, y)
+    indices_view = _views(plan.layout, last, indices)[0] if return_indices else _NO_INDICES
+    _kernel(backend, "max_pool_forward", last)(x_view, *plan.canonical_parameters(), y_view, indices_view, return_indices)
     return (y, indices) if return_indices else y
 
 
@@ -83,9 +99,9 @@ def _routed_backward(op, dims, grad_output, indices, input_shape, channels_last)
     backend = backend_for(op, grad_output=grad_output, indices=indices)
     grad_output, input_shape, layout, spatial, _ = _gradient_against_input(op, dims, grad_output, input_shape, channels_last)
     indices = _checked_indices(indices, grad_output, int(np.prod(spatial)), op)
-    grad_input = np.empty(input_shape, grad_output.dtype)
-    to_canonical = layout.canonical
-    backend.max_pool_backward(to_canonical(grad_output), to_canonical(indices), to_canonical(grad_input))
+    last = _memory_is_channels_last(layout, grad_output)
+    grad_input = layout.empty(*layout.split(input_shape), grad_output.dtype, last)
+    _kernel(backend, "max_pool_backward", last)(*_views(layout, last, grad_output, indices, grad_input))
     return grad_input
 
 
@@ -101,10 +117,12 @@ def _avg_pool(dims, x, kernel_size, stride, padding, ceil_mode, count_include_pa
     x = _spec.host_array(x, "x", op)
     _spec.check_dtype(x, _spec.FLOAT_DTYPES, "x", op)
     plan = _spec.plan_window(op, dims, x.shape, kernel_size, stride, padding, 1, ceil_mode, channels_last)
-    y = _spec.output_array(out, plan.output_shape, x.dtype, op, x)
+    last = _memory_is_channels_last(plan.layout, x)
+    y = _new_output(plan, x.dtype, last) if out is None else _spec.check_out(out, plan.output_shape, x.dtype, op, x)
     kernel, stride, padding, _ = plan.canonical_parameters()
-    to_canonical = plan.layout.canonical
-    backend.avg_pool_forward(to_canonical(x), kernel, stride, padding, count_include_pad, divisor, to_canonical(y))
+    scales = _spec.avg_scales(plan, count_include_pad, divisor)
+    x_view, y_view = _views(plan.layout, last, x, y)
+    _kernel(backend, "avg_pool_forward", last)(x_view, kernel, stride, padding, scales, y_view)
     return y
 
 
@@ -127,12 +145,12 @@ def _avg_pool_backward(
             f"{op}: grad_output must have the forward output's shape {plan.output_shape} for input_shape "
             f"{input_shape} and these window parameters; got {grad_output.shape}"
         )
-    grad_input = np.empty(input_shape, grad_output.dtype)
+    last = _memory_is_channels_last(plan.layout, grad_output)
+    grad_input = plan.layout.empty(plan.batch, plan.channels, plan.input_spatial, grad_output.dtype, last)
     kernel, stride, padding, _ = plan.canonical_parameters()
-    to_canonical = plan.layout.canonical
-    backend.avg_pool_backward(
-        to_canonical(grad_output), kernel, stride, padding, count_include_pad, divisor, to_canonical(grad_input)
-    )
+    scales = _spec.avg_scales(plan, count_include_pad, divisor)
+    grad_view, grad_input_view = _views(plan.layout, last, grad_output, grad_input)
+    _kernel(backend, "avg_pool_backward", last)(grad_view, kernel, stride, padding, scales, grad_input_view)
     return grad_input
 
 
@@ -150,7 +168,7 @@ def _stochastic_pool(dims, x, kernel_size, stride, padding, ceil_mode, training,
     x = _spec.host_array(x, "x", op)
     _spec.check_dtype(x, _spec.FLOAT_DTYPES, "x", op)
     plan = _spec.plan_window(op, dims, x.shape, kernel_size, stride, padding, 1, ceil_mode, channels_last)
-    y = _spec.output_array(out, plan.output_shape, x.dtype, op, x)
+    y = np.empty(plan.output_shape, x.dtype) if out is None else _spec.check_out(out, plan.output_shape, x.dtype, op, x)
     seed = _rng.seed_from(seed, op)  # last, so that a refused call does not advance a Generator
     indices = np.empty(plan.output_shape, np.int64) if return_indices else None
     kernel, stride, padding, _ = plan.canonical_parameters()
@@ -226,10 +244,10 @@ def _global_avg_pool(dims, x, keepdims, channels_last):
     backend = backend_for(op, x=x)
     x, layout, (batch, channels, spatial) = _global_input(op, dims, x, channels_last, _spec.FLOAT_DTYPES)
     kept, flat = _global_shapes(layout, batch, channels)
-    pooled = np.empty(kept, x.dtype)
-    kernel, stride, padding, _ = _whole_plane(layout, spatial)
-    backend.avg_pool_forward(layout.canonical(x), kernel, stride, padding, True, 0, layout.canonical(pooled))
-    return pooled if keepdims else pooled.reshape(flat)
+    pooled = np.empty((batch, channels), x.dtype)
+    last = _memory_is_channels_last(layout, x)
+    _kernel(backend, "global_avg_forward", last)(_views(layout, last, x)[0], pooled)
+    return pooled.reshape(kept if keepdims else flat)
 
 
 def _global_avg_pool_backward(dims, grad_output, input_shape, channels_last):
@@ -237,9 +255,11 @@ def _global_avg_pool_backward(dims, grad_output, input_shape, channels_last):
     channels_last = _spec.check_flag(channels_last, "channels_last", op)
     backend = backend_for(op, grad_output=grad_output)
     grad_output, input_shape, layout, spatial = _global_gradient(op, dims, grad_output, input_shape, channels_last)
-    grad_input = np.empty(input_shape, grad_output.dtype)
-    kernel, stride, padding, _ = _whole_plane(layout, spatial)
-    backend.avg_pool_backward(layout.canonical(grad_output), kernel, stride, padding, True, 0, layout.canonical(grad_input))
+    batch, channels, _ = layout.split(input_shape)
+    last = channels > 1 and channels_last  # no memory to follow: use the layout the user works in
+    grad_input = layout.empty(batch, channels, spatial, grad_output.dtype, last)
+    per_plane = grad_output.reshape(batch, channels)
+    _kernel(backend, "global_avg_backward", last)(per_plane, _views(layout, last, grad_input)[0])
     return grad_input
 
 
@@ -252,11 +272,14 @@ def _global_max_pool(dims, x, keepdims, return_indices, channels_last):
     accepted = _spec.FLOAT_DTYPES + _spec.INTEGER_DTYPES
     x, layout, (batch, channels, spatial) = _global_input(op, dims, x, channels_last, accepted)
     kept, flat = _global_shapes(layout, batch, channels)
-    pooled = np.empty(kept, x.dtype)
-    indices = np.empty(kept, np.int64) if return_indices else None
-    canonical_indices = _NO_INDICES if indices is None else layout.canonical(indices)
-    backend.max_pool_forward(
-        layout.canonical(x), *_whole_plane(layout, spatial), layout.canonical(pooled), canonical_indices, return_indices
+    last = _memory_is_channels_last(layout, x)
+    single = (1,) * dims
+    pooled = layout.empty(batch, channels, single, x.dtype, last)
+    indices = layout.empty(batch, channels, single, np.int64, last) if return_indices else None
+    x_view, pooled_view = _views(layout, last, x, pooled)
+    indices_view = _views(layout, last, indices)[0] if return_indices else _NO_INDICES
+    _kernel(backend, "max_pool_forward", last)(
+        x_view, *_whole_plane(layout, spatial), pooled_view, indices_view, return_indices
     )
     shape = kept if keepdims else flat
     return (pooled.reshape(shape), indices.reshape(shape)) if return_indices else pooled.reshape(shape)
@@ -292,7 +315,7 @@ def _adaptive_pool(kind, dims, x, output_size, return_indices, channels_last):
     x, layout, (batch, channels, spatial) = _global_input(op, dims, x, channels_last, accepted)
     output_spatial = _spec.adaptive_output_size(output_size, spatial, op)
     y = np.empty(layout.join(batch, channels, output_spatial), x.dtype)
-    bins, _ = _adaptive_bins(spatial, output_spatial)
+    bins, _ = _adaptive_bins(spatial, output_spatial)  # adaptive kernels run on the canonical view in any memory
     if kind == "avg":
         backend.adaptive_avg_forward(layout.canonical(x), *bins, layout.canonical(y))
         return y

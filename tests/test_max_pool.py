@@ -124,3 +124,17 @@ def test_backward_is_deterministic_across_thread_counts():
         results.append(numba_pool.max_pool2d_backward(grad, indices, x.shape))
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     assert results[0].tobytes() == results[1].tobytes()
+
+
+def test_channels_contiguous_memory_keeps_its_format():
+    """An NCHW-shaped view of NHWC memory (e.g. a channels_last torch tensor) is pooled without a copy
+    and gives an NCHW-shaped result in NHWC memory, as PyTorch does."""
+    nhwc = np.random.default_rng(5).standard_normal((2, 8, 8, 16)).astype(np.float32)
+    nchw_view = nhwc.transpose(0, 3, 1, 2)
+    y, indices = numba_pool.max_pool2d(nchw_view, 2, return_indices=True)
+    expected, expected_indices = numba_pool.max_pool2d(np.ascontiguousarray(nchw_view), 2, return_indices=True)
+    np.testing.assert_array_equal(y, expected)
+    np.testing.assert_array_equal(indices, expected_indices)
+    assert y.transpose(0, 2, 3, 1).flags.c_contiguous and indices.transpose(0, 2, 3, 1).flags.c_contiguous
+    grad = numba_pool.max_pool2d_backward(np.ones_like(y), indices, nchw_view.shape)
+    assert grad.transpose(0, 2, 3, 1).flags.c_contiguous

@@ -1,12 +1,31 @@
-"""CPU kernels: ``@njit(parallel=True)`` loops over canonical (N, C, D, H, W) views.
+"""CPU kernels: ``@njit(parallel=True)`` loops over canonical views.
 
-Every kernel writes into preallocated outputs, and each ``prange`` iteration
-writes a disjoint part of them, so results do not depend on the thread count.
+Kernels take (N, C, D, H, W) views, or (N, D, H, W, C) views for the
+``*_channels_last`` variants that run when the channels are contiguous in
+memory. Every kernel writes into preallocated outputs, and each ``prange``
+iteration writes a disjoint part of them, so results do not depend on the
+thread count.
 """
 
 from .adaptive_pool import adaptive_avg_backward, adaptive_avg_forward, adaptive_max_forward
-from .avg_pool import avg_pool_backward, avg_pool_forward
-from .max_pool import max_pool_backward, max_pool_forward
+from .avg_pool import (
+    avg_pool_backward,
+    avg_pool_backward_channels_last,
+    avg_pool_forward,
+    avg_pool_forward_channels_last,
+)
+from .global_pool import (
+    global_avg_backward,
+    global_avg_backward_channels_last,
+    global_avg_forward,
+    global_avg_forward_channels_last,
+)
+from .max_pool import (
+    max_pool_backward,
+    max_pool_backward_channels_last,
+    max_pool_forward,
+    max_pool_forward_channels_last,
+)
 from .stochastic_pool import stochastic_pool_forward, stochastic_pool_inference_backward
 from .unpool import max_unpool
 
@@ -15,9 +34,17 @@ __all__ = [
     "adaptive_avg_forward",
     "adaptive_max_forward",
     "avg_pool_backward",
+    "avg_pool_backward_channels_last",
     "avg_pool_forward",
+    "avg_pool_forward_channels_last",
+    "global_avg_backward",
+    "global_avg_backward_channels_last",
+    "global_avg_forward",
+    "global_avg_forward_channels_last",
     "max_pool_backward",
+    "max_pool_backward_channels_last",
     "max_pool_forward",
+    "max_pool_forward_channels_last",
     "max_unpool",
     "stochastic_pool_forward",
     "stochastic_pool_inference_backward",

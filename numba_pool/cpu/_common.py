@@ -39,3 +39,11 @@ def replaces_maximum(value, best, have_best):
     """Whether ``value`` becomes the running maximum: the first element seeds it, a larger
     value replaces it, and the first NaN replaces any number (ties keep the earlier element)."""
     return not have_best or value > best or (value != value and best == best)
+
+
+@njit(inline="always", cache=True)
+def valid_taps(start, kernel, dilation, length):
+    """The taps i in [first, stop) of a window whose positions start + i * dilation lie in [0, length)."""
+    first = 0 if start >= 0 else (dilation - 1 - start) // dilation
+    stop = min(kernel, (length - start + dilation - 1) // dilation)
+    return first, stop

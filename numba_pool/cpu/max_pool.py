@@ -1,8 +1,13 @@
-"""Max pooling on the CPU: forward with optional argmax, backward routed by the argmax."""
+"""Max pooling on the CPU: forward with optional argmax, backward routed by the argmax.
+
+Two memory layouts: ``(N, C, D, H, W)`` views, where each thread walks output
+rows of one plane, and channels-last ``(N, D, H, W, C)`` views, where the
+innermost loop runs over the contiguous channels and vectorises.
+"""
 
 from numba import njit, prange
 
-from ._common import KERNEL_OPTIONS, flat_plane_index, replaces_maximum, unravel_row
+from ._common import KERNEL_OPTIONS, flat_plane_index, replaces_maximum, unravel_row, valid_taps
 
 
 @njit(**KERNEL_OPTIONS)
@@ -10,39 +15,87 @@ def max_pool_forward(x, kernel, stride, padding, dilation, out, indices, store_i
     """Write each window's maximum to ``out`` (and its flat plane index to ``indices``).
 
     Ties go to the first maximum in window order; the first NaN wins over any
-    number, so NaN propagates. Padding is never picked: the first in-input
-    element seeds the running maximum, which also makes integer dtypes work.
+    number, so NaN propagates. Padding is never visited: the tap ranges are
+    clipped to the input once per window, and the first in-input element seeds
+    the running maximum (which also makes integer dtypes work).
     """
     batch, channels, depth, height, width = x.shape
     out_depth, out_height, out_width = out.shape[2], out.shape[3], out.shape[4]
-    kernel_d, kernel_h, kernel_w = kernel
     for row in prange(batch * channels * out_depth * out_height):
         n, c, od, oh = unravel_row(row, channels, out_depth, out_height)
+        plane = x[n, c]
         d_start = od * stride[0] - padding[0]
         h_start = oh * stride[1] - padding[1]
+        d_first, d_stop = valid_taps(d_start, kernel[0], dilation[0], depth)
+        h_first, h_stop = valid_taps(h_start, kernel[1], dilation[1], height)
         for ow in range(out_width):
             w_start = ow * stride[2] - padding[2]
-            best = x[n, c, 0, 0, 0]
+            w_first, w_stop = valid_taps(w_start, kernel[2], dilation[2], width)
+            best = plane[d_start + d_first * dilation[0], h_start + h_first * dilation[1], w_start + w_first * dilation[2]]
             best_index = -1
-            for i in range(kernel_d):
+            for i in range(d_first, d_stop):
                 d = d_start + i * dilation[0]
-                if d < 0 or d >= depth:
-                    continue
-                for j in range(kernel_h):
+                for j in range(h_first, h_stop):
                     h = h_start + j * dilation[1]
-                    if h < 0 or h >= height:
-                        continue
-                    for k in range(kernel_w):
+                    for k in range(w_first, w_stop):
                         w = w_start + k * dilation[2]
-                        if w < 0 or w >= width:
-                            continue
-                        value = x[n, c, d, h, w]
+                        value = plane[d, h, w]
                         if replaces_maximum(value, best, best_index >= 0):
                             best = value
                             best_index = flat_plane_index(d, h, w, height, width)
             out[n, c, od, oh, ow] = best
             if store_indices:
                 indices[n, c, od, oh, ow] = best_index
+
+
+@njit(inline="always", cache=True)
+def _fold_maximum(source, best, best_indices, flat, store_indices):
+    """Fold one window element (a row of channels) into the running maxima, per channel."""
+    if store_indices:
+        for c in range(source.shape[0]):
+            value = source[c]
+            current = best[c]
+            replace = (value > current) | ((value != value) & (current == current))
+            best[c] = value if replace else current
+            best_indices[c] = flat if replace else best_indices[c]
+    else:
+        for c in range(source.shape[0]):
+            value = source[c]
+            current = best[c]
+            replace = (value > current) | ((value != value) & (current == current))
+            best[c] = value if replace else current
+
+
+@njit(**KERNEL_OPTIONS)
+def max_pool_forward_channels_last(x, kernel, stride, padding, dilation, out, indices, store_indices):
+    """``max_pool_forward`` on (N, D, H, W, C) views: the running maxima of all channels live in ``out``."""
+    batch, depth, height, width, channels = x.shape
+    out_depth, out_height, out_width = out.shape[1], out.shape[2], out.shape[3]
+    for row in prange(batch * out_depth * out_height):
+        n, _, od, oh = unravel_row(row, 1, out_depth, out_height)
+        d_start = od * stride[0] - padding[0]
+        h_start = oh * stride[1] - padding[1]
+        d_first, d_stop = valid_taps(d_start, kernel[0], dilation[0], depth)
+        h_first, h_stop = valid_taps(h_start, kernel[1], dilation[1], height)
+        for ow in range(out_width):
+            w_start = ow * stride[2] - padding[2]
+            w_first, w_stop = valid_taps(w_start, kernel[2], dilation[2], width)
+            best = out[n, od, oh, ow]
+            best_indices = indices[n, od, oh, ow] if store_indices else indices[0, 0, 0, 0]
+            d = d_start + d_first * dilation[0]
+            h = h_start + h_first * dilation[1]
+            w = w_start + w_first * dilation[2]
+            best[:] = x[n, d, h, w]  # the first in-input element seeds every channel
+            if store_indices:
+                best_indices[:] = flat_plane_index(d, h, w, height, width)
+            for i in range(d_first, d_stop):
+                d = d_start + i * dilation[0]
+                for j in range(h_first, h_stop):
+                    h = h_start + j * dilation[1]
+                    for k in range(w_first, w_stop):
+                        w = w_start + k * dilation[2]
+                        flat = flat_plane_index(d, h, w, height, width)
+                        _fold_maximum(x[n, d, h, w], best, best_indices, flat, store_indices)
 
 
 @njit(**KERNEL_OPTIONS)
@@ -58,15 +111,27 @@ def max_pool_backward(grad_output, indices, grad_input):
     for nc in prange(batch * channels):
         n = nc // channels
         c = nc % channels
-        for d in range(depth):
-            for h in range(height):
-                for w in range(width):
-                    grad_input[n, c, d, h, w] = 0
+        target = grad_input[n, c]
+        target[:] = 0
         for od in range(out_depth):
             for oh in range(out_height):
                 for ow in range(out_width):
                     index = indices[n, c, od, oh, ow]
-                    d = index // plane
-                    h = (index // width) % height
-                    w = index % width
-                    grad_input[n, c, d, h, w] += grad_output[n, c, od, oh, ow]
+                    target[index // plane, (index // width) % height, index % width] += grad_output[n, c, od, oh, ow]
+
+
+@njit(**KERNEL_OPTIONS)
+def max_pool_backward_channels_last(grad_output, indices, grad_input):
+    """``max_pool_backward`` on (N, D, H, W, C) views: one thread owns a whole image n."""
+    batch, depth, height, width, channels = grad_input.shape
+    out_depth, out_height, out_width = grad_output.shape[1], grad_output.shape[2], grad_output.shape[3]
+    plane = height * width
+    for n in prange(batch):
+        target = grad_input[n]
+        target[:] = 0
+        for od in range(out_depth):
+            for oh in range(out_height):
+                for ow in range(out_width):
+                    for c in range(channels):
+                        index = indices[n, od, oh, ow, c]
+                        target[index // plane, (index // width) % height, index % width, c] += grad_output[n, od, oh, ow, c]
