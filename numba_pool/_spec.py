@@ -10,16 +10,17 @@ written in place.
 
 from __future__ import annotations
 
-import operator
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-INTEGER_DTYPES = tuple(
-    np.dtype(t)
-    for t in (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)
+# Sets, so that checking a dtype is one hash lookup on the per-call path.
+FLOAT_DTYPES = frozenset(np.dtype(t) for t in (np.float32, np.float64))
+INTEGER_DTYPES = frozenset(
+    np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)
 )
+FLOAT_AND_INTEGER_DTYPES = FLOAT_DTYPES | INTEGER_DTYPES
 
 # The canonical view has this many spatial axes whatever the op's dimensionality.
 CANONICAL_SPATIAL_DIMS = 3
@@ -83,7 +84,7 @@ def host_array(x, name: str, op: str) -> np.ndarray:
         raise TypeError(f"{op}: {name} must be a NumPy array or array-like; got {type(x).__name__} ({error})") from None
 
 
-def check_dtype(array: np.ndarray, accepted: tuple[np.dtype, ...], name: str, op: str) -> None:
+def check_dtype(array: np.ndarray, accepted: frozenset, name: str, op: str) -> None:
     if array.dtype in accepted:
         return
     floats_only = all(d.kind == "f" for d in accepted)
@@ -133,13 +134,17 @@ class Layout:
         return array if self.batched else array[0]
 
     def canonical(self, array: np.ndarray) -> np.ndarray:
-        """A view of ``array`` as (N, C, D, H, W); never a copy."""
+        """A view of ``array`` as (N, C, D, H, W); never a copy (plain indexing and transposes only)."""
         if not self.batched:
             array = array[np.newaxis]
         if self.channels_last:
-            array = np.moveaxis(array, -1, 1)
-        missing = CANONICAL_SPATIAL_DIMS - self.dims
-        return np.expand_dims(array, tuple(range(2, 2 + missing)))
+            array = array.transpose(_CHANNELS_TO_FRONT[self.dims])
+        return array[_ADD_SPATIAL_AXES[self.dims]]
+
+
+# Index expressions and axis orders the canonical view needs, per op dimensionality.
+_ADD_SPATIAL_AXES = {1: (slice(None), slice(None), None, None), 2: (slice(None), slice(None), None), 3: (Ellipsis,)}
+_CHANNELS_TO_FRONT = {dims: (0, dims + 1) + tuple(range(1, dims + 1)) for dims in (1, 2, 3)}
 
 
 def channels_innermost(canonical: np.ndarray) -> bool:
@@ -156,7 +161,7 @@ def channels_innermost(canonical: np.ndarray) -> bool:
 
 def kernel_view(canonical: np.ndarray, channels_last_memory: bool) -> np.ndarray:
     """The view a kernel takes: (N, C, D, H, W), or (N, D, H, W, C) for channels-last memory."""
-    return np.moveaxis(canonical, 1, -1) if channels_last_memory else canonical
+    return canonical.transpose(0, 2, 3, 4, 1) if channels_last_memory else canonical
 
 
 def layout_of(shape: tuple[int, ...], dims: int, channels_last: bool, name: str, op: str) -> Layout:
@@ -220,7 +225,7 @@ def window_touches_input(start: int, kernel: int, dilation: int, length: int) ->
     return any(0 <= start + i * dilation < length for i in range(kernel))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: plans are memoized, so equal plans are one object
 class WindowPlan:
     """A validated sliding-window pooling: sizes, parameters and layouts."""
 
@@ -242,6 +247,7 @@ class WindowPlan:
     def output_shape(self) -> tuple[int, ...]:
         return self.layout.join(self.batch, self.channels, self.output_spatial)
 
+    @functools.cached_property
     def canonical_parameters(self) -> tuple[tuple[int, int, int], ...]:
         """(kernel, stride, padding, dilation), each padded to 3 dims with neutral leading values."""
         missing = CANONICAL_SPATIAL_DIMS - self.layout.dims
@@ -251,6 +257,37 @@ class WindowPlan:
         )
 
 
+def memoized(function):
+    """Cache ``function`` on its arguments' values *and* types (so 2.0 or True never hit the entry of 2 or 1).
+
+    Validation and planning run once per distinct call signature; repeated calls
+    with the same shapes and parameters, as in a training loop, skip them.
+    Unhashable arguments (lists) are planned afresh each time.
+    """
+    cache: dict = {}
+
+    def typed(value):
+        return tuple(map(type, value)) if type(value) is tuple else type(value)
+
+    @functools.wraps(function)
+    def cached(*args, **options):
+        try:
+            key = (args, tuple(map(typed, args)), tuple(sorted(options.items())))
+            return cache[key]
+        except TypeError:  # unhashable
+            return function(*args, **options)
+        except KeyError:
+            pass
+        result = function(*args, **options)
+        if len(cache) > 1024:
+            cache.clear()
+        cache[key] = result
+        return result
+
+    return cached
+
+
+@memoized
 def plan_window(
     op: str,
     dims: int,
@@ -336,13 +373,14 @@ def covering_bins(bins: np.ndarray, length: int) -> np.ndarray:
     return np.stack([first, stop]).astype(np.int64)
 
 
+@functools.lru_cache(maxsize=1024)
 def avg_scales(plan: "WindowPlan", count_include_pad: bool, divisor_override: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-axis factors whose product is 1 / divisor of each window (0 for a window with no input).
 
     A window is a box, so its divisor (window size with or without padding) is a
     product of per-axis sizes; ``divisor_override`` goes into the last axis.
     """
-    kernel, stride, padding, _ = plan.canonical_parameters()
+    kernel, stride, padding, _ = plan.canonical_parameters
     lengths = (1,) * (CANONICAL_SPATIAL_DIMS - plan.layout.dims) + plan.input_spatial
     counts = (1,) * (CANONICAL_SPATIAL_DIMS - plan.layout.dims) + plan.output_spatial
     scales = []
@@ -354,5 +392,7 @@ def avg_scales(plan: "WindowPlan", count_include_pad: bool, divisor_override: in
         if divisor_override:
             sizes = np.full(count, divisor_override if axis == CANONICAL_SPATIAL_DIMS - 1 else 1)
         with np.errstate(divide="ignore"):
-            scales.append(np.where(inside > 0, 1.0 / sizes, 0.0))
+            scale = np.where(inside > 0, 1.0 / sizes, 0.0)
+        scale.flags.writeable = False  # shared by every call with this plan
+        scales.append(scale)
     return tuple(scales)

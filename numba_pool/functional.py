@@ -47,14 +47,14 @@ def _max_pool(dims, x, kernel_size, stride, padding, dilation, ceil_mode, return
     return_indices = _spec.check_flag(return_indices, "return_indices", op)
     backend = backend_for(op, x=x, out=out)
     x = _spec.host_array(x, "x", op)
-    _spec.check_dtype(x, _spec.FLOAT_DTYPES + _spec.INTEGER_DTYPES, "x", op)
+    _spec.check_dtype(x, _spec.FLOAT_AND_INTEGER_DTYPES, "x", op)
     plan = _spec.plan_window(op, dims, x.shape, kernel_size, stride, padding, dilation, ceil_mode, channels_last)
     last = _memory_is_channels_last(plan.layout, x)
     y = _new_output(plan, x.dtype, last) if out is None else _spec.check_out(out, plan.output_shape, x.dtype, op, x)
     indices = _new_output(plan, np.int64, last) if return_indices else None
     x_view, y_view = _views(plan.layout, last, x, y)
     indices_view = _views(plan.layout, last, indices)[0] if return_indices else _NO_INDICES
-    _kernel(backend, "max_pool_forward", last)(x_view, *plan.canonical_parameters(), y_view, indices_view, return_indices)
+    _kernel(backend, "max_pool_forward", last)(x_view, *plan.canonical_parameters, y_view, indices_view, return_indices)
     return (y, indices) if return_indices else y
 
 
@@ -119,7 +119,7 @@ def _avg_pool(dims, x, kernel_size, stride, padding, ceil_mode, count_include_pa
     plan = _spec.plan_window(op, dims, x.shape, kernel_size, stride, padding, 1, ceil_mode, channels_last)
     last = _memory_is_channels_last(plan.layout, x)
     y = _new_output(plan, x.dtype, last) if out is None else _spec.check_out(out, plan.output_shape, x.dtype, op, x)
-    kernel, stride, padding, _ = plan.canonical_parameters()
+    kernel, stride, padding, _ = plan.canonical_parameters
     scales = _spec.avg_scales(plan, count_include_pad, divisor)
     x_view, y_view = _views(plan.layout, last, x, y)
     _kernel(backend, "avg_pool_forward", last)(x_view, kernel, stride, padding, scales, y_view)
@@ -147,7 +147,7 @@ def _avg_pool_backward(
         )
     last = _memory_is_channels_last(plan.layout, grad_output)
     grad_input = plan.layout.empty(plan.batch, plan.channels, plan.input_spatial, grad_output.dtype, last)
-    kernel, stride, padding, _ = plan.canonical_parameters()
+    kernel, stride, padding, _ = plan.canonical_parameters
     scales = _spec.avg_scales(plan, count_include_pad, divisor)
     grad_view, grad_input_view = _views(plan.layout, last, grad_output, grad_input)
     _kernel(backend, "avg_pool_backward", last)(grad_view, kernel, stride, padding, scales, grad_input_view)
@@ -171,7 +171,7 @@ def _stochastic_pool(dims, x, kernel_size, stride, padding, ceil_mode, training,
     y = np.empty(plan.output_shape, x.dtype) if out is None else _spec.check_out(out, plan.output_shape, x.dtype, op, x)
     seed = _rng.seed_from(seed, op)  # last, so that a refused call does not advance a Generator
     indices = np.empty(plan.output_shape, np.int64) if return_indices else None
-    kernel, stride, padding, _ = plan.canonical_parameters()
+    kernel, stride, padding, _ = plan.canonical_parameters
     to_canonical = plan.layout.canonical
     canonical_indices = _NO_INDICES if indices is None else to_canonical(indices)
     backend.stochastic_pool_forward(
@@ -192,7 +192,7 @@ def _stochastic_pool_inference_backward(dims, grad_output, x, kernel_size, strid
     if grad_output.shape != plan.output_shape:
         raise ValueError(f"{op}: grad_output must have the forward output's shape {plan.output_shape}; got {grad_output.shape}")
     grad_input = np.empty(x.shape, grad_output.dtype)
-    kernel, stride, padding, _ = plan.canonical_parameters()
+    kernel, stride, padding, _ = plan.canonical_parameters
     to_canonical = plan.layout.canonical
     backend.stochastic_pool_inference_backward(
         to_canonical(x), to_canonical(grad_output), kernel, stride, padding, to_canonical(grad_input)
@@ -269,7 +269,7 @@ def _global_max_pool(dims, x, keepdims, return_indices, channels_last):
     keepdims = _spec.check_flag(keepdims, "keepdims", op)
     return_indices = _spec.check_flag(return_indices, "return_indices", op)
     backend = backend_for(op, x=x)
-    accepted = _spec.FLOAT_DTYPES + _spec.INTEGER_DTYPES
+    accepted = _spec.FLOAT_AND_INTEGER_DTYPES
     x, layout, (batch, channels, spatial) = _global_input(op, dims, x, channels_last, accepted)
     kept, flat = _global_shapes(layout, batch, channels)
     last = _memory_is_channels_last(layout, x)
@@ -311,7 +311,7 @@ def _adaptive_pool(kind, dims, x, output_size, return_indices, channels_last):
     channels_last = _spec.check_flag(channels_last, "channels_last", op)
     return_indices = _spec.check_flag(return_indices, "return_indices", op)
     backend = backend_for(op, x=x)
-    accepted = _spec.FLOAT_DTYPES + (_spec.INTEGER_DTYPES if kind == "max" else ())
+    accepted = _spec.FLOAT_AND_INTEGER_DTYPES if kind == "max" else _spec.FLOAT_DTYPES
     x, layout, (batch, channels, spatial) = _global_input(op, dims, x, channels_last, accepted)
     output_spatial = _spec.adaptive_output_size(output_size, spatial, op)
     y = np.empty(layout.join(batch, channels, output_spatial), x.dtype)
@@ -377,7 +377,7 @@ def _max_unpool(dims, x, indices, kernel_size, stride, padding, output_size, cha
     op = f"max_unpool{dims}d"
     channels_last = _spec.check_flag(channels_last, "channels_last", op)
     backend = backend_for(op, x=x, indices=indices)
-    x, layout, (batch, channels, spatial) = _global_input(op, dims, x, channels_last, _spec.FLOAT_DTYPES + _spec.INTEGER_DTYPES)
+    x, layout, (batch, channels, spatial) = _global_input(op, dims, x, channels_last, _spec.FLOAT_AND_INTEGER_DTYPES)
     kernel = _spec.size_tuple(kernel_size, dims, "kernel_size", op, minimum=1)
     stride = kernel if stride is None else _spec.size_tuple(stride, dims, "stride", op, minimum=1)
     padding = _spec.size_tuple(padding, dims, "padding", op, minimum=0)

@@ -96,3 +96,14 @@ def test_cuda_arrays_are_refused_until_the_cuda_backend_exists():
 
 def test_array_likes_are_accepted():
     np.testing.assert_array_equal(nb.max_pool1d([[[1.0, 3.0, 2.0, 0.0]]], 2), [[[3.0, 2.0]]])
+
+
+def test_memoized_planning_still_checks_types():
+    """Plans are cached per call signature; a float or bool size must not reuse the int's plan."""
+    nb.max_pool2d(X2, 2)
+    nb.avg_pool2d(X2, (1, 1))
+    with pytest.raises(TypeError, match="kernel_size"):
+        nb.max_pool2d(X2, 2.0)
+    with pytest.raises(TypeError, match="kernel_size"):
+        nb.avg_pool2d(X2, (True, 1))
+    np.testing.assert_array_equal(nb.max_pool2d(X2, [2, 2]), nb.max_pool2d(X2, 2))  # lists are planned afresh
