@@ -49,7 +49,7 @@ WINDOWLESS_OPS = {"global_avg_forward", "global_avg_backward"}
 # --------------------------------------------------------------------------- memory bandwidth
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath={"reassoc"})  # reassociation lets the sum vectorise
 def _stream_read(array):
     total = 0.0
     for i in prange(array.size):

@@ -248,6 +248,21 @@ class WindowPlan:
         return self.layout.join(self.batch, self.channels, self.output_spatial)
 
     @functools.cached_property
+    def covering_windows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per canonical axis, a (2, input length) array: the range of windows [first, stop) covering each position."""
+        kernel, stride, padding, dilation = self.canonical_parameters
+        missing = CANONICAL_SPATIAL_DIMS - self.layout.dims
+        lengths = (1,) * missing + self.input_spatial
+        counts = (1,) * missing + self.output_spatial
+        covers = []
+        for length, count, k, s, p, d in zip(lengths, counts, kernel, stride, padding, dilation):
+            starts = np.arange(count) * s - p
+            cover = covering_bins(np.stack([starts, starts + d * (k - 1) + 1]), length)
+            cover.flags.writeable = False
+            covers.append(cover)
+        return tuple(covers)
+
+    @functools.cached_property
     def canonical_parameters(self) -> tuple[tuple[int, int, int], ...]:
         """(kernel, stride, padding, dilation), each padded to 3 dims with neutral leading values."""
         missing = CANONICAL_SPATIAL_DIMS - self.layout.dims

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional, Sequence, Union
 
+import numba
 import numpy as np
 
 from . import _docs, _rng, _spec
@@ -32,6 +33,14 @@ def _views(layout: _spec.Layout, channels_last_memory: bool, *arrays):
 
 def _memory_is_channels_last(layout: _spec.Layout, array: np.ndarray) -> bool:
     return _spec.channels_innermost(layout.canonical(array))
+
+
+def _row_blocks(rows: int) -> int:
+    """How many blocks of rows a kernel with per-block scratch buffers splits its work into.
+
+    A few blocks per thread balance the load; the result never depends on it.
+    """
+    return max(1, min(rows, 8 * numba.get_num_threads()))
 
 
 def _new_output(plan, dtype, channels_last_memory: bool) -> np.ndarray:
@@ -147,10 +156,13 @@ def _avg_pool_backward(
         )
     last = _memory_is_channels_last(plan.layout, grad_output)
     grad_input = plan.layout.empty(plan.batch, plan.channels, plan.input_spatial, grad_output.dtype, last)
-    kernel, stride, padding, _ = plan.canonical_parameters
     scales = _spec.avg_scales(plan, count_include_pad, divisor)
     grad_view, grad_input_view = _views(plan.layout, last, grad_output, grad_input)
-    _kernel(backend, "avg_pool_backward", last)(grad_view, kernel, stride, padding, scales, grad_input_view)
+    if last:
+        backend.avg_pool_backward_channels_last(grad_view, plan.covering_windows, scales, grad_input_view)
+    else:
+        rows = plan.batch * plan.channels * int(np.prod(plan.input_spatial[:-1]))
+        backend.avg_pool_backward(grad_view, plan.covering_windows, scales, _row_blocks(rows), grad_input_view)
     return grad_input
 
 
@@ -246,7 +258,11 @@ def _global_avg_pool(dims, x, keepdims, channels_last):
     kept, flat = _global_shapes(layout, batch, channels)
     pooled = np.empty((batch, channels), x.dtype)
     last = _memory_is_channels_last(layout, x)
-    _kernel(backend, "global_avg_forward", last)(_views(layout, last, x)[0], pooled)
+    x_view = _views(layout, last, x)[0]
+    if not last and x_view.flags.c_contiguous:  # whole planes are contiguous rows: sum them flat
+        backend.global_avg_forward_flat(x_view.reshape(batch * channels, -1), pooled.reshape(-1))
+    else:
+        _kernel(backend, "global_avg_forward", last)(x_view, pooled)
     return pooled.reshape(kept if keepdims else flat)
 
 

@@ -19,6 +19,7 @@ from .global_pool import (
     global_avg_backward_channels_last,
     global_avg_forward,
     global_avg_forward_channels_last,
+    global_avg_forward_flat,
 )
 from .max_pool import (
     max_pool_backward,
@@ -41,6 +42,7 @@ __all__ = [
     "global_avg_backward_channels_last",
     "global_avg_forward",
     "global_avg_forward_channels_last",
+    "global_avg_forward_flat",
     "max_pool_backward",
     "max_pool_backward_channels_last",
     "max_pool_forward",

@@ -12,15 +12,6 @@ from numba import njit, prange
 from ._common import KERNEL_OPTIONS, unravel_row, window_extent
 
 
-@njit(inline="always", cache=True)
-def covering_windows(position, kernel, stride, padding, out_length):
-    """The range of windows (first, stop) whose span includes ``position``."""
-    shifted = position + padding
-    first = max(0, -((kernel - 1 - shifted) // stride))  # ceil((shifted - kernel + 1) / stride)
-    stop = min(out_length, shifted // stride + 1)
-    return first, stop
-
-
 @njit(**KERNEL_OPTIONS)
 def avg_pool_forward(x, kernel, stride, padding, scales, out):
     """Write each window's sum over its in-input part, times its scale, to ``out``."""
@@ -71,48 +62,55 @@ def avg_pool_forward_channels_last(x, kernel, stride, padding, scales, out):
 
 
 @njit(**KERNEL_OPTIONS)
-def avg_pool_backward(grad_output, kernel, stride, padding, scales, grad_input):
+def avg_pool_backward(grad_output, covers, scales, blocks, grad_input):
     """Each input element gathers grad * scale from every window that covers it.
 
-    Each element is written exactly once, by one thread: no zero fill, no atomics.
+    Per input row, the gradient rows of the covering windows are first combined
+    into one scaled row (a vectorised pass over the output width); each input
+    element then sums the entries of the windows covering it. ``covers`` holds
+    per axis the precomputed range of windows covering each position. The rows
+    are split into ``blocks`` (one row buffer each); every element is written
+    exactly once, by one thread: no zero fill, no atomics.
     """
     batch, channels, depth, height, width = grad_input.shape
-    out_depth, out_height, out_width = grad_output.shape[2], grad_output.shape[3], grad_output.shape[4]
+    out_width = grad_output.shape[4]
+    d_covers, h_covers, w_covers = covers
     d_scales, h_scales, w_scales = scales
-    for row in prange(batch * channels * depth * height):
-        n, c, d, h = unravel_row(row, channels, depth, height)
-        grad = grad_output[n, c]
-        od_first, od_stop = covering_windows(d, kernel[0], stride[0], padding[0], out_depth)
-        oh_first, oh_stop = covering_windows(h, kernel[1], stride[1], padding[1], out_height)
-        for w in range(width):
-            ow_first, ow_stop = covering_windows(w, kernel[2], stride[2], padding[2], out_width)
-            total = 0.0
-            for od in range(od_first, od_stop):
-                for oh in range(oh_first, oh_stop):
+    rows = batch * channels * depth * height
+    for block in prange(blocks):
+        combined = np.empty(out_width, np.float64)
+        for row in range(block * rows // blocks, (block + 1) * rows // blocks):
+            n, c, d, h = unravel_row(row, channels, depth, height)
+            combined[:] = 0.0
+            for od in range(d_covers[0, d], d_covers[1, d]):
+                for oh in range(h_covers[0, h], h_covers[1, h]):
                     row_scale = d_scales[od] * h_scales[oh]
-                    for ow in range(ow_first, ow_stop):
-                        total += grad[od, oh, ow] * (row_scale * w_scales[ow])
-            grad_input[n, c, d, h, w] = total
+                    source = grad_output[n, c, od, oh]
+                    for ow in range(out_width):
+                        combined[ow] += source[ow] * (row_scale * w_scales[ow])
+            target = grad_input[n, c, d, h]
+            for w in range(width):
+                total = 0.0
+                for ow in range(w_covers[0, w], w_covers[1, w]):
+                    total += combined[ow]
+                target[w] = total
 
 
 @njit(**KERNEL_OPTIONS)
-def avg_pool_backward_channels_last(grad_output, kernel, stride, padding, scales, grad_input):
+def avg_pool_backward_channels_last(grad_output, covers, scales, grad_input):
     """``avg_pool_backward`` on (N, D, H, W, C) views, gathering all channels at once."""
     batch, depth, height, width, channels = grad_input.shape
-    out_depth, out_height, out_width = grad_output.shape[1], grad_output.shape[2], grad_output.shape[3]
+    d_covers, h_covers, w_covers = covers
     d_scales, h_scales, w_scales = scales
     for row in prange(batch * depth * height):
         n, _, d, h = unravel_row(row, 1, depth, height)
-        od_first, od_stop = covering_windows(d, kernel[0], stride[0], padding[0], out_depth)
-        oh_first, oh_stop = covering_windows(h, kernel[1], stride[1], padding[1], out_height)
         totals = np.empty(channels, np.float64)
         for w in range(width):
-            ow_first, ow_stop = covering_windows(w, kernel[2], stride[2], padding[2], out_width)
             totals[:] = 0.0
-            for od in range(od_first, od_stop):
-                for oh in range(oh_first, oh_stop):
+            for od in range(d_covers[0, d], d_covers[1, d]):
+                for oh in range(h_covers[0, h], h_covers[1, h]):
                     row_scale = d_scales[od] * h_scales[oh]
-                    for ow in range(ow_first, ow_stop):
+                    for ow in range(w_covers[0, w], w_covers[1, w]):
                         scale = row_scale * w_scales[ow]
                         source = grad_output[n, od, oh, ow]
                         for c in range(channels):
