@@ -260,7 +260,7 @@ def _global_avg_pool(dims, x, keepdims, channels_last):
     last = _memory_is_channels_last(layout, x)
     x_view = _views(layout, last, x)[0]
     if not last and x_view.flags.c_contiguous:  # whole planes are contiguous rows: sum them flat
-        backend.global_avg_forward_flat(x_view.reshape(batch * channels, -1), pooled.reshape(-1))
+        backend.global_avg_forward_flat(x_view.reshape(batch * channels, int(np.prod(spatial))), pooled.reshape(-1))
     else:
         _kernel(backend, "global_avg_forward", last)(x_view, pooled)
     return pooled.reshape(kept if keepdims else flat)
