@@ -63,7 +63,11 @@ def _max_pool(dims, x, kernel_size, stride, padding, dilation, ceil_mode, return
     indices = _new_output(plan, np.int64, last) if return_indices else None
     x_view, y_view = _views(plan.layout, last, x, y)
     indices_view = _views(plan.layout, last, indices)[0] if return_indices else _NO_INDICES
-    _kernel(backend, "max_pool_forward", last)(x_view, *plan.canonical_parameters, y_view, indices_view, return_indices)
+    if last:
+        backend.max_pool_forward_channels_last(x_view, *plan.canonical_parameters, y_view, indices_view, return_indices)
+    else:
+        blocks = _row_blocks(plan.batch * plan.channels * int(np.prod(plan.output_spatial[:-1])))
+        backend.max_pool_forward(x_view, *plan.canonical_parameters, blocks, y_view, indices_view, return_indices)
     return (y, indices) if return_indices else y
 
 
@@ -294,9 +298,11 @@ def _global_max_pool(dims, x, keepdims, return_indices, channels_last):
     indices = layout.empty(batch, channels, single, np.int64, last) if return_indices else None
     x_view, pooled_view = _views(layout, last, x, pooled)
     indices_view = _views(layout, last, indices)[0] if return_indices else _NO_INDICES
-    _kernel(backend, "max_pool_forward", last)(
-        x_view, *_whole_plane(layout, spatial), pooled_view, indices_view, return_indices
-    )
+    if last:
+        backend.max_pool_forward_channels_last(x_view, *_whole_plane(layout, spatial), pooled_view, indices_view, return_indices)
+    else:
+        blocks = _row_blocks(batch * channels)
+        backend.max_pool_forward(x_view, *_whole_plane(layout, spatial), blocks, pooled_view, indices_view, return_indices)
     shape = kept if keepdims else flat
     return (pooled.reshape(shape), indices.reshape(shape)) if return_indices else pooled.reshape(shape)
 

@@ -5,47 +5,88 @@ rows of one plane, and channels-last ``(N, D, H, W, C)`` views, where the
 innermost loop runs over the contiguous channels and vectorises.
 """
 
+import numpy as np
 from numba import njit, prange
 
 from ._common import KERNEL_OPTIONS, flat_plane_index, replaces_maximum, unravel_row, valid_taps
 
 
+@njit(inline="always", cache=True)
+def _fold_rows(source, best, keys, key, store_keys):
+    """Fold one input row into per-column running maxima (and the key of the row each came from)."""
+    if store_keys:
+        for w in range(source.shape[0]):
+            value = source[w]
+            current = best[w]
+            replace = (value > current) | ((value != value) & (current == current))
+            best[w] = value if replace else current
+            keys[w] = key if replace else keys[w]
+    else:
+        for w in range(source.shape[0]):
+            value = source[w]
+            current = best[w]
+            replace = (value > current) | ((value != value) & (current == current))
+            best[w] = value if replace else current
+
+
 @njit(**KERNEL_OPTIONS)
-def max_pool_forward(x, kernel, stride, padding, dilation, out, indices, store_indices):
+def max_pool_forward(x, kernel, stride, padding, dilation, blocks, out, indices, store_indices):
     """Write each window's maximum to ``out`` (and its flat plane index to ``indices``).
 
     Ties go to the first maximum in window order; the first NaN wins over any
-    number, so NaN propagates. Padding is never visited: the tap ranges are
-    clipped to the input once per window, and the first in-input element seeds
-    the running maximum (which also makes integer dtypes work).
+    number, so NaN propagates. Padding is never visited: tap ranges are clipped
+    to the input, and the first in-input element seeds each maximum (which also
+    makes integer dtypes work).
+
+    Separable: per output row, the window's input rows are first folded into
+    per-column maxima (contiguous, vectorised), remembering for each column the
+    row its maximum came from; then each window reduces its columns, breaking
+    ties by that row and then by column, which is exactly window order. Rows
+    are split into ``blocks``, each with its own column buffers.
     """
     batch, channels, depth, height, width = x.shape
     out_depth, out_height, out_width = out.shape[2], out.shape[3], out.shape[4]
-    for row in prange(batch * channels * out_depth * out_height):
-        n, c, od, oh = unravel_row(row, channels, out_depth, out_height)
-        plane = x[n, c]
-        d_start = od * stride[0] - padding[0]
-        h_start = oh * stride[1] - padding[1]
-        d_first, d_stop = valid_taps(d_start, kernel[0], dilation[0], depth)
-        h_first, h_stop = valid_taps(h_start, kernel[1], dilation[1], height)
-        for ow in range(out_width):
-            w_start = ow * stride[2] - padding[2]
-            w_first, w_stop = valid_taps(w_start, kernel[2], dilation[2], width)
-            best = plane[d_start + d_first * dilation[0], h_start + h_first * dilation[1], w_start + w_first * dilation[2]]
-            best_index = -1
+    rows = batch * channels * out_depth * out_height
+    for block in prange(blocks):
+        best = np.empty(width, x.dtype)
+        keys = np.empty(width, np.int64)  # d * height + h of each column's maximum
+        for row in range(block * rows // blocks, (block + 1) * rows // blocks):
+            n, c, od, oh = unravel_row(row, channels, out_depth, out_height)
+            plane = x[n, c]
+            d_start = od * stride[0] - padding[0]
+            h_start = oh * stride[1] - padding[1]
+            d_first, d_stop = valid_taps(d_start, kernel[0], dilation[0], depth)
+            h_first, h_stop = valid_taps(h_start, kernel[1], dilation[1], height)
+            d = d_start + d_first * dilation[0]
+            h = h_start + h_first * dilation[1]
+            best[:] = plane[d, h]
+            keys[:] = d * height + h
             for i in range(d_first, d_stop):
                 d = d_start + i * dilation[0]
                 for j in range(h_first, h_stop):
                     h = h_start + j * dilation[1]
-                    for k in range(w_first, w_stop):
-                        w = w_start + k * dilation[2]
-                        value = plane[d, h, w]
-                        if replaces_maximum(value, best, best_index >= 0):
-                            best = value
-                            best_index = flat_plane_index(d, h, w, height, width)
-            out[n, c, od, oh, ow] = best
-            if store_indices:
-                indices[n, c, od, oh, ow] = best_index
+                    _fold_rows(plane[d, h], best, keys, d * height + h, store_indices)
+            for ow in range(out_width):
+                w_start = ow * stride[2] - padding[2]
+                w_first, w_stop = valid_taps(w_start, kernel[2], dilation[2], width)
+                best_w = w_start + w_first * dilation[2]
+                value = best[best_w]
+                key = keys[best_w]
+                for k in range(w_first + 1, w_stop):
+                    w = w_start + k * dilation[2]
+                    candidate = best[w]
+                    value_is_nan = value != value
+                    if candidate != candidate:
+                        replace = not value_is_nan or keys[w] < key
+                    else:
+                        replace = candidate > value or (candidate == value and keys[w] < key)
+                    if replace:
+                        value = candidate
+                        key = keys[w]
+                        best_w = w
+                out[n, c, od, oh, ow] = value
+                if store_indices:
+                    indices[n, c, od, oh, ow] = key * width + best_w
 
 
 @njit(inline="always", cache=True)
