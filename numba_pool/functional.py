@@ -114,8 +114,19 @@ def _routed_backward(op, dims, grad_output, indices, input_shape, channels_last)
     indices = _checked_indices(indices, grad_output, int(np.prod(spatial)), op)
     last = _memory_is_channels_last(layout, grad_output)
     grad_input = layout.empty(*layout.split(input_shape), grad_output.dtype, last)
-    _kernel(backend, "max_pool_backward", last)(*_views(layout, last, grad_output, indices, grad_input))
+    views = _views(layout, last, grad_output, indices, grad_input)
+    if all(view.flags.c_contiguous for view in views):
+        backend.max_pool_backward_flat(*(_images_positions_channels(view, last) for view in views))
+    else:
+        _kernel(backend, "max_pool_backward", last)(*views)
     return grad_input
+
+
+def _images_positions_channels(view: np.ndarray, channels_last_memory: bool) -> np.ndarray:
+    """A contiguous kernel view as (images, positions, channels), without a copy."""
+    if channels_last_memory:  # (N, D, H, W, C)
+        return view.reshape(view.shape[0], int(np.prod(view.shape[1:-1])), view.shape[-1])
+    return view.reshape(view.shape[0] * view.shape[1], int(np.prod(view.shape[2:])), 1)
 
 
 # --------------------------------------------------------------------------- average pooling

@@ -24,6 +24,7 @@ from .global_pool import (
 from .max_pool import (
     max_pool_backward,
     max_pool_backward_channels_last,
+    max_pool_backward_flat,
     max_pool_forward,
     max_pool_forward_channels_last,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "global_avg_forward_flat",
     "max_pool_backward",
     "max_pool_backward_channels_last",
+    "max_pool_backward_flat",
     "max_pool_forward",
     "max_pool_forward_channels_last",
     "max_unpool",

@@ -176,3 +176,21 @@ def max_pool_backward_channels_last(grad_output, indices, grad_input):
                     for c in range(channels):
                         index = indices[n, od, oh, ow, c]
                         target[index // plane, (index // width) % height, index % width, c] += grad_output[n, od, oh, ow, c]
+
+
+@njit(**KERNEL_OPTIONS)
+def max_pool_backward_flat(grad_output, indices, grad_input):
+    """``max_pool_backward`` for contiguous memory seen as (images, positions, channels).
+
+    Channels-first memory is (N * C, positions, 1), channels-last (N, positions, C).
+    The flat index addresses the position axis directly, so no division runs
+    per element. One thread owns each image; outputs are visited in order.
+    """
+    for image in prange(grad_input.shape[0]):
+        target = grad_input[image]
+        target[:] = 0
+        grad = grad_output[image]
+        where = indices[image]
+        for position in range(grad.shape[0]):
+            for c in range(grad.shape[1]):
+                target[where[position, c], c] += grad[position, c]
