@@ -44,6 +44,24 @@ def replaces_maximum(value, best, have_best):
 @njit(inline="always", cache=True)
 def valid_taps(start, kernel, dilation, length):
     """The taps i in [first, stop) of a window whose positions start + i * dilation lie in [0, length)."""
+    if dilation == 1:  # the common case, without integer divisions
+        return max(0, -start), min(kernel, length - start)
     first = 0 if start >= 0 else (dilation - 1 - start) // dilation
     stop = min(kernel, (length - start + dilation - 1) // dilation)
     return first, stop
+
+
+@njit(inline="always", cache=True)
+def next_row(n, c, o, i, channels, outer, inner):
+    """The (n, c, outer, inner) indices of the row after this one: ``unravel_row(row + 1)`` without divisions."""
+    i += 1
+    if i == inner:
+        i = 0
+        o += 1
+        if o == outer:
+            o = 0
+            c += 1
+            if c == channels:
+                c = 0
+                n += 1
+    return n, c, o, i

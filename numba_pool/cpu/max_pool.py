@@ -8,7 +8,7 @@ innermost loop runs over the contiguous channels and vectorises.
 import numpy as np
 from numba import njit, prange
 
-from ._common import KERNEL_OPTIONS, flat_plane_index, replaces_maximum, unravel_row, valid_taps
+from ._common import KERNEL_OPTIONS, flat_plane_index, next_row, replaces_maximum, unravel_row, valid_taps
 
 
 @njit(inline="always", cache=True)
@@ -29,6 +29,65 @@ def _fold_rows(source, best, keys, key, store_keys):
             best[w] = value if replace else current
 
 
+@njit(inline="always", cache=True)
+def _reduce_window_scalar(best, keys, w_start, w_first, w_stop, dilation, width):
+    """(maximum, flat index) of one window over the column maxima, in window order (border windows)."""
+    best_w = w_start + w_first * dilation
+    value = best[best_w]
+    flat = keys[best_w] * width + best_w
+    for k in range(w_first + 1, w_stop):
+        w = w_start + k * dilation
+        candidate = best[w]
+        candidate_flat = keys[w] * width + w
+        if candidate != candidate:
+            replace = value == value or candidate_flat < flat
+        else:
+            replace = candidate > value or (candidate == value and candidate_flat < flat)
+        if replace:
+            value = candidate
+            flat = candidate_flat
+    return value, flat
+
+
+@njit(inline="always", cache=True)
+def _reduce_interior(best, keys, out_row, index_row, first, stop, kernel, stride, offset, dilation, width, store_indices):
+    """Windows first..stop-1, which lie wholly inside the row, reduced tap by tap across all windows.
+
+    Branch-free selects over contiguous output rows, so the loops vectorise.
+    Ties and NaN resolve by the smaller flat index, which is window order
+    because a flat index orders by (row, column).
+    """
+    for ow in range(first, stop):
+        w = ow * stride + offset
+        out_row[ow] = best[w]
+        if store_indices:
+            index_row[ow] = keys[w] * width + w
+    for k in range(1, kernel):
+        tap = offset + k * dilation
+        if store_indices:
+            for ow in range(first, stop):
+                w = ow * stride + tap
+                candidate = best[w]
+                value = out_row[ow]
+                candidate_flat = keys[w] * width + w
+                candidate_nan = candidate != candidate
+                value_nan = value != value
+                earlier = candidate_flat < index_row[ow]
+                replace = (
+                    (candidate > value)
+                    | (candidate_nan & ~value_nan)
+                    | (((candidate == value) | (candidate_nan & value_nan)) & earlier)
+                )
+                out_row[ow] = candidate if replace else value
+                index_row[ow] = candidate_flat if replace else index_row[ow]
+        else:
+            for ow in range(first, stop):
+                candidate = best[ow * stride + tap]
+                value = out_row[ow]
+                replace = (candidate > value) | ((candidate != candidate) & (value == value))
+                out_row[ow] = candidate if replace else value
+
+
 @njit(**KERNEL_OPTIONS)
 def max_pool_forward(x, kernel, stride, padding, dilation, blocks, out, indices, store_indices):
     """Write each window's maximum to ``out`` (and its flat plane index to ``indices``).
@@ -40,18 +99,23 @@ def max_pool_forward(x, kernel, stride, padding, dilation, blocks, out, indices,
 
     Separable: per output row, the window's input rows are first folded into
     per-column maxima (contiguous, vectorised), remembering for each column the
-    row its maximum came from; then each window reduces its columns, breaking
-    ties by that row and then by column, which is exactly window order. Rows
-    are split into ``blocks``, each with its own column buffers.
+    row its maximum came from; then the windows reduce their columns, ties
+    broken by flat index, which is window order. Rows are split into
+    ``blocks``, each with its own column buffers.
     """
     batch, channels, depth, height, width = x.shape
     out_depth, out_height, out_width = out.shape[2], out.shape[3], out.shape[4]
+    kernel_w, stride_w, dilation_w = kernel[2], stride[2], dilation[2]
+    # Windows ow in [interior_first, interior_stop) lie wholly inside the row.
+    interior_first = min(out_width, (padding[2] + stride_w - 1) // stride_w)
+    interior_stop = max(interior_first, min(out_width, (width - 1 - (kernel_w - 1) * dilation_w + padding[2]) // stride_w + 1))
     rows = batch * channels * out_depth * out_height
     for block in prange(blocks):
         best = np.empty(width, x.dtype)
         keys = np.empty(width, np.int64)  # d * height + h of each column's maximum
-        for row in range(block * rows // blocks, (block + 1) * rows // blocks):
-            n, c, od, oh = unravel_row(row, channels, out_depth, out_height)
+        first_row = block * rows // blocks
+        n, c, od, oh = unravel_row(first_row, channels, out_depth, out_height)
+        for _ in range(first_row, (block + 1) * rows // blocks):
             plane = x[n, c]
             d_start = od * stride[0] - padding[0]
             h_start = oh * stride[1] - padding[1]
@@ -66,27 +130,28 @@ def max_pool_forward(x, kernel, stride, padding, dilation, blocks, out, indices,
                 for j in range(h_first, h_stop):
                     h = h_start + j * dilation[1]
                     _fold_rows(plane[d, h], best, keys, d * height + h, store_indices)
-            for ow in range(out_width):
-                w_start = ow * stride[2] - padding[2]
-                w_first, w_stop = valid_taps(w_start, kernel[2], dilation[2], width)
-                best_w = w_start + w_first * dilation[2]
-                value = best[best_w]
-                key = keys[best_w]
-                for k in range(w_first + 1, w_stop):
-                    w = w_start + k * dilation[2]
-                    candidate = best[w]
-                    value_is_nan = value != value
-                    if candidate != candidate:
-                        replace = not value_is_nan or keys[w] < key
-                    else:
-                        replace = candidate > value or (candidate == value and keys[w] < key)
-                    if replace:
-                        value = candidate
-                        key = keys[w]
-                        best_w = w
-                out[n, c, od, oh, ow] = value
-                if store_indices:
-                    indices[n, c, od, oh, ow] = key * width + best_w
+            out_row = out[n, c, od, oh]
+            index_row = indices[n, c, od, oh] if store_indices else indices[0, 0, 0, 0]
+            for border in range(2):  # the windows that reach into the padding, one by one
+                first, stop = (0, interior_first) if border == 0 else (interior_stop, out_width)
+                for ow in range(first, stop):
+                    w_start = ow * stride_w - padding[2]
+                    w_first, w_stop = valid_taps(w_start, kernel_w, dilation_w, width)
+                    value, flat = _reduce_window_scalar(best, keys, w_start, w_first, w_stop, dilation_w, width)
+                    out_row[ow] = value
+                    if store_indices:
+                        index_row[ow] = flat
+            if stride_w == 2 and dilation_w == 1:  # the common case, with constants the compiler can vectorise
+                _reduce_interior(
+                    best, keys, out_row, index_row, interior_first, interior_stop,
+                    kernel_w, 2, -padding[2], 1, width, store_indices,
+                )
+            else:
+                _reduce_interior(
+                    best, keys, out_row, index_row, interior_first, interior_stop,
+                    kernel_w, stride_w, -padding[2], dilation_w, width, store_indices,
+                )
+            n, c, od, oh = next_row(n, c, od, oh, channels, out_depth, out_height)
 
 
 @njit(inline="always", cache=True)
