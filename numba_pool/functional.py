@@ -146,7 +146,11 @@ def _avg_pool(dims, x, kernel_size, stride, padding, ceil_mode, count_include_pa
     kernel, stride, padding, _ = plan.canonical_parameters
     scales = _spec.avg_scales(plan, count_include_pad, divisor)
     x_view, y_view = _views(plan.layout, last, x, y)
-    _kernel(backend, "avg_pool_forward", last)(x_view, kernel, stride, padding, scales, y_view)
+    if last:
+        backend.avg_pool_forward_channels_last(x_view, kernel, stride, padding, scales, y_view)
+    else:
+        blocks = _row_blocks(plan.batch * plan.channels * int(np.prod(plan.output_spatial[:-1])))
+        backend.avg_pool_forward(x_view, kernel, stride, padding, scales, blocks, y_view)
     return y
 
 

@@ -65,3 +65,11 @@ def next_row(n, c, o, i, channels, outer, inner):
                 c = 0
                 n += 1
     return n, c, o, i
+
+
+@njit(inline="always", cache=True)
+def interior_windows(out_length, length, kernel, stride, padding, dilation):
+    """The windows [first, stop) along an axis that lie wholly inside the input (no padding)."""
+    first = min(out_length, (padding + stride - 1) // stride)
+    stop = min(out_length, (length - 1 - (kernel - 1) * dilation + padding) // stride + 1)
+    return first, max(first, stop)

@@ -9,29 +9,65 @@ size along that axis, counted with or without padding), so the caller passes
 import numpy as np
 from numba import njit, prange
 
-from ._common import KERNEL_OPTIONS, unravel_row, window_extent
+from ._common import KERNEL_OPTIONS, interior_windows, next_row, unravel_row, window_extent
+
+
+@njit(inline="always", cache=True)
+def _sum_interior(columns, sums, first, stop, kernel, stride, offset):
+    """Window sums over the column sums for windows first..stop-1 (wholly inside), tap by tap (vectorised)."""
+    for ow in range(first, stop):
+        sums[ow] = columns[ow * stride + offset]
+    for k in range(1, kernel):
+        for ow in range(first, stop):
+            sums[ow] += columns[ow * stride + offset + k]
 
 
 @njit(**KERNEL_OPTIONS)
-def avg_pool_forward(x, kernel, stride, padding, scales, out):
-    """Write each window's sum over its in-input part, times its scale, to ``out``."""
+def avg_pool_forward(x, kernel, stride, padding, scales, blocks, out):
+    """Write each window's sum over its in-input part, times its scale, to ``out``.
+
+    Separable, like max pooling: the window's input rows are summed into
+    per-column float64 sums, then each window sums its columns. Rows are split
+    into ``blocks``, each with its own buffers.
+    """
     batch, channels, depth, height, width = x.shape
     out_depth, out_height, out_width = out.shape[2], out.shape[3], out.shape[4]
     d_scales, h_scales, w_scales = scales
-    for row in prange(batch * channels * out_depth * out_height):
-        n, c, od, oh = unravel_row(row, channels, out_depth, out_height)
-        plane = x[n, c]
-        d_first, d_stop, _ = window_extent(od * stride[0] - padding[0], kernel[0], depth, padding[0])
-        h_first, h_stop, _ = window_extent(oh * stride[1] - padding[1], kernel[1], height, padding[1])
-        row_scale = d_scales[od] * h_scales[oh]
-        for ow in range(out_width):
-            w_first, w_stop, _ = window_extent(ow * stride[2] - padding[2], kernel[2], width, padding[2])
-            total = 0.0
+    kernel_w, stride_w = kernel[2], stride[2]
+    interior_first, interior_stop = interior_windows(out_width, width, kernel_w, stride_w, padding[2], 1)
+    rows = batch * channels * out_depth * out_height
+    for block in prange(blocks):
+        columns = np.empty(width, np.float64)
+        sums = np.empty(out_width, np.float64)
+        first_row = block * rows // blocks
+        n, c, od, oh = unravel_row(first_row, channels, out_depth, out_height)
+        for _ in range(first_row, (block + 1) * rows // blocks):
+            plane = x[n, c]
+            d_first, d_stop, _ = window_extent(od * stride[0] - padding[0], kernel[0], depth, padding[0])
+            h_first, h_stop, _ = window_extent(oh * stride[1] - padding[1], kernel[1], height, padding[1])
+            columns[:] = 0.0
             for d in range(d_first, d_stop):
                 for h in range(h_first, h_stop):
+                    source = plane[d, h]
+                    for w in range(width):
+                        columns[w] += source[w]
+            for border in range(2):  # windows reaching into the padding, one by one
+                first, stop = (0, interior_first) if border == 0 else (interior_stop, out_width)
+                for ow in range(first, stop):
+                    w_first, w_stop, _ = window_extent(ow * stride_w - padding[2], kernel_w, width, padding[2])
+                    total = 0.0
                     for w in range(w_first, w_stop):
-                        total += plane[d, h, w]
-            out[n, c, od, oh, ow] = total * (row_scale * w_scales[ow])
+                        total += columns[w]
+                    sums[ow] = total
+            if stride_w == 2:  # the common case, with a constant stride the compiler can vectorise
+                _sum_interior(columns, sums, interior_first, interior_stop, kernel_w, 2, -padding[2])
+            else:
+                _sum_interior(columns, sums, interior_first, interior_stop, kernel_w, stride_w, -padding[2])
+            row_scale = d_scales[od] * h_scales[oh]
+            out_row = out[n, c, od, oh]
+            for ow in range(out_width):
+                out_row[ow] = sums[ow] * (row_scale * w_scales[ow])
+            n, c, od, oh = next_row(n, c, od, oh, channels, out_depth, out_height)
 
 
 @njit(**KERNEL_OPTIONS)

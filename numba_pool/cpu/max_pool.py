@@ -8,7 +8,15 @@ innermost loop runs over the contiguous channels and vectorises.
 import numpy as np
 from numba import njit, prange
 
-from ._common import KERNEL_OPTIONS, flat_plane_index, next_row, replaces_maximum, unravel_row, valid_taps
+from ._common import (
+    KERNEL_OPTIONS,
+    flat_plane_index,
+    interior_windows,
+    next_row,
+    replaces_maximum,
+    unravel_row,
+    valid_taps,
+)
 
 
 @njit(inline="always", cache=True)
@@ -106,9 +114,7 @@ def max_pool_forward(x, kernel, stride, padding, dilation, blocks, out, indices,
     batch, channels, depth, height, width = x.shape
     out_depth, out_height, out_width = out.shape[2], out.shape[3], out.shape[4]
     kernel_w, stride_w, dilation_w = kernel[2], stride[2], dilation[2]
-    # Windows ow in [interior_first, interior_stop) lie wholly inside the row.
-    interior_first = min(out_width, (padding[2] + stride_w - 1) // stride_w)
-    interior_stop = max(interior_first, min(out_width, (width - 1 - (kernel_w - 1) * dilation_w + padding[2]) // stride_w + 1))
+    interior_first, interior_stop = interior_windows(out_width, width, kernel_w, stride_w, padding[2], dilation_w)
     rows = batch * channels * out_depth * out_height
     for block in prange(blocks):
         best = np.empty(width, x.dtype)
