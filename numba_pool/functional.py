@@ -7,6 +7,7 @@ has its own name, exact signature and docstring.
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Optional, Sequence, Union
 
 import numba
@@ -38,9 +39,10 @@ def _memory_is_channels_last(layout: _spec.Layout, array: np.ndarray) -> bool:
 def _row_blocks(rows: int) -> int:
     """How many blocks of rows a kernel with per-block scratch buffers splits its work into.
 
-    A few blocks per thread balance the load; the result never depends on it.
+    A few blocks per thread (of the most Numba may use) balance the load; the
+    result never depends on it.
     """
-    return max(1, min(rows, 8 * numba.get_num_threads()))
+    return max(1, min(rows, 8 * numba.config.NUMBA_NUM_THREADS))
 
 
 def _new_output(plan, dtype, channels_last_memory: bool) -> np.ndarray:
@@ -66,7 +68,7 @@ def _max_pool(dims, x, kernel_size, stride, padding, dilation, ceil_mode, return
     if last:
         backend.max_pool_forward_channels_last(x_view, *plan.canonical_parameters, y_view, indices_view, return_indices)
     else:
-        blocks = _row_blocks(plan.batch * plan.channels * int(np.prod(plan.output_spatial[:-1])))
+        blocks = _row_blocks(plan.batch * plan.channels * math.prod(plan.output_spatial[:-1]))
         backend.max_pool_forward(x_view, *plan.canonical_parameters, blocks, y_view, indices_view, return_indices)
     return (y, indices) if return_indices else y
 
@@ -111,7 +113,7 @@ def _routed_backward(op, dims, grad_output, indices, input_shape, channels_last)
     channels_last = _spec.check_flag(channels_last, "channels_last", op)
     backend = backend_for(op, grad_output=grad_output, indices=indices)
     grad_output, input_shape, layout, spatial, _ = _gradient_against_input(op, dims, grad_output, input_shape, channels_last)
-    indices = _checked_indices(indices, grad_output, int(np.prod(spatial)), op)
+    indices = _checked_indices(indices, grad_output, math.prod(spatial), op)
     last = _memory_is_channels_last(layout, grad_output)
     grad_input = layout.empty(*layout.split(input_shape), grad_output.dtype, last)
     views = _views(layout, last, grad_output, indices, grad_input)
@@ -125,8 +127,8 @@ def _routed_backward(op, dims, grad_output, indices, input_shape, channels_last)
 def _images_positions_channels(view: np.ndarray, channels_last_memory: bool) -> np.ndarray:
     """A contiguous kernel view as (images, positions, channels), without a copy."""
     if channels_last_memory:  # (N, D, H, W, C)
-        return view.reshape(view.shape[0], int(np.prod(view.shape[1:-1])), view.shape[-1])
-    return view.reshape(view.shape[0] * view.shape[1], int(np.prod(view.shape[2:])), 1)
+        return view.reshape(view.shape[0], math.prod(view.shape[1:-1]), view.shape[-1])
+    return view.reshape(view.shape[0] * view.shape[1], math.prod(view.shape[2:]), 1)
 
 
 # --------------------------------------------------------------------------- average pooling
@@ -149,7 +151,7 @@ def _avg_pool(dims, x, kernel_size, stride, padding, ceil_mode, count_include_pa
     if last:
         backend.avg_pool_forward_channels_last(x_view, kernel, stride, padding, scales, y_view)
     else:
-        blocks = _row_blocks(plan.batch * plan.channels * int(np.prod(plan.output_spatial[:-1])))
+        blocks = _row_blocks(plan.batch * plan.channels * math.prod(plan.output_spatial[:-1]))
         backend.avg_pool_forward(x_view, kernel, stride, padding, scales, blocks, y_view)
     return y
 
@@ -180,7 +182,7 @@ def _avg_pool_backward(
     if last:
         backend.avg_pool_backward_channels_last(grad_view, plan.covering_windows, scales, grad_input_view)
     else:
-        rows = plan.batch * plan.channels * int(np.prod(plan.input_spatial[:-1]))
+        rows = plan.batch * plan.channels * math.prod(plan.input_spatial[:-1])
         backend.avg_pool_backward(grad_view, plan.covering_windows, scales, _row_blocks(rows), grad_input_view)
     return grad_input
 
@@ -199,15 +201,20 @@ def _stochastic_pool(dims, x, kernel_size, stride, padding, ceil_mode, training,
     x = _spec.host_array(x, "x", op)
     _spec.check_dtype(x, _spec.FLOAT_DTYPES, "x", op)
     plan = _spec.plan_window(op, dims, x.shape, kernel_size, stride, padding, 1, ceil_mode, channels_last)
-    y = np.empty(plan.output_shape, x.dtype) if out is None else _spec.check_out(out, plan.output_shape, x.dtype, op, x)
+    last = _memory_is_channels_last(plan.layout, x)
+    y = _new_output(plan, x.dtype, last) if out is None else _spec.check_out(out, plan.output_shape, x.dtype, op, x)
     seed = _rng.seed_from(seed, op)  # last, so that a refused call does not advance a Generator
-    indices = np.empty(plan.output_shape, np.int64) if return_indices else None
+    indices = _new_output(plan, np.int64, last) if return_indices else None
     kernel, stride, padding, _ = plan.canonical_parameters
-    to_canonical = plan.layout.canonical
-    canonical_indices = _NO_INDICES if indices is None else to_canonical(indices)
-    backend.stochastic_pool_forward(
-        to_canonical(x), kernel, stride, padding, seed, training, to_canonical(y), canonical_indices, return_indices
-    )
+    x_view, y_view = _views(plan.layout, last, x, y)
+    indices_view = _views(plan.layout, last, indices)[0] if return_indices else _NO_INDICES
+    if last:
+        blocks = _row_blocks(plan.batch * math.prod(plan.output_spatial[:-1]))
+        backend.stochastic_pool_forward_channels_last(
+            x_view, kernel, stride, padding, seed, training, blocks, y_view, indices_view, return_indices
+        )
+    else:
+        backend.stochastic_pool_forward(x_view, kernel, stride, padding, seed, training, y_view, indices_view, return_indices)
     return (y, indices) if return_indices else y
 
 
@@ -279,7 +286,7 @@ def _global_avg_pool(dims, x, keepdims, channels_last):
     last = _memory_is_channels_last(layout, x)
     x_view = _views(layout, last, x)[0]
     if not last and x_view.flags.c_contiguous:  # whole planes are contiguous rows: sum them flat
-        backend.global_avg_forward_flat(x_view.reshape(batch * channels, int(np.prod(spatial))), pooled.reshape(-1))
+        backend.global_avg_forward_flat(x_view.reshape(batch * channels, math.prod(spatial)), pooled.reshape(-1))
     else:
         _kernel(backend, "global_avg_forward", last)(x_view, pooled)
     return pooled.reshape(kept if keepdims else flat)
@@ -419,7 +426,7 @@ def _max_unpool(dims, x, indices, kernel_size, stride, padding, output_size, cha
     stride = kernel if stride is None else _spec.size_tuple(stride, dims, "stride", op, minimum=1)
     padding = _spec.size_tuple(padding, dims, "padding", op, minimum=0)
     output_spatial = _unpool_output_spatial(op, layout, spatial, kernel, stride, padding, output_size)
-    indices = _checked_indices(indices, x, int(np.prod(output_spatial)), op, against="x")
+    indices = _checked_indices(indices, x, math.prod(output_spatial), op, against="x")
     out = np.empty(layout.join(batch, channels, output_spatial), x.dtype)
     backend.max_unpool(layout.canonical(x), layout.canonical(indices), layout.canonical(out))
     return out

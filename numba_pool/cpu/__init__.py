@@ -28,7 +28,11 @@ from .max_pool import (
     max_pool_forward,
     max_pool_forward_channels_last,
 )
-from .stochastic_pool import stochastic_pool_forward, stochastic_pool_inference_backward
+from .stochastic_pool import (
+    stochastic_pool_forward,
+    stochastic_pool_forward_channels_last,
+    stochastic_pool_inference_backward,
+)
 from .unpool import max_unpool
 
 __all__ = [
@@ -51,5 +55,6 @@ __all__ = [
     "max_pool_forward_channels_last",
     "max_unpool",
     "stochastic_pool_forward",
+    "stochastic_pool_forward_channels_last",
     "stochastic_pool_inference_backward",
 ]

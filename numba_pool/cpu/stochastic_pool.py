@@ -42,27 +42,32 @@ def window_statistics(plane, box):
 
 @njit(inline="always", cache=True)
 def pick_element(plane, box, weight_sum, count, draw):
-    """Flat index of the element in ``box`` that a uniform ``draw`` in [0, 1) selects."""
+    """(flat index, value) of the element in ``box`` that a uniform ``draw`` in [0, 1) selects.
+
+    With weights, the first element whose running weight sum passes
+    ``draw * sum``; without, the element numbered ``floor(draw * count)``.
+    """
     d_first, d_stop, h_first, h_stop, w_first, w_stop = box
     height, width = plane.shape[1], plane.shape[2]
-    # With weights, walk the cumulative sum; without, take the k-th element.
     target = draw * weight_sum if weight_sum > 0 else np.float64(int(draw * count))
     running = 0.0
     last = -1
+    last_value = plane[d_first, h_first, w_first]
     for d in range(d_first, d_stop):
         for h in range(h_first, h_stop):
             for w in range(w_first, w_stop):
-                value = np.float64(plane[d, h, w])
+                value = plane[d, h, w]
                 if weight_sum > 0:
-                    if value <= 0:
+                    if not value > 0:
                         continue
-                    running += value
+                    running += np.float64(value)
                 else:
                     running += 1.0
                 last = flat_plane_index(d, h, w, height, width)
+                last_value = value
                 if running > target:
-                    return last
-    return last  # only reached when rounding leaves the target at the very top
+                    return last, last_value
+    return last, last_value  # only reached when rounding leaves the target at the very top
 
 
 @njit(**KERNEL_OPTIONS)
@@ -84,14 +89,98 @@ def stochastic_pool_forward(x, kernel, stride, padding, seed, training, out, ind
                 out[n, c, od, oh, ow] = np.nan
             elif training:
                 counter = row * out_width + ow  # the logical (N, C, D, H, W) position of this output
-                picked = pick_element(plane, box, weight_sum, count, uniform(seed, counter))
-                out[n, c, od, oh, ow] = plane[picked // (height * width), (picked // width) % height, picked % width]
+                picked, value = pick_element(plane, box, weight_sum, count, uniform(seed, counter))
+                out[n, c, od, oh, ow] = value
             elif weight_sum > 0:
                 out[n, c, od, oh, ow] = square_sum / weight_sum
             else:
                 out[n, c, od, oh, ow] = plain_sum / count
             if store_indices:
                 indices[n, c, od, oh, ow] = picked
+
+
+@njit(**KERNEL_OPTIONS)
+def stochastic_pool_forward_channels_last(x, kernel, stride, padding, seed, training, blocks, out, indices, store_indices):
+    """``stochastic_pool_forward`` on (N, D, H, W, C) views, all channels of a window at once.
+
+    The same arithmetic in the same order as the channels-first kernel, so the
+    same seed picks the same elements in either memory layout.
+    """
+    batch, depth, height, width, channels = x.shape
+    out_depth, out_height, out_width = out.shape[1], out.shape[2], out.shape[3]
+    rows = batch * out_depth * out_height
+    for block in prange(blocks):
+        weight_sum = np.empty(channels, np.float64)
+        square_sum = np.empty(channels, np.float64)
+        plain_sum = np.empty(channels, np.float64)
+        first_nan = np.empty(channels, np.int64)
+        target = np.empty(channels, np.float64)
+        picked = np.empty(channels, np.int64)
+        last = np.empty(channels, np.int64)
+        for row in range(block * rows // blocks, (block + 1) * rows // blocks):
+            n, _, od, oh = unravel_row(row, 1, out_depth, out_height)
+            d_first, d_stop, _ = window_extent(od * stride[0] - padding[0], kernel[0], depth, padding[0])
+            h_first, h_stop, _ = window_extent(oh * stride[1] - padding[1], kernel[1], height, padding[1])
+            for ow in range(out_width):
+                w_first, w_stop, _ = window_extent(ow * stride[2] - padding[2], kernel[2], width, padding[2])
+                count = (d_stop - d_first) * (h_stop - h_first) * (w_stop - w_first)
+                weight_sum[:] = 0.0
+                square_sum[:] = 0.0
+                plain_sum[:] = 0.0
+                first_nan[:] = -1
+                for d in range(d_first, d_stop):
+                    for h in range(h_first, h_stop):
+                        for w in range(w_first, w_stop):
+                            flat = flat_plane_index(d, h, w, height, width)
+                            source = x[n, d, h, w]
+                            for c in range(channels):
+                                value = np.float64(source[c])
+                                if value != value and first_nan[c] < 0:
+                                    first_nan[c] = flat
+                                if value > 0:
+                                    weight_sum[c] += value
+                                    square_sum[c] += value * value
+                                plain_sum[c] += value
+                target_row = out[n, od, oh, ow]
+                if training:
+                    for c in range(channels):
+                        counter = (((n * channels + c) * out_depth + od) * out_height + oh) * out_width + ow
+                        draw = uniform(seed, counter)
+                        target[c] = draw * weight_sum[c] if weight_sum[c] > 0 else np.float64(int(draw * count))
+                        picked[c] = -1
+                        last[c] = -1
+                    running = plain_sum  # reused as the running weight sums
+                    running[:] = 0.0
+                    for d in range(d_first, d_stop):
+                        for h in range(h_first, h_stop):
+                            for w in range(w_first, w_stop):
+                                flat = flat_plane_index(d, h, w, height, width)
+                                source = x[n, d, h, w]
+                                for c in range(channels):
+                                    value = source[c]
+                                    weighted = weight_sum[c] > 0
+                                    if weighted and not value > 0:
+                                        continue
+                                    running[c] += np.float64(value) if weighted else 1.0
+                                    last[c] = flat
+                                    if picked[c] < 0 and running[c] > target[c]:
+                                        picked[c] = flat
+                                        target_row[c] = value
+                    for c in range(channels):
+                        if picked[c] < 0:  # rounding left the target at the very top: the last candidate
+                            picked[c] = last[c]
+                            target_row[c] = x[n, last[c] // (height * width), (last[c] // width) % height, last[c] % width, c]
+                else:
+                    for c in range(channels):
+                        target_row[c] = square_sum[c] / weight_sum[c] if weight_sum[c] > 0 else plain_sum[c] / count
+                for c in range(channels):
+                    if first_nan[c] >= 0:
+                        picked[c] = first_nan[c]
+                        target_row[c] = np.nan
+                if store_indices:
+                    index_row = indices[n, od, oh, ow]
+                    for c in range(channels):
+                        index_row[c] = picked[c]
 
 
 @njit(**KERNEL_OPTIONS)
