@@ -226,7 +226,7 @@ def stochastic_pool_backward_doc(dims: int) -> str:
 
 For the gradient of the inference output (``training=False``) use
 ``stochastic_pool{dims}d_inference_backward``; ``StochasticPool{dims}d`` layers
-(when available) choose between the two by their mode.
+choose between the two by their mode.
 
 Parameters
 ----------

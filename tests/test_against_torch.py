@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 import numba_pool
-import reference
 from cases import random_case, random_values
 
 torch = pytest.importorskip("torch")

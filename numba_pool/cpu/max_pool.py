@@ -13,7 +13,6 @@ from ._common import (
     flat_plane_index,
     interior_windows,
     next_row,
-    replaces_maximum,
     unravel_row,
     valid_taps,
 )
