@@ -19,8 +19,12 @@ from ._common import (
 
 
 @njit(inline="always", cache=True)
-def _fold_rows(source, best, keys, key, store_keys):
-    """Fold one input row into per-column running maxima (and the key of the row each came from)."""
+def _fold_into_maxima(source, best, keys, key, store_keys):
+    """Fold a row of values into element-wise running maxima, noting ``key`` where a value wins.
+
+    Used for input rows against per-column maxima (channels-first) and for one
+    window element's channels against per-channel maxima (channels-last).
+    """
     if store_keys:
         for w in range(source.shape[0]):
             value = source[w]
@@ -134,7 +138,7 @@ def max_pool_forward(x, kernel, stride, padding, dilation, blocks, out, indices,
                 d = d_start + i * dilation[0]
                 for j in range(h_first, h_stop):
                     h = h_start + j * dilation[1]
-                    _fold_rows(plane[d, h], best, keys, d * height + h, store_indices)
+                    _fold_into_maxima(plane[d, h], best, keys, d * height + h, store_indices)
             out_row = out[n, c, od, oh]
             index_row = indices[n, c, od, oh] if store_indices else indices[0, 0, 0, 0]
             for border in range(2):  # the windows that reach into the padding, one by one
@@ -157,24 +161,6 @@ def max_pool_forward(x, kernel, stride, padding, dilation, blocks, out, indices,
                     kernel_w, stride_w, -padding[2], dilation_w, width, store_indices,
                 )
             n, c, od, oh = next_row(n, c, od, oh, channels, out_depth, out_height)
-
-
-@njit(inline="always", cache=True)
-def _fold_maximum(source, best, best_indices, flat, store_indices):
-    """Fold one window element (a row of channels) into the running maxima, per channel."""
-    if store_indices:
-        for c in range(source.shape[0]):
-            value = source[c]
-            current = best[c]
-            replace = (value > current) | ((value != value) & (current == current))
-            best[c] = value if replace else current
-            best_indices[c] = flat if replace else best_indices[c]
-    else:
-        for c in range(source.shape[0]):
-            value = source[c]
-            current = best[c]
-            replace = (value > current) | ((value != value) & (current == current))
-            best[c] = value if replace else current
 
 
 @njit(**KERNEL_OPTIONS)
@@ -206,7 +192,7 @@ def max_pool_forward_channels_last(x, kernel, stride, padding, dilation, out, in
                     for k in range(w_first, w_stop):
                         w = w_start + k * dilation[2]
                         flat = flat_plane_index(d, h, w, height, width)
-                        _fold_maximum(x[n, d, h, w], best, best_indices, flat, store_indices)
+                        _fold_into_maxima(x[n, d, h, w], best, best_indices, flat, store_indices)
 
 
 @njit(**KERNEL_OPTIONS)
