@@ -114,10 +114,11 @@ def avg_pool_backward(grad_output, covers, scales, blocks, grad_input):
     d_scales, h_scales, w_scales = scales
     rows = batch * channels * depth * height
     for block in prange(blocks):
-        combined = np.empty(out_width, np.float64)
+        # Two zeros past the end let the first two covering windows be read without bounds checks.
+        combined = np.zeros(out_width + 2, np.float64)
         for row in range(block * rows // blocks, (block + 1) * rows // blocks):
             n, c, d, h = unravel_row(row, channels, depth, height)
-            combined[:] = 0.0
+            combined[:out_width] = 0.0
             for od in range(d_covers[0, d], d_covers[1, d]):
                 for oh in range(h_covers[0, h], h_covers[1, h]):
                     row_scale = d_scales[od] * h_scales[oh]
@@ -126,8 +127,12 @@ def avg_pool_backward(grad_output, covers, scales, blocks, grad_input):
                         combined[ow] += source[ow] * (row_scale * w_scales[ow])
             target = grad_input[n, c, d, h]
             for w in range(width):
-                total = 0.0
-                for ow in range(w_covers[0, w], w_covers[1, w]):
+                # Most positions have one or two covering windows (kernel <= 2 * stride): take
+                # them branch-free, then loop over any further ones, in window order throughout.
+                first = min(w_covers[0, w], out_width)
+                count = w_covers[1, w] - w_covers[0, w]
+                total = (combined[first] if count > 0 else 0.0) + (combined[first + 1] if count > 1 else 0.0)
+                for ow in range(first + 2, first + count):
                     total += combined[ow]
                 target[w] = total
 
