@@ -27,6 +27,36 @@ CANONICAL_SPATIAL_DIMS = 3
 _NEUTRAL = {"kernel_size": 1, "stride": 1, "padding": 0, "dilation": 1}
 
 
+def memoized(function):
+    """Cache ``function`` on its arguments' values *and* types (so 2.0 or True never hit the entry of 2 or 1).
+
+    Validation and planning run once per distinct call signature; repeated calls
+    with the same shapes and parameters, as in a training loop, skip them.
+    Unhashable arguments (lists) are planned afresh each time.
+    """
+    cache: dict = {}
+
+    def typed(value):
+        return tuple(map(type, value)) if type(value) is tuple else type(value)
+
+    @functools.wraps(function)
+    def cached(*args, **options):
+        try:
+            key = (args, tuple(map(typed, args)), tuple(sorted(options.items())))
+            return cache[key]
+        except TypeError:  # unhashable
+            return function(*args, **options)
+        except KeyError:
+            pass
+        result = function(*args, **options)
+        if len(cache) > 1024:
+            cache.clear()
+        cache[key] = result
+        return result
+
+    return cached
+
+
 # --------------------------------------------------------------------------- scalars
 
 
@@ -164,6 +194,7 @@ def kernel_view(canonical: np.ndarray, channels_last_memory: bool) -> np.ndarray
     return canonical.transpose(0, 2, 3, 4, 1) if channels_last_memory else canonical
 
 
+@memoized
 def layout_of(shape: tuple[int, ...], dims: int, channels_last: bool, name: str, op: str) -> Layout:
     """Check the rank and sizes of ``shape`` and say how to read it."""
     if len(shape) not in (dims + 1, dims + 2):
@@ -180,6 +211,7 @@ def layout_of(shape: tuple[int, ...], dims: int, channels_last: bool, name: str,
     return layout
 
 
+@memoized
 def shape_tuple(value, dims: int, name: str, op: str, channels_last: bool) -> tuple[int, ...]:
     """Check a user-given input shape (for backward passes) and return it as a tuple of ints."""
     if not isinstance(value, (tuple, list)) or not all(is_integer(v) for v in value):
@@ -270,36 +302,6 @@ class WindowPlan:
             (_NEUTRAL[name],) * missing + getattr(self, name)
             for name in ("kernel_size", "stride", "padding", "dilation")
         )
-
-
-def memoized(function):
-    """Cache ``function`` on its arguments' values *and* types (so 2.0 or True never hit the entry of 2 or 1).
-
-    Validation and planning run once per distinct call signature; repeated calls
-    with the same shapes and parameters, as in a training loop, skip them.
-    Unhashable arguments (lists) are planned afresh each time.
-    """
-    cache: dict = {}
-
-    def typed(value):
-        return tuple(map(type, value)) if type(value) is tuple else type(value)
-
-    @functools.wraps(function)
-    def cached(*args, **options):
-        try:
-            key = (args, tuple(map(typed, args)), tuple(sorted(options.items())))
-            return cache[key]
-        except TypeError:  # unhashable
-            return function(*args, **options)
-        except KeyError:
-            pass
-        result = function(*args, **options)
-        if len(cache) > 1024:
-            cache.clear()
-        cache[key] = result
-        return result
-
-    return cached
 
 
 @memoized

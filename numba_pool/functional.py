@@ -95,17 +95,23 @@ def _gradient_against_input(op, dims, grad_output, input_shape, channels_last):
     """
     grad_output = _spec.host_array(grad_output, "grad_output", op)
     _spec.check_dtype(grad_output, _spec.FLOAT_DTYPES, "grad_output", op)
+    return (grad_output, *_gradient_plan(op, dims, grad_output.shape, input_shape, channels_last))
+
+
+@_spec.memoized
+def _gradient_plan(op, dims, grad_shape, input_shape, channels_last):
+    """The shape checks of ``_gradient_against_input``, done once per call signature."""
     input_shape = _spec.shape_tuple(input_shape, dims, "input_shape", op, channels_last)
     layout = _spec.layout_of(input_shape, dims, channels_last, "input_shape", op)
-    output_layout = _spec.layout_of(grad_output.shape, dims, channels_last, "grad_output", op)
+    output_layout = _spec.layout_of(grad_shape, dims, channels_last, "grad_output", op)
     batch, channels, spatial = layout.split(input_shape)
-    out_batch, out_channels, output_spatial = output_layout.split(grad_output.shape)
+    out_batch, out_channels, output_spatial = output_layout.split(grad_shape)
     if output_layout.batched != layout.batched or (out_batch, out_channels) != (batch, channels):
         raise ValueError(
-            f"{op}: grad_output of shape {grad_output.shape} does not match input_shape {input_shape}: "
+            f"{op}: grad_output of shape {grad_shape} does not match input_shape {input_shape}: "
             "both must be batched or both unbatched, with the same batch and channel sizes"
         )
-    return grad_output, input_shape, layout, spatial, output_spatial
+    return input_shape, layout, spatial, output_spatial
 
 
 def _routed_backward(op, dims, grad_output, indices, input_shape, channels_last):
