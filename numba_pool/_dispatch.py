@@ -1,27 +1,61 @@
 """Which backend runs a call, chosen from the type of its arrays.
 
-Only the CPU backend exists so far; device arrays (anything exposing
-``__cuda_array_interface__``) are refused with a clear message instead of
-being copied to the host behind the user's back.
+NumPy arrays and array-likes run on the CPU (:mod:`numba_pool.cpu`). CUDA
+arrays (numba device arrays, the CUDA simulator's included, CuPy arrays,
+PyTorch CUDA tensors: anything exposing ``__cuda_array_interface__``) run on
+the GPU (:mod:`numba_pool.cuda`, imported on first use, so CPU-only users never
+import numba.cuda). One call never mixes the two.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from types import ModuleType
 
 import numpy as np
 
+from . import cpu
+
+_CUDA_EXTRA = 'pip install "numba-pool[cuda]"'
+
+
+def is_device_array(array) -> bool:
+    """Whether ``array`` lives in GPU memory (checked on its type, so a failing property is never read)."""
+    kind = type(array)
+    if getattr(kind, "__cuda_ndarray__", False):  # numba device arrays, the simulator's included
+        return True
+    if hasattr(kind, "__cuda_array_interface__"):
+        on_gpu = getattr(array, "is_cuda", None)  # torch.Tensor has the property on CPU tensors too
+        return True if on_gpu is None else bool(on_gpu)
+    return False
+
+
+def _where(array) -> str:
+    return f"on the GPU ({type(array).__name__})" if is_device_array(array) else f"on the host ({type(array).__name__})"
+
 
 def backend_for(op: str, **arrays) -> ModuleType:
-    """The kernel module for these arrays (keyword names appear in error messages)."""
-    for name, array in arrays.items():
-        if array is None or type(array) is np.ndarray:  # the common case, checked first because it is cheap
-            continue
-        if hasattr(type(array), "__cuda_array_interface__"):
-            raise TypeError(
-                f"{op}: {name} is a CUDA array; this version of numba_pool runs on the CPU only. "
-                f"Copy it to the host first (e.g. {name}.copy_to_host() or {name}.cpu().numpy())"
-            )
-    from . import cpu
+    """The backend module for these arrays (keyword names appear in error messages)."""
+    given = {name: array for name, array in arrays.items() if array is not None}
+    if all(type(array) is np.ndarray for array in given.values()):  # the common case, checked first because it is cheap
+        return cpu
+    on_device = [is_device_array(array) for array in given.values()]
+    if not any(on_device):
+        return cpu
+    if not all(on_device):
+        places = ", ".join(f"{name} is {_where(array)}" for name, array in given.items())
+        raise TypeError(
+            f"{op}: all arrays of one call must be on the same side; {places}. "
+            "Move them together, e.g. numba.cuda.to_device(a) / a.copy_to_host(), cupy.asarray(a) / a.get(), "
+            "tensor.cuda() / tensor.cpu()"
+        )
+    return cuda_backend()
 
-    return cpu
+
+def cuda_backend() -> ModuleType:
+    """:mod:`numba_pool.cuda`, or an ImportError that says how to install it."""
+    if importlib.util.find_spec("numba_cuda") is None:
+        raise ImportError(f"numba_pool needs numba-cuda to run on CUDA arrays; install it with: {_CUDA_EXTRA}")
+    from . import cuda
+
+    return cuda

@@ -153,13 +153,18 @@ class Layout:
         shape = (*spatial, channels) if self.channels_last else (channels, *spatial)
         return (batch, *shape) if self.batched else shape
 
-    def empty(self, batch: int, channels: int, spatial: tuple[int, ...], dtype, channels_last_memory: bool) -> np.ndarray:
-        """A new array of the user's shape, whose memory is channels-last or channels-first as asked."""
+    def empty(
+        self, batch: int, channels: int, spatial: tuple[int, ...], dtype, channels_last_memory: bool, allocate=np.empty
+    ) -> np.ndarray:
+        """A new array of the user's shape, whose memory is channels-last or channels-first as asked.
+
+        ``allocate(shape, dtype)`` makes the C-ordered memory (``np.empty``, or a device allocator).
+        """
         if channels_last_memory:
-            array = np.empty((batch, *spatial, channels), dtype)
+            array = allocate((batch, *spatial, channels), dtype)
             array = array if self.channels_last else np.moveaxis(array, -1, 1)
         else:
-            array = np.empty((batch, channels, *spatial), dtype)
+            array = allocate((batch, channels, *spatial), dtype)
             array = np.moveaxis(array, 1, -1) if self.channels_last else array
         return array if self.batched else array[0]
 

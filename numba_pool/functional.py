@@ -7,13 +7,14 @@ has its own name, exact signature and docstring.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, Optional, Sequence, Union
 
 import numba
 import numpy as np
 
-from . import _docs, _rng, _spec
+from . import _docs, _rng, _spec, cpu
 from ._dispatch import backend_for
 
 IntOrTuple = Union[int, Sequence[int]]
@@ -45,8 +46,14 @@ def _row_blocks(rows: int) -> int:
     return max(1, min(rows, 8 * numba.config.NUMBA_NUM_THREADS))
 
 
-def _new_output(plan, dtype, channels_last_memory: bool) -> np.ndarray:
-    return plan.layout.empty(plan.batch, plan.channels, plan.output_spatial, dtype, channels_last_memory)
+def _allocator(backend, like) -> Callable:
+    """``allocate(shape, dtype)`` for new arrays of the backend and array family of ``like``."""
+    return np.empty if backend is cpu else functools.partial(backend.empty, like=like)
+
+
+def _new_output(backend, plan, dtype, channels_last_memory: bool, like):
+    allocate = _allocator(backend, like)
+    return plan.layout.empty(plan.batch, plan.channels, plan.output_spatial, dtype, channels_last_memory, allocate)
 
 
 # --------------------------------------------------------------------------- max pooling
@@ -57,12 +64,12 @@ def _max_pool(dims, x, kernel_size, stride, padding, dilation, ceil_mode, return
     channels_last = _spec.check_flag(channels_last, "channels_last", op)
     return_indices = _spec.check_flag(return_indices, "return_indices", op)
     backend = backend_for(op, x=x, out=out)
-    x = _spec.host_array(x, "x", op)
+    x = backend.asarray(x, "x", op)
     _spec.check_dtype(x, _spec.FLOAT_AND_INTEGER_DTYPES, "x", op)
     plan = _spec.plan_window(op, dims, x.shape, kernel_size, stride, padding, dilation, ceil_mode, channels_last)
     last = _memory_is_channels_last(plan.layout, x)
-    y = _new_output(plan, x.dtype, last) if out is None else _spec.check_out(out, plan.output_shape, x.dtype, op, x)
-    indices = _new_output(plan, np.int64, last) if return_indices else None
+    y = _new_output(backend, plan, x.dtype, last, x) if out is None else backend.check_out(out, plan.output_shape, x.dtype, op, x)
+    indices = _new_output(backend, plan, np.int64, last, x) if return_indices else None
     x_view, y_view = _views(plan.layout, last, x, y)
     indices_view = _views(plan.layout, last, indices)[0] if return_indices else _NO_INDICES
     if last:
@@ -70,30 +77,37 @@ def _max_pool(dims, x, kernel_size, stride, padding, dilation, ceil_mode, return
     else:
         blocks = _row_blocks(plan.batch * plan.channels * math.prod(plan.output_spatial[:-1]))
         backend.max_pool_forward(x_view, *plan.canonical_parameters, blocks, y_view, indices_view, return_indices)
-    return (y, indices) if return_indices else y
+    return backend.export((y, indices) if return_indices else y)
 
 
-def _checked_indices(indices, values: np.ndarray, plane_size: int, op: str, against: str = "grad_output") -> np.ndarray:
-    """``indices`` as int64, once its type, shape (that of ``values``) and values are known to be safe."""
-    indices = _spec.host_array(indices, "indices", op)
+def _checked_indices(backend, layout, indices, values, spatial, op: str, against: str = "grad_output"):
+    """``indices`` ready for the kernels, once its type, shape (that of ``values``) and values are known to be safe.
+
+    ``spatial`` holds the sizes of the planes the indices point into.
+    """
+    indices = backend.asarray(indices, "indices", op)
     if indices.dtype.kind not in "iu":
         raise TypeError(f"{op}: indices must be an integer array (as returned with return_indices=True); got dtype {indices.dtype}")
     if indices.shape != values.shape:
         raise ValueError(f"{op}: indices must have {against}'s shape {values.shape}; got {indices.shape}")
-    if indices.size and (indices.min() < 0 or indices.max() >= plane_size):
-        raise ValueError(
-            f"{op}: indices must lie in [0, {plane_size}), flat positions within one input plane; "
-            f"got values from {indices.min()} to {indices.max()}"
-        )
-    return indices.astype(np.int64, copy=False)
+    plane_size = math.prod(spatial)
+    if indices.size:
+        canonical_plane = (1,) * (_spec.CANONICAL_SPATIAL_DIMS - len(spatial)) + tuple(spatial)
+        low, high = backend.index_range(layout.canonical(indices), canonical_plane)
+        if low < 0 or high >= plane_size:
+            raise ValueError(
+                f"{op}: indices must lie in [0, {plane_size}), flat positions within one input plane; "
+                f"got values from {low} to {high}"
+            )
+    return backend.as_int64(indices)
 
 
-def _gradient_against_input(op, dims, grad_output, input_shape, channels_last):
+def _gradient_against_input(backend, op, dims, grad_output, input_shape, channels_last):
     """Check a float gradient whose batch and channel sizes must match ``input_shape``.
 
     Returns (grad_output, input_shape, layout, input spatial sizes, output spatial sizes).
     """
-    grad_output = _spec.host_array(grad_output, "grad_output", op)
+    grad_output = backend.asarray(grad_output, "grad_output", op)
     _spec.check_dtype(grad_output, _spec.FLOAT_DTYPES, "grad_output", op)
     return (grad_output, *_gradient_plan(op, dims, grad_output.shape, input_shape, channels_last))
 
@@ -118,16 +132,18 @@ def _routed_backward(op, dims, grad_output, indices, input_shape, channels_last)
     """Backward of every pooling that picks one element per window (max, stochastic, global/adaptive max)."""
     channels_last = _spec.check_flag(channels_last, "channels_last", op)
     backend = backend_for(op, grad_output=grad_output, indices=indices)
-    grad_output, input_shape, layout, spatial, _ = _gradient_against_input(op, dims, grad_output, input_shape, channels_last)
-    indices = _checked_indices(indices, grad_output, math.prod(spatial), op)
+    grad_output, input_shape, layout, spatial, _ = _gradient_against_input(
+        backend, op, dims, grad_output, input_shape, channels_last
+    )
+    indices = _checked_indices(backend, layout, indices, grad_output, spatial, op)
     last = _memory_is_channels_last(layout, grad_output)
-    grad_input = layout.empty(*layout.split(input_shape), grad_output.dtype, last)
+    grad_input = layout.empty(*layout.split(input_shape), grad_output.dtype, last, _allocator(backend, grad_output))
     views = _views(layout, last, grad_output, indices, grad_input)
-    if all(view.flags.c_contiguous for view in views):
+    if backend is cpu and all(view.flags.c_contiguous for view in views):  # a faster CPU kernel for plain memory
         backend.max_pool_backward_flat(*(_images_positions_channels(view, last) for view in views))
     else:
         _kernel(backend, "max_pool_backward", last)(*views)
-    return grad_input
+    return backend.export(grad_input)
 
 
 def _images_positions_channels(view: np.ndarray, channels_last_memory: bool) -> np.ndarray:
@@ -146,11 +162,11 @@ def _avg_pool(dims, x, kernel_size, stride, padding, ceil_mode, count_include_pa
     count_include_pad = _spec.check_flag(count_include_pad, "count_include_pad", op)
     divisor = _spec.optional_nonzero_int(divisor_override, "divisor_override", op)
     backend = backend_for(op, x=x, out=out)
-    x = _spec.host_array(x, "x", op)
+    x = backend.asarray(x, "x", op)
     _spec.check_dtype(x, _spec.FLOAT_DTYPES, "x", op)
     plan = _spec.plan_window(op, dims, x.shape, kernel_size, stride, padding, 1, ceil_mode, channels_last)
     last = _memory_is_channels_last(plan.layout, x)
-    y = _new_output(plan, x.dtype, last) if out is None else _spec.check_out(out, plan.output_shape, x.dtype, op, x)
+    y = _new_output(backend, plan, x.dtype, last, x) if out is None else backend.check_out(out, plan.output_shape, x.dtype, op, x)
     kernel, stride, padding, _ = plan.canonical_parameters
     scales = _spec.avg_scales(plan, count_include_pad, divisor)
     x_view, y_view = _views(plan.layout, last, x, y)
@@ -159,7 +175,7 @@ def _avg_pool(dims, x, kernel_size, stride, padding, ceil_mode, count_include_pa
     else:
         blocks = _row_blocks(plan.batch * plan.channels * math.prod(plan.output_spatial[:-1]))
         backend.avg_pool_forward(x_view, kernel, stride, padding, scales, blocks, y_view)
-    return y
+    return backend.export(y)
 
 
 def _avg_pool_backward(
@@ -170,7 +186,7 @@ def _avg_pool_backward(
     count_include_pad = _spec.check_flag(count_include_pad, "count_include_pad", op)
     divisor = _spec.optional_nonzero_int(divisor_override, "divisor_override", op)
     backend = backend_for(op, grad_output=grad_output)
-    grad_output = _spec.host_array(grad_output, "grad_output", op)
+    grad_output = backend.asarray(grad_output, "grad_output", op)
     _spec.check_dtype(grad_output, _spec.FLOAT_DTYPES, "grad_output", op)
     input_shape = _spec.shape_tuple(input_shape, dims, "input_shape", op, channels_last)
     plan = _spec.plan_window(
@@ -182,7 +198,8 @@ def _avg_pool_backward(
             f"{input_shape} and these window parameters; got {grad_output.shape}"
         )
     last = _memory_is_channels_last(plan.layout, grad_output)
-    grad_input = plan.layout.empty(plan.batch, plan.channels, plan.input_spatial, grad_output.dtype, last)
+    allocate = _allocator(backend, grad_output)
+    grad_input = plan.layout.empty(plan.batch, plan.channels, plan.input_spatial, grad_output.dtype, last, allocate)
     scales = _spec.avg_scales(plan, count_include_pad, divisor)
     grad_view, grad_input_view = _views(plan.layout, last, grad_output, grad_input)
     if last:
@@ -190,7 +207,7 @@ def _avg_pool_backward(
     else:
         rows = plan.batch * plan.channels * math.prod(plan.input_spatial[:-1])
         backend.avg_pool_backward(grad_view, plan.covering_windows, scales, _row_blocks(rows), grad_input_view)
-    return grad_input
+    return backend.export(grad_input)
 
 
 # --------------------------------------------------------------------------- stochastic pooling
@@ -204,13 +221,13 @@ def _stochastic_pool(dims, x, kernel_size, stride, padding, ceil_mode, training,
     if return_indices and not training:
         raise ValueError(f"{op}: return_indices=True needs training=True (inference picks no element)")
     backend = backend_for(op, x=x, out=out)
-    x = _spec.host_array(x, "x", op)
+    x = backend.asarray(x, "x", op)
     _spec.check_dtype(x, _spec.FLOAT_DTYPES, "x", op)
     plan = _spec.plan_window(op, dims, x.shape, kernel_size, stride, padding, 1, ceil_mode, channels_last)
     last = _memory_is_channels_last(plan.layout, x)
-    y = _new_output(plan, x.dtype, last) if out is None else _spec.check_out(out, plan.output_shape, x.dtype, op, x)
+    y = _new_output(backend, plan, x.dtype, last, x) if out is None else backend.check_out(out, plan.output_shape, x.dtype, op, x)
     seed = _rng.seed_from(seed, op)  # last, so that a refused call does not advance a Generator
-    indices = _new_output(plan, np.int64, last) if return_indices else None
+    indices = _new_output(backend, plan, np.int64, last, x) if return_indices else None
     kernel, stride, padding, _ = plan.canonical_parameters
     x_view, y_view = _views(plan.layout, last, x, y)
     indices_view = _views(plan.layout, last, indices)[0] if return_indices else _NO_INDICES
@@ -221,27 +238,27 @@ def _stochastic_pool(dims, x, kernel_size, stride, padding, ceil_mode, training,
         )
     else:
         backend.stochastic_pool_forward(x_view, kernel, stride, padding, seed, training, y_view, indices_view, return_indices)
-    return (y, indices) if return_indices else y
+    return backend.export((y, indices) if return_indices else y)
 
 
 def _stochastic_pool_inference_backward(dims, grad_output, x, kernel_size, stride, padding, ceil_mode, channels_last):
     op = f"stochastic_pool{dims}d_inference_backward"
     channels_last = _spec.check_flag(channels_last, "channels_last", op)
     backend = backend_for(op, grad_output=grad_output, x=x)
-    x = _spec.host_array(x, "x", op)
+    x = backend.asarray(x, "x", op)
     _spec.check_dtype(x, _spec.FLOAT_DTYPES, "x", op)
-    grad_output = _spec.host_array(grad_output, "grad_output", op)
+    grad_output = backend.asarray(grad_output, "grad_output", op)
     _spec.check_dtype(grad_output, _spec.FLOAT_DTYPES, "grad_output", op)
     plan = _spec.plan_window(op, dims, x.shape, kernel_size, stride, padding, 1, ceil_mode, channels_last)
     if grad_output.shape != plan.output_shape:
         raise ValueError(f"{op}: grad_output must have the forward output's shape {plan.output_shape}; got {grad_output.shape}")
-    grad_input = np.empty(x.shape, grad_output.dtype)
+    grad_input = backend.empty(x.shape, grad_output.dtype, like=x)
     kernel, stride, padding, _ = plan.canonical_parameters
     to_canonical = plan.layout.canonical
     backend.stochastic_pool_inference_backward(
         to_canonical(x), to_canonical(grad_output), kernel, stride, padding, to_canonical(grad_input)
     )
-    return grad_input
+    return backend.export(grad_input)
 
 
 # --------------------------------------------------------------------------- global pooling
@@ -261,16 +278,16 @@ def _global_shapes(layout: _spec.Layout, batch: int, channels: int) -> tuple[tup
     return kept, ((batch, channels) if layout.batched else (channels,))
 
 
-def _global_input(op, dims, x, channels_last, accepted):
-    x = _spec.host_array(x, "x", op)
+def _global_input(backend, op, dims, x, channels_last, accepted):
+    x = backend.asarray(x, "x", op)
     _spec.check_dtype(x, accepted, "x", op)
     layout = _spec.layout_of(x.shape, dims, channels_last, "x", op)
     return x, layout, layout.split(x.shape)
 
 
-def _global_gradient(op, dims, grad_output, input_shape, channels_last):
+def _global_gradient(backend, op, dims, grad_output, input_shape, channels_last):
     """Check a global pooling's gradient against input_shape; return it in the keepdims shape."""
-    grad_output = _spec.host_array(grad_output, "grad_output", op)
+    grad_output = backend.asarray(grad_output, "grad_output", op)
     _spec.check_dtype(grad_output, _spec.FLOAT_DTYPES, "grad_output", op)
     input_shape = _spec.shape_tuple(input_shape, dims, "input_shape", op, channels_last)
     layout = _spec.layout_of(input_shape, dims, channels_last, "input_shape", op)
@@ -286,29 +303,29 @@ def _global_avg_pool(dims, x, keepdims, channels_last):
     channels_last = _spec.check_flag(channels_last, "channels_last", op)
     keepdims = _spec.check_flag(keepdims, "keepdims", op)
     backend = backend_for(op, x=x)
-    x, layout, (batch, channels, spatial) = _global_input(op, dims, x, channels_last, _spec.FLOAT_DTYPES)
+    x, layout, (batch, channels, spatial) = _global_input(backend, op, dims, x, channels_last, _spec.FLOAT_DTYPES)
     kept, flat = _global_shapes(layout, batch, channels)
-    pooled = np.empty((batch, channels), x.dtype)
+    pooled = backend.empty((batch, channels), x.dtype, like=x)
     last = _memory_is_channels_last(layout, x)
     x_view = _views(layout, last, x)[0]
-    if not last and x_view.flags.c_contiguous:  # whole planes are contiguous rows: sum them flat
+    if backend is cpu and not last and x_view.flags.c_contiguous:  # whole planes are contiguous rows: sum them flat
         backend.global_avg_forward_flat(x_view.reshape(batch * channels, math.prod(spatial)), pooled.reshape(-1))
     else:
         _kernel(backend, "global_avg_forward", last)(x_view, pooled)
-    return pooled.reshape(kept if keepdims else flat)
+    return backend.export(pooled.reshape(kept if keepdims else flat))
 
 
 def _global_avg_pool_backward(dims, grad_output, input_shape, channels_last):
     op = f"global_avg_pool{dims}d_backward"
     channels_last = _spec.check_flag(channels_last, "channels_last", op)
     backend = backend_for(op, grad_output=grad_output)
-    grad_output, input_shape, layout, spatial = _global_gradient(op, dims, grad_output, input_shape, channels_last)
+    grad_output, input_shape, layout, spatial = _global_gradient(backend, op, dims, grad_output, input_shape, channels_last)
     batch, channels, _ = layout.split(input_shape)
     last = channels > 1 and channels_last  # no memory to follow: use the layout the user works in
-    grad_input = layout.empty(batch, channels, spatial, grad_output.dtype, last)
+    grad_input = layout.empty(batch, channels, spatial, grad_output.dtype, last, _allocator(backend, grad_output))
     per_plane = grad_output.reshape(batch, channels)
     _kernel(backend, "global_avg_backward", last)(per_plane, _views(layout, last, grad_input)[0])
-    return grad_input
+    return backend.export(grad_input)
 
 
 def _global_max_pool(dims, x, keepdims, return_indices, channels_last):
@@ -318,12 +335,13 @@ def _global_max_pool(dims, x, keepdims, return_indices, channels_last):
     return_indices = _spec.check_flag(return_indices, "return_indices", op)
     backend = backend_for(op, x=x)
     accepted = _spec.FLOAT_AND_INTEGER_DTYPES
-    x, layout, (batch, channels, spatial) = _global_input(op, dims, x, channels_last, accepted)
+    x, layout, (batch, channels, spatial) = _global_input(backend, op, dims, x, channels_last, accepted)
     kept, flat = _global_shapes(layout, batch, channels)
     last = _memory_is_channels_last(layout, x)
     single = (1,) * dims
-    pooled = layout.empty(batch, channels, single, x.dtype, last)
-    indices = layout.empty(batch, channels, single, np.int64, last) if return_indices else None
+    allocate = _allocator(backend, x)
+    pooled = layout.empty(batch, channels, single, x.dtype, last, allocate)
+    indices = layout.empty(batch, channels, single, np.int64, last, allocate) if return_indices else None
     x_view, pooled_view = _views(layout, last, x, pooled)
     indices_view = _views(layout, last, indices)[0] if return_indices else _NO_INDICES
     if last:
@@ -332,16 +350,18 @@ def _global_max_pool(dims, x, keepdims, return_indices, channels_last):
         blocks = _row_blocks(batch * channels)
         backend.max_pool_forward(x_view, *_whole_plane(layout, spatial), blocks, pooled_view, indices_view, return_indices)
     shape = kept if keepdims else flat
-    return (pooled.reshape(shape), indices.reshape(shape)) if return_indices else pooled.reshape(shape)
+    return backend.export((pooled.reshape(shape), indices.reshape(shape)) if return_indices else pooled.reshape(shape))
 
 
 def _global_max_pool_backward(dims, grad_output, indices, input_shape, channels_last):
     op = f"global_max_pool{dims}d_backward"
     channels_last = _spec.check_flag(channels_last, "channels_last", op)
-    grad_output_kept, input_shape, _, _ = _global_gradient(op, dims, grad_output, input_shape, channels_last)
-    indices = _spec.host_array(indices, "indices", op)
-    if indices.shape != np.shape(grad_output):
-        raise ValueError(f"{op}: indices must have grad_output's shape {np.shape(grad_output)}; got {indices.shape}")
+    backend = backend_for(op, grad_output=grad_output, indices=indices)
+    grad_output = backend.asarray(grad_output, "grad_output", op)
+    grad_output_kept, input_shape, _, _ = _global_gradient(backend, op, dims, grad_output, input_shape, channels_last)
+    indices = backend.asarray(indices, "indices", op)
+    if indices.shape != grad_output.shape:
+        raise ValueError(f"{op}: indices must have grad_output's shape {grad_output.shape}; got {indices.shape}")
     return _routed_backward(op, dims, grad_output_kept, indices.reshape(grad_output_kept.shape), input_shape, channels_last)
 
 
@@ -362,17 +382,17 @@ def _adaptive_pool(kind, dims, x, output_size, return_indices, channels_last):
     return_indices = _spec.check_flag(return_indices, "return_indices", op)
     backend = backend_for(op, x=x)
     accepted = _spec.FLOAT_AND_INTEGER_DTYPES if kind == "max" else _spec.FLOAT_DTYPES
-    x, layout, (batch, channels, spatial) = _global_input(op, dims, x, channels_last, accepted)
+    x, layout, (batch, channels, spatial) = _global_input(backend, op, dims, x, channels_last, accepted)
     output_spatial = _spec.adaptive_output_size(output_size, spatial, op)
-    y = np.empty(layout.join(batch, channels, output_spatial), x.dtype)
+    y = backend.empty(layout.join(batch, channels, output_spatial), x.dtype, like=x)
     bins, _ = _adaptive_bins(spatial, output_spatial)  # adaptive kernels run on the canonical view in any memory
     if kind == "avg":
         backend.adaptive_avg_forward(layout.canonical(x), *bins, layout.canonical(y))
-        return y
-    indices = np.empty(y.shape, np.int64) if return_indices else None
+        return backend.export(y)
+    indices = backend.empty(y.shape, np.int64, like=x) if return_indices else None
     canonical_indices = _NO_INDICES if indices is None else layout.canonical(indices)
     backend.adaptive_max_forward(layout.canonical(x), *bins, layout.canonical(y), canonical_indices, return_indices)
-    return (y, indices) if return_indices else y
+    return backend.export((y, indices) if return_indices else y)
 
 
 def _adaptive_avg_pool_backward(dims, grad_output, input_shape, channels_last):
@@ -380,13 +400,13 @@ def _adaptive_avg_pool_backward(dims, grad_output, input_shape, channels_last):
     channels_last = _spec.check_flag(channels_last, "channels_last", op)
     backend = backend_for(op, grad_output=grad_output)
     grad_output, input_shape, layout, spatial, output_spatial = _gradient_against_input(
-        op, dims, grad_output, input_shape, channels_last
+        backend, op, dims, grad_output, input_shape, channels_last
     )
     bins, lengths = _adaptive_bins(spatial, output_spatial)
     cover = tuple(_spec.covering_bins(b, length) for b, length in zip(bins, lengths))
-    grad_input = np.empty(input_shape, grad_output.dtype)
+    grad_input = backend.empty(input_shape, grad_output.dtype, like=grad_output)
     backend.adaptive_avg_backward(layout.canonical(grad_output), *bins, *cover, layout.canonical(grad_input))
-    return grad_input
+    return backend.export(grad_input)
 
 
 # --------------------------------------------------------------------------- max unpooling
@@ -427,15 +447,17 @@ def _max_unpool(dims, x, indices, kernel_size, stride, padding, output_size, cha
     op = f"max_unpool{dims}d"
     channels_last = _spec.check_flag(channels_last, "channels_last", op)
     backend = backend_for(op, x=x, indices=indices)
-    x, layout, (batch, channels, spatial) = _global_input(op, dims, x, channels_last, _spec.FLOAT_AND_INTEGER_DTYPES)
+    x, layout, (batch, channels, spatial) = _global_input(
+        backend, op, dims, x, channels_last, _spec.FLOAT_AND_INTEGER_DTYPES
+    )
     kernel = _spec.size_tuple(kernel_size, dims, "kernel_size", op, minimum=1)
     stride = kernel if stride is None else _spec.size_tuple(stride, dims, "stride", op, minimum=1)
     padding = _spec.size_tuple(padding, dims, "padding", op, minimum=0)
     output_spatial = _unpool_output_spatial(op, layout, spatial, kernel, stride, padding, output_size)
-    indices = _checked_indices(indices, x, math.prod(output_spatial), op, against="x")
-    out = np.empty(layout.join(batch, channels, output_spatial), x.dtype)
+    indices = _checked_indices(backend, layout, indices, x, output_spatial, op, against="x")
+    out = backend.empty(layout.join(batch, channels, output_spatial), x.dtype, like=x)
     backend.max_unpool(layout.canonical(x), layout.canonical(indices), layout.canonical(out))
-    return out
+    return backend.export(out)
 
 
 # --------------------------------------------------------------------------- public functions

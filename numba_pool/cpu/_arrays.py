@@ -1,0 +1,34 @@
+"""The array side of the CPU backend: NumPy arrays in, NumPy arrays out.
+
+The CUDA backend has functions of the same names for device arrays, so the
+public functions treat both alike.
+"""
+
+import numpy as np
+
+from .._spec import check_out, host_array
+
+NAME = "cpu"
+
+
+def asarray(array, name: str, op: str) -> np.ndarray:
+    return host_array(array, name, op)
+
+
+def empty(shape, dtype, like) -> np.ndarray:
+    return np.empty(shape, dtype)
+
+
+def index_range(indices: np.ndarray, plane) -> tuple[int, int]:
+    return int(indices.min()), int(indices.max())
+
+
+def as_int64(indices: np.ndarray) -> np.ndarray:
+    return indices.astype(np.int64, copy=False)
+
+
+def export(result):
+    return result
+
+
+__all__ = ["NAME", "as_int64", "asarray", "check_out", "empty", "export", "index_range"]

@@ -1,0 +1,104 @@
+"""Global average pooling on CUDA: plane means, and their broadcast gradient.
+
+Channels-first planes are contiguous runs, so one block sums a plane (each
+thread a strided share, then a fixed tree in shared memory: deterministic).
+Channels-last memory runs one thread per (n, c), neighbouring threads on
+neighbouring channels.
+"""
+
+import functools
+
+import numpy as np
+from numba import cuda, from_dtype, uint32
+
+from ._launch import arrays, channels_fastest, launch, per_element
+
+_BLOCK = 128
+_TO_CANONICAL = (0, 4, 1, 2, 3)
+
+
+@functools.lru_cache(maxsize=None)
+def _block_means(dtype: np.dtype):
+    """A kernel giving out[n, c] = scale * sum of plane x[n, c], one block per plane (shared memory needs the dtype)."""
+    element = from_dtype(dtype)
+
+    @cuda.jit
+    def kernel(x, out, scale):
+        channels, depth, height, width = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
+        partial = cuda.shared.array(_BLOCK, element)
+        t = cuda.threadIdx.x
+        for nc in range(cuda.blockIdx.x, x.shape[0] * channels, cuda.gridDim.x):
+            n = uint32(nc) // uint32(channels)
+            c = uint32(nc) - n * uint32(channels)
+            total = scale - scale  # zero of the dtype
+            for p in range(t, depth * height * width, _BLOCK):
+                dh = uint32(p) // uint32(width)
+                w = uint32(p) - dh * uint32(width)
+                d = dh // uint32(height)
+                h = dh - d * uint32(height)
+                total += x[n, c, d, h, w]
+            partial[t] = total
+            cuda.syncthreads()
+            step = _BLOCK // 2
+            while step > 0:
+                if t < step:
+                    partial[t] += partial[t + step]
+                cuda.syncthreads()
+                step //= 2
+            if t == 0:
+                out[n, c] = partial[0] * scale
+            cuda.syncthreads()
+
+    return kernel
+
+
+@cuda.jit(device=True)
+def _plane_mean(args, n, c, _d, _h, _w):
+    x, out, scale = args
+    total = scale - scale
+    for d in range(x.shape[2]):
+        for h in range(x.shape[3]):
+            for w in range(x.shape[4]):
+                total += x[n, c, d, h, w]
+    out[n, c] = total * scale
+
+
+_thread_means = per_element(_plane_mean)
+
+
+def _scale(dtype, view) -> np.generic:
+    return dtype.type(1.0 / (view.shape[2] * view.shape[3] * view.shape[4]))
+
+
+def global_avg_forward(x, out):
+    """x: canonical (N, C, D, H, W) view; out: (N, C)."""
+    scale = _scale(x.dtype, x)
+    if channels_fastest(x):
+        batch, channels = x.shape[0], x.shape[1]
+        launch(_thread_means, (batch, channels, 1, 1, 1), True, (*arrays(x, out), scale), x.stream)
+    elif x.size:
+        planes = x.shape[0] * x.shape[1]
+        _block_means(x.dtype)[min(planes, 65535 * 16), _BLOCK, x.stream](*arrays(x, out), scale)
+
+
+def global_avg_forward_channels_last(x, out):
+    global_avg_forward(x.transpose(_TO_CANONICAL), out)
+
+
+@cuda.jit(device=True)
+def _broadcast_share(args, n, c, d, h, w):
+    grad_output, grad_input, scale = args
+    grad_input[n, c, d, h, w] = grad_output[n, c] * scale
+
+
+_broadcast = per_element(_broadcast_share)
+
+
+def global_avg_backward(grad_output, grad_input):
+    """grad_output: (N, C); grad_input: canonical view, every element the plane's share."""
+    args = (*arrays(grad_output, grad_input), _scale(grad_input.dtype, grad_input))
+    launch(_broadcast, grad_input.shape, channels_fastest(grad_input), args, grad_output.stream)
+
+
+def global_avg_backward_channels_last(grad_output, grad_input):
+    global_avg_backward(grad_output, grad_input.transpose(_TO_CANONICAL))

@@ -1,0 +1,62 @@
+"""Max pooling on CUDA: one thread per output element; backward is a gather (see ``_routing``)."""
+
+from numba import cuda
+
+from ..cpu._common import flat_plane_index, valid_taps
+from ._launch import arrays, channels_fastest, launch, no_indices, per_element
+from ._routing import routed_backward
+
+
+@cuda.jit(device=True)
+def _window_maximum(args, n, c, od, oh, ow):
+    """The CPU's rule exactly: the first in-input element seeds the maximum, a larger value or the
+    first NaN replaces it (ties keep the earlier element in window order)."""
+    x, out, indices, kernel, stride, padding, dilation, store_indices = args
+    depth, height, width = x.shape[2], x.shape[3], x.shape[4]
+    d_start = od * stride[0] - padding[0]
+    h_start = oh * stride[1] - padding[1]
+    w_start = ow * stride[2] - padding[2]
+    d_first, d_stop = valid_taps(d_start, kernel[0], dilation[0], depth)
+    h_first, h_stop = valid_taps(h_start, kernel[1], dilation[1], height)
+    w_first, w_stop = valid_taps(w_start, kernel[2], dilation[2], width)
+    best = x[n, c, d_start + d_first * dilation[0], h_start + h_first * dilation[1], w_start + w_first * dilation[2]]
+    best_index = -1
+    for i in range(d_first, d_stop):
+        d = d_start + i * dilation[0]
+        for j in range(h_first, h_stop):
+            h = h_start + j * dilation[1]
+            for k in range(w_first, w_stop):
+                w = w_start + k * dilation[2]
+                value = x[n, c, d, h, w]
+                if best_index < 0 or value > best or (value != value and best == best):
+                    best = value
+                    best_index = flat_plane_index(d, h, w, height, width)
+    out[n, c, od, oh, ow] = best
+    if store_indices:
+        indices[n, c, od, oh, ow] = best_index
+
+
+_max_forward = per_element(_window_maximum)
+
+
+def max_pool_forward(x, kernel, stride, padding, dilation, blocks, out, indices, store_indices):
+    """Canonical (N, C, D, H, W) views in any memory order (``blocks`` is the CPU's and unused here)."""
+    index_argument = arrays(indices)[0] if store_indices else no_indices()
+    args = (*arrays(x, out), index_argument, kernel, stride, padding, dilation, store_indices)
+    launch(_max_forward, out.shape, channels_fastest(x), args, x.stream)
+
+
+def max_pool_forward_channels_last(x, kernel, stride, padding, dilation, out, indices, store_indices):
+    """(N, D, H, W, C) views: the same kernel on their canonical transposes, threads along the channels."""
+    to_canonical = (0, 4, 1, 2, 3)
+    indices = indices.transpose(to_canonical) if store_indices else indices
+    max_pool_forward(x.transpose(to_canonical), kernel, stride, padding, dilation, 1, out.transpose(to_canonical), indices, store_indices)
+
+
+def max_pool_backward(grad_output, indices, grad_input):
+    routed_backward(grad_output, indices, grad_input)
+
+
+def max_pool_backward_channels_last(grad_output, indices, grad_input):
+    to_canonical = (0, 4, 1, 2, 3)
+    routed_backward(*(view.transpose(to_canonical) for view in (grad_output, indices, grad_input)))

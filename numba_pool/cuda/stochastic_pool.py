@@ -1,0 +1,102 @@
+"""Stochastic pooling on CUDA, with the CPU's scalar code and random numbers.
+
+Each thread runs the CPU's ``window_statistics`` and ``pick_element`` on its
+window and draws ``uniform(seed, logical output position)``, so a seed picks
+exactly the elements the CPU picks. The pick arithmetic is float64 on purpose:
+float32 running sums would round differently and pick different elements.
+"""
+
+import numpy as np
+from numba import cuda, float64
+
+from .._rng import uniform
+from .._spec import covering_bins
+from ..cpu._common import window_extent
+from ..cpu.stochastic_pool import pick_element, window_statistics
+from ._launch import arrays, channels_fastest, launch, no_indices, per_element, uploaded
+
+_TO_CANONICAL = (0, 4, 1, 2, 3)
+
+
+@cuda.jit(device=True)
+def _window_box(x, kernel, stride, padding, od, oh, ow):
+    """The window of output (od, oh, ow) clipped to the input: (d_first, d_stop, h_first, h_stop, w_first, w_stop)."""
+    d_first, d_stop, _ = window_extent(od * stride[0] - padding[0], kernel[0], x.shape[2], padding[0])
+    h_first, h_stop, _ = window_extent(oh * stride[1] - padding[1], kernel[1], x.shape[3], padding[1])
+    w_first, w_stop, _ = window_extent(ow * stride[2] - padding[2], kernel[2], x.shape[4], padding[2])
+    return d_first, d_stop, h_first, h_stop, w_first, w_stop
+
+
+@cuda.jit(device=True)
+def _stochastic_output(args, n, c, od, oh, ow):
+    x, out, indices, kernel, stride, padding, seed, training, store_indices = args
+    plane = x[n, c]
+    box = _window_box(x, kernel, stride, padding, od, oh, ow)
+    weight_sum, square_sum, plain_sum, count, first_nan = window_statistics(plane, box)
+    picked = first_nan
+    if first_nan >= 0:
+        out[n, c, od, oh, ow] = np.nan
+    elif training:
+        channels, out_depth, out_height, out_width = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+        counter = (((n * channels + c) * out_depth + od) * out_height + oh) * out_width + ow
+        picked, value = pick_element(plane, box, weight_sum, count, uniform(seed, counter))
+        out[n, c, od, oh, ow] = value
+    elif weight_sum > 0:
+        out[n, c, od, oh, ow] = square_sum / weight_sum
+    else:
+        out[n, c, od, oh, ow] = plain_sum / count
+    if store_indices:
+        indices[n, c, od, oh, ow] = picked
+
+
+_stochastic_forward = per_element(_stochastic_output)
+
+
+def stochastic_pool_forward(x, kernel, stride, padding, seed, training, out, indices, store_indices):
+    index_argument = arrays(indices)[0] if store_indices else no_indices()
+    args = (*arrays(x, out), index_argument, kernel, stride, padding, np.uint64(seed), training, store_indices)
+    launch(_stochastic_forward, out.shape, channels_fastest(x), args, x.stream)
+
+
+def stochastic_pool_forward_channels_last(x, kernel, stride, padding, seed, training, blocks, out, indices, store_indices):
+    indices = indices.transpose(_TO_CANONICAL) if store_indices else indices
+    x, out = x.transpose(_TO_CANONICAL), out.transpose(_TO_CANONICAL)
+    stochastic_pool_forward(x, kernel, stride, padding, seed, training, out, indices, store_indices)
+
+
+@cuda.jit(device=True)
+def _inference_gradient(args, n, c, d, h, w):
+    """The CPU's formula, summed over the covering windows in window order into grad_input's dtype."""
+    x, grad_output, grad_input, kernel, stride, padding, d_cover, h_cover, w_cover = args
+    plane = x[n, c]
+    value = float64(plane[d, h, w])
+    grad_input[n, c, d, h, w] = 0
+    for od in range(d_cover[0, d], d_cover[1, d]):
+        for oh in range(h_cover[0, h], h_cover[1, h]):
+            for ow in range(w_cover[0, w], w_cover[1, w]):
+                box = _window_box(x, kernel, stride, padding, od, oh, ow)
+                weight_sum, square_sum, _, count, _ = window_statistics(plane, box)
+                grad = float64(grad_output[n, c, od, oh, ow])
+                if weight_sum <= 0:
+                    grad_input[n, c, d, h, w] += grad / count
+                elif value > 0:
+                    grad_input[n, c, d, h, w] += grad * (2.0 * value * weight_sum - square_sum) / (weight_sum * weight_sum)
+
+
+_inference_backward = per_element(_inference_gradient)
+
+
+def _window_covers(lengths, counts, kernel, stride, padding):
+    covers = []
+    for length, count, k, s, p in zip(lengths, counts, kernel, stride, padding):
+        starts = np.arange(count) * s - p
+        covers.append(covering_bins(np.stack([starts, starts + k]), length))
+    return covers
+
+
+def stochastic_pool_inference_backward(x, grad_output, kernel, stride, padding, grad_input):
+    stream = x.stream
+    covers = _window_covers(x.shape[2:], grad_output.shape[2:], kernel, stride, padding)
+    device_covers = tuple(uploaded(cover, stream=stream) for cover in covers)
+    args = (*arrays(x, grad_output, grad_input), kernel, stride, padding, *device_covers)
+    launch(_inference_backward, grad_input.shape, channels_fastest(grad_input), args, stream)
