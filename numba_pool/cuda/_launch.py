@@ -49,6 +49,16 @@ def per_element(body):
     return kernel
 
 
+def shared_with_cpu(function):
+    """A CPU ``@njit`` helper, for kernels to call: the same code on both backends.
+
+    numba-cuda compiles an njit function called from a kernel for the device.
+    Under the simulator kernels are plain Python, and njit cannot take the
+    simulator's in-kernel arrays, so they call the Python function instead.
+    """
+    return function.py_func if _arrays.SIMULATOR else function
+
+
 def launch(kernel, shape, channels_fastest: bool, args, stream) -> None:
     """Run ``kernel`` (made by ``per_element``) over ``shape`` = (N, C, D, H, W)."""
     batch, channels, depth, height, width = (int(n) for n in shape)

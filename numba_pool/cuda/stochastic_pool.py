@@ -12,8 +12,11 @@ from numba import cuda, float64
 from .._rng import uniform
 from .._spec import covering_bins
 from ..cpu._common import window_extent
-from ..cpu.stochastic_pool import pick_element, window_statistics
-from ._launch import arrays, channels_fastest, launch, no_indices, per_element, uploaded
+from ..cpu import stochastic_pool as _cpu_stochastic
+from ._launch import arrays, channels_fastest, launch, no_indices, per_element, shared_with_cpu, uploaded
+
+window_statistics = shared_with_cpu(_cpu_stochastic.window_statistics)
+pick_element = shared_with_cpu(_cpu_stochastic.pick_element)
 
 _TO_CANONICAL = (0, 4, 1, 2, 3)
 
