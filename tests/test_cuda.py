@@ -9,6 +9,7 @@ rounding.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -375,3 +376,23 @@ def test_gpu_check_runs_end_to_end_with_tiny_shapes(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "all ops agree with the CPU" in result.stdout
+
+
+def _cuda_compilers_installed() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("nvidia.cuda_nvcc", "nvidia.cuda_nvrtc"))
+
+
+@pytest.mark.skipif(
+    not _cuda_compilers_installed(),
+    reason='compiling for a real GPU needs NVVM and NVRTC: pip install "numba-cuda[cu12]" (not in CI: ~400 MB)',
+)
+def test_kernels_compile_for_a_real_gpu_without_float64_in_float32_kernels():
+    """The simulator runs kernels as Python; this compiles each to PTX for a real device."""
+    environment = {key: value for key, value in os.environ.items() if key != "NUMBA_ENABLE_CUDASIM"}
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.cuda_compile_check"], capture_output=True, text=True, timeout=600, env=environment
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "all kernels compile" in result.stdout

@@ -33,7 +33,9 @@ def per_element(body):
         i = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
         if i >= x_extent:
             return
-        for j in range(cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y, y_extent, cuda.gridDim.y * cuda.blockDim.y):
+        # while loops, not range(): a stepped range computes its trip count with a 64-bit division
+        j = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y
+        while j < y_extent:
             c = j
             flat = uint32(i)
             if channels_fastest:
@@ -41,10 +43,13 @@ def per_element(body):
                 flat = uint32(j)
             h = flat // uint32(width)
             w = flat - h * uint32(width)
-            for z in range(cuda.blockIdx.z, batch * depth, cuda.gridDim.z):
+            z = cuda.blockIdx.z
+            while z < batch * depth:
                 n = uint32(z) // uint32(depth)
                 d = uint32(z) - n * uint32(depth)
                 body(args, int64(n), int64(c), int64(d), int64(h), int64(w))
+                z += cuda.gridDim.z
+            j += cuda.gridDim.y * cuda.blockDim.y
 
     return kernel
 
