@@ -70,6 +70,24 @@ def pick_element(plane, box, weight_sum, count, draw):
     return last, last_value  # only reached when rounding leaves the target at the very top
 
 
+@njit(inline="always", cache=True)
+def window_output(plane, box, training, seed, counter):
+    """(output value, flat index of the picked element or -1) of one window; the CUDA kernel calls this too.
+
+    A NaN in the window gives NaN and its index; training picks with the draw
+    ``uniform(seed, counter)``; inference gives the expected value of the pick.
+    """
+    weight_sum, square_sum, plain_sum, count, first_nan = window_statistics(plane, box)
+    if first_nan >= 0:
+        return np.nan, first_nan
+    if training:
+        picked, value = pick_element(plane, box, weight_sum, count, uniform(seed, counter))
+        return np.float64(value), picked
+    if weight_sum > 0:
+        return square_sum / weight_sum, first_nan
+    return plain_sum / count, first_nan
+
+
 @njit(**KERNEL_OPTIONS)
 def stochastic_pool_forward(x, kernel, stride, padding, seed, training, out, indices, store_indices):
     """Training: the picked element (and its flat index); inference: the expected value."""
@@ -83,18 +101,9 @@ def stochastic_pool_forward(x, kernel, stride, padding, seed, training, out, ind
         for ow in range(out_width):
             w_first, w_stop, _ = window_extent(ow * stride[2] - padding[2], kernel[2], width, padding[2])
             box = (d_first, d_stop, h_first, h_stop, w_first, w_stop)
-            weight_sum, square_sum, plain_sum, count, first_nan = window_statistics(plane, box)
-            picked = first_nan
-            if first_nan >= 0:
-                out[n, c, od, oh, ow] = np.nan
-            elif training:
-                counter = row * out_width + ow  # the logical (N, C, D, H, W) position of this output
-                picked, value = pick_element(plane, box, weight_sum, count, uniform(seed, counter))
-                out[n, c, od, oh, ow] = value
-            elif weight_sum > 0:
-                out[n, c, od, oh, ow] = square_sum / weight_sum
-            else:
-                out[n, c, od, oh, ow] = plain_sum / count
+            counter = row * out_width + ow  # the logical (N, C, D, H, W) position of this output
+            value, picked = window_output(plane, box, training, seed, counter)
+            out[n, c, od, oh, ow] = value
             if store_indices:
                 indices[n, c, od, oh, ow] = picked
 

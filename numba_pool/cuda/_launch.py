@@ -13,6 +13,7 @@ blocks would be exceeded.
 from __future__ import annotations
 
 import math
+import types
 
 import numpy as np
 from numba import cuda, int64, uint32
@@ -59,9 +60,19 @@ def shared_with_cpu(function):
 
     numba-cuda compiles an njit function called from a kernel for the device.
     Under the simulator kernels are plain Python, and njit cannot take the
-    simulator's in-kernel arrays, so they call the Python function instead.
+    simulator's in-kernel arrays, so they call the Python code instead.
     """
-    return function.py_func if _arrays.SIMULATOR else function
+    return _python_code(function) if _arrays.SIMULATOR else function
+
+
+def _python_code(function):
+    """An njit function's Python code, calling the Python code of the njit functions it uses in turn."""
+    python = function.py_func
+    names = dict(python.__globals__)
+    for name in python.__code__.co_names:
+        if hasattr(names.get(name), "py_func"):
+            names[name] = _python_code(names[name])
+    return types.FunctionType(python.__code__, names, python.__name__, python.__defaults__, python.__closure__)
 
 
 def launch(kernel, shape, channels_fastest: bool, args, stream) -> None:

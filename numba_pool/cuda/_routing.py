@@ -88,51 +88,38 @@ def _covers(indices, plane, stream):
 
 
 @cuda.jit(device=True)
-def _gather_routed(args, n, c, d, h, w):
-    grad_output, indices, grad_input, d_cover, h_cover, w_cover, zero = args
-    flat = flat_plane_index(d, h, w, grad_input.shape[3], grad_input.shape[4])
-    total = zero
-    for od in range(d_cover[0, d], d_cover[1, d]):
-        for oh in range(h_cover[0, h], h_cover[1, h]):
-            for ow in range(w_cover[0, w], w_cover[1, w]):
-                if indices[n, c, od, oh, ow] == flat:
-                    total += grad_output[n, c, od, oh, ow]
-    grad_input[n, c, d, h, w] = total
-
-
-_routed_gather = per_element(_gather_routed)
-
-
-def routed_backward(grad_output, indices, grad_input):
-    """Canonical views: each grad_input element sums, in output order, the gradients whose index names it."""
-    stream = grad_output.stream
-    covers = _covers(indices, grad_input.shape[2:], stream)
-    args = (*arrays(grad_output, indices, grad_input), *covers, grad_output.dtype.type(0))
-    launch(_routed_gather, grad_input.shape, channels_fastest(grad_input), args, stream)
-
-
-@cuda.jit(device=True)
-def _gather_unpooled(args, n, c, d, h, w):
-    x, indices, out, d_cover, h_cover, w_cover, zero = args
-    flat = flat_plane_index(d, h, w, out.shape[3], out.shape[4])
+def _gather_named(args, n, c, d, h, w):
+    """target[n, c, d, h, w] from the sources whose index names (d, h, w), visited in source order:
+    their sum (routed gradients) or the last of them (unpooling); zero when none does."""
+    sources, indices, target, d_cover, h_cover, w_cover, zero, summed = args
+    flat = flat_plane_index(d, h, w, target.shape[3], target.shape[4])
     value = zero
     for od in range(d_cover[0, d], d_cover[1, d]):
         for oh in range(h_cover[0, h], h_cover[1, h]):
             for ow in range(w_cover[0, w], w_cover[1, w]):
                 if indices[n, c, od, oh, ow] == flat:
-                    value = x[n, c, od, oh, ow]  # the last in input order wins, as on the CPU
-    out[n, c, d, h, w] = value
+                    value = value + sources[n, c, od, oh, ow] if summed else sources[n, c, od, oh, ow]
+    target[n, c, d, h, w] = value
 
 
-_unpool_gather = per_element(_gather_unpooled)
+_gather_by_index = per_element(_gather_named)
+
+
+def _gather(sources, indices, target, summed: bool) -> None:
+    stream = sources.stream
+    covers = _covers(indices, target.shape[2:], stream)
+    args = (*arrays(sources, indices, target), *covers, sources.dtype.type(0), summed)
+    launch(_gather_by_index, target.shape, channels_fastest(target), args, stream)
+
+
+def routed_backward(grad_output, indices, grad_input):
+    """Canonical views: each grad_input element sums, in output order, the gradients whose index names it."""
+    _gather(grad_output, indices, grad_input, summed=True)
 
 
 def max_unpool(x, indices, out):
-    """Canonical views: each output element takes the last input whose index names it, else 0."""
-    stream = x.stream
-    covers = _covers(indices, out.shape[2:], stream)
-    args = (*arrays(x, indices, out), *covers, x.dtype.type(0))
-    launch(_unpool_gather, out.shape, channels_fastest(out), args, stream)
+    """Canonical views: each output element takes the last input (in input order) whose index names it, else 0."""
+    _gather(x, indices, out, summed=False)
 
 
 def index_range(indices, plane):

@@ -9,14 +9,13 @@ float32 running sums would round differently and pick different elements.
 import numpy as np
 from numba import cuda, float64
 
-from .._rng import uniform
 from .._spec import covering_bins
 from ..cpu._common import window_extent
 from ..cpu import stochastic_pool as _cpu_stochastic
 from ._launch import arrays, channels_fastest, launch, no_indices, per_element, shared_with_cpu, uploaded
 
 window_statistics = shared_with_cpu(_cpu_stochastic.window_statistics)
-pick_element = shared_with_cpu(_cpu_stochastic.pick_element)
+window_output = shared_with_cpu(_cpu_stochastic.window_output)
 
 _TO_CANONICAL = (0, 4, 1, 2, 3)
 
@@ -33,21 +32,11 @@ def _window_box(x, kernel, stride, padding, od, oh, ow):
 @cuda.jit(device=True)
 def _stochastic_output(args, n, c, od, oh, ow):
     x, out, indices, kernel, stride, padding, seed, training, store_indices = args
-    plane = x[n, c]
+    channels, out_depth, out_height, out_width = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    counter = (((n * channels + c) * out_depth + od) * out_height + oh) * out_width + ow
     box = _window_box(x, kernel, stride, padding, od, oh, ow)
-    weight_sum, square_sum, plain_sum, count, first_nan = window_statistics(plane, box)
-    picked = first_nan
-    if first_nan >= 0:
-        out[n, c, od, oh, ow] = np.nan
-    elif training:
-        channels, out_depth, out_height, out_width = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
-        counter = (((n * channels + c) * out_depth + od) * out_height + oh) * out_width + ow
-        picked, value = pick_element(plane, box, weight_sum, count, uniform(seed, counter))
-        out[n, c, od, oh, ow] = value
-    elif weight_sum > 0:
-        out[n, c, od, oh, ow] = square_sum / weight_sum
-    else:
-        out[n, c, od, oh, ow] = plain_sum / count
+    value, picked = window_output(x[n, c], box, training, seed, counter)
+    out[n, c, od, oh, ow] = value
     if store_indices:
         indices[n, c, od, oh, ow] = picked
 
