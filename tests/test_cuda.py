@@ -396,3 +396,23 @@ def test_kernels_compile_for_a_real_gpu_without_float64_in_float32_kernels():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "all kernels compile" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "make_layer",
+    [
+        lambda: nb.MaxPool2d(3, stride=2, padding=1),
+        lambda: nb.AvgPool2d(2),
+        lambda: nb.StochasticPool2d(2, seed=3),
+        lambda: nb.GlobalAvgPool2d(),
+        lambda: nb.AdaptiveMaxPool2d((2, 3)),
+    ],
+)
+def test_layers_run_on_device_arrays(make_layer):
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 3, 6, 5)).astype(np.float32)
+    on_host, on_device = make_layer(), make_layer()
+    y = on_host(x)
+    assert_close(on_device(to_device(x)), y)
+    grad = rng.standard_normal(y.shape).astype(np.float32)
+    assert_close(on_device.backward(to_device(grad)), on_host.backward(grad))

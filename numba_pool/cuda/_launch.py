@@ -107,8 +107,11 @@ def arrays(*views):
 _device_copies: dict = {}
 
 
-def on_device(host: np.ndarray, dtype=None, stream=0):
-    """A device copy of a small host array, uploaded once per (array, dtype, device)."""
+def on_device(host: np.ndarray, dtype=None):
+    """A device copy of a small host array, uploaded once per (array, dtype, device).
+
+    The upload is synchronous (it happens once), so later calls on any stream may read it.
+    """
     device = 0 if _arrays.SIMULATOR else cuda.get_current_device().id
     key = (id(host), None if dtype is None else np.dtype(dtype).str, device)
     entry = _device_copies.get(key)
@@ -116,7 +119,7 @@ def on_device(host: np.ndarray, dtype=None, stream=0):
         if len(_device_copies) > 4096:
             _device_copies.clear()
         values = np.ascontiguousarray(host if dtype is None else host.astype(dtype))
-        entry = (host, cuda.to_device(values, stream=stream))  # holding ``host`` keeps its id from being reused
+        entry = (host, cuda.to_device(values))  # holding ``host`` keeps its id from being reused
         _device_copies[key] = entry
     return entry[1]
 

@@ -29,12 +29,12 @@ def _window_mean(args, n, c, od, oh, ow):
 _avg_forward = per_element(_window_mean)
 
 
-def _scales_on_device(scales, dtype, stream):
-    return tuple(on_device(scale, dtype, stream) for scale in scales)
+def _scales_on_device(scales, dtype):
+    return tuple(on_device(scale, dtype) for scale in scales)
 
 
 def avg_pool_forward(x, kernel, stride, padding, scales, blocks, out):
-    args = (*arrays(x, out), kernel, stride, padding, *_scales_on_device(scales, x.dtype, x.stream), x.dtype.type(0))
+    args = (*arrays(x, out), kernel, stride, padding, *_scales_on_device(scales, x.dtype), x.dtype.type(0))
     launch(_avg_forward, out.shape, channels_fastest(x), args, x.stream)
 
 
@@ -59,8 +59,8 @@ _avg_backward = per_element(_gather_window_shares)
 
 def avg_pool_backward(grad_output, covers, scales, blocks, grad_input):
     stream = grad_output.stream
-    device_covers = tuple(on_device(cover, None, stream) for cover in covers)
-    device_scales = _scales_on_device(scales, grad_output.dtype, stream)
+    device_covers = tuple(on_device(cover) for cover in covers)
+    device_scales = _scales_on_device(scales, grad_output.dtype)
     args = (*arrays(grad_output, grad_input), *device_covers, *device_scales, grad_output.dtype.type(0))
     launch(_avg_backward, grad_input.shape, channels_fastest(grad_input), args, stream)
 
