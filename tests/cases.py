@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-import reference
+from numba_pool import reference
 
 VIEWS = ("contiguous", "step", "reversed", "fortran")
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import numba_pool
-import reference
+from numba_pool import reference
 from cases import random_case, random_values
 
 TOLERANCE = {np.float32: dict(rtol=2e-6, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-12)}

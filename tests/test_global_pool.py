@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import numba_pool as nb
-import reference
+from numba_pool import reference
 from cases import random_case, random_values
 
 

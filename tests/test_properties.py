@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import numba_pool as nb
-import reference
+from numba_pool import reference
 
 
 @st.composite

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import numba_pool as nb
-import reference
+from numba_pool import reference
 from cases import random_case, random_values
 
 # chi-square critical value for 3 degrees of freedom at p = 0.001; the draws are seeded, so not flaky.

@@ -1,4 +1,4 @@
-"""A deliberately simple pure-NumPy oracle for every pooling op.
+"""A deliberately simple pure-NumPy oracle for every pooling op (the tests and `numba-pool check` use it).
 
 Written independently of the kernels: explicit loops over output positions,
 lists of window coordinates, NumPy reductions. Slow, but easy to check by eye.

@@ -1,0 +1,7 @@
+"""``python -m numba_pool``: the same as the ``numba-pool`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,290 @@
+"""Side-by-side timing: numba_pool vs PyTorch (CPU, same memory layout) vs NumPy vs the memory floor.
+
+    numba-pool bench                        # the full table (also: python -m bench.compare)
+    numba-pool bench --quick                # small shapes, fewer repeats
+    numba-pool bench --ops max_forward avg_backward --layout nhwc --json out.json
+
+Every case is timed interleaved (ours, torch, numpy, ours, torch, ...), and the
+median of the repeats after a warm-up call is reported. The memory floor of a
+case is bytes read / read bandwidth + bytes written / write bandwidth, with
+both bandwidths measured in this run by trivial parallel streaming kernels.
+Read the ratios: absolute times on a shared machine are noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Optional
+
+import numba
+import numpy as np
+from numba import njit, prange
+from numpy.lib.stride_tricks import sliding_window_view
+
+from . import __version__
+from . import functional as nb
+
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:  # the comparison with PyTorch is optional
+    torch = None
+
+LARGE_SHAPES = [(64, 256, 28, 28), (32, 64, 112, 112)]
+QUICK_SHAPES = [(8, 32, 28, 28)]
+WINDOWS = [(2, 2), (3, 2)]
+TINY_SHAPE = (1, 1, 4, 4)
+OPS = [
+    "max_forward", "max_forward_indices", "max_backward", "avg_forward", "avg_backward",
+    "global_avg_forward", "global_avg_backward", "stochastic_forward_indices",
+]
+WINDOWLESS_OPS = {"global_avg_forward", "global_avg_backward"}
+
+
+# --------------------------------------------------------------------------- memory bandwidth
+
+
+@njit(parallel=True, cache=True, fastmath={"reassoc"})  # reassociation lets the sum vectorise
+def _stream_read(array):
+    total = 0.0
+    for i in prange(array.size):
+        total += array[i]
+    return total
+
+
+@njit(parallel=True, cache=True)
+def _stream_write(array, value):
+    for i in prange(array.size):
+        array[i] = value
+
+
+def measure_bandwidth(repeats: int, megabytes: int = 512) -> tuple[float, float]:
+    """(read, write) bandwidth in bytes per second, from streaming a buffer much larger than the caches."""
+    buffer = np.ones(megabytes * 2**20 // 4, np.float32)
+    read = median_seconds(lambda: _stream_read(buffer), repeats)
+    write = median_seconds(lambda: _stream_write(buffer, np.float32(2.0)), repeats)
+    return buffer.nbytes / read, buffer.nbytes / write
+
+
+def median_seconds(function: Callable[[], object], repeats: int) -> float:
+    function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+# --------------------------------------------------------------------------- cases
+
+
+@dataclass
+class Case:
+    op: str
+    shape: tuple
+    kernel: int
+    stride: int
+    layout: str  # "nchw" or "nhwc"
+    dtype: str = "float32"
+    bytes_read: int = 0
+    bytes_written: int = 0
+    functions: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def label(self) -> str:
+        window = "" if self.op in WINDOWLESS_OPS else f" k{self.kernel}s{self.stride}"
+        return f"{self.shape}{window} {self.layout}"
+
+
+def _numpy_windows(x_nchw: np.ndarray, kernel: int, stride: int) -> np.ndarray:
+    return sliding_window_view(x_nchw, (kernel, kernel), axis=(2, 3))[:, :, ::stride, ::stride]
+
+
+def build_case(op: str, shape: tuple, kernel: int, stride: int, layout: str, dtype=np.float32) -> Case:
+    """Arrays and the three contenders' callables for one case."""
+    rng = np.random.default_rng(0)
+    x_nchw = rng.standard_normal(shape, dtype=np.float64).astype(dtype)
+    channels_last = layout == "nhwc"
+    x = np.ascontiguousarray(x_nchw.transpose(0, 2, 3, 1)) if channels_last else x_nchw
+    view = dict(channels_last=channels_last)
+    y, indices = nb.max_pool2d(x, kernel, stride, return_indices=True, **view)
+    grad = np.ones_like(y)
+    pooled_grad = np.ones_like(nb.global_avg_pool2d(x, **view))
+    ours = {
+        "max_forward": lambda: nb.max_pool2d(x, kernel, stride, **view),
+        "max_forward_indices": lambda: nb.max_pool2d(x, kernel, stride, return_indices=True, **view),
+        "max_backward": lambda: nb.max_pool2d_backward(grad, indices, x.shape, **view),
+        "avg_forward": lambda: nb.avg_pool2d(x, kernel, stride, **view),
+        "avg_backward": lambda: nb.avg_pool2d_backward(grad, x.shape, kernel, stride, **view),
+        "global_avg_forward": lambda: nb.global_avg_pool2d(x, **view),
+        "global_avg_backward": lambda: nb.global_avg_pool2d_backward(pooled_grad, x.shape, **view),
+        "stochastic_forward_indices": lambda: nb.stochastic_pool2d(x, kernel, stride, seed=1, return_indices=True, **view),
+    }
+    numpy_baseline = {
+        "max_forward": lambda: _numpy_windows(x_nchw, kernel, stride).max(axis=(-2, -1)),
+        "avg_forward": lambda: _numpy_windows(x_nchw, kernel, stride).mean(axis=(-2, -1)),
+        "global_avg_forward": lambda: x_nchw.mean(axis=(2, 3)),
+    }
+    item, out_items, in_items = x.itemsize, y.size, x.size
+    traffic = {  # (bytes read, bytes written); indices are int64
+        "max_forward": (in_items * item, out_items * item),
+        "max_forward_indices": (in_items * item, out_items * (item + 8)),
+        "max_backward": (out_items * (item + 8), in_items * item),
+        "avg_forward": (in_items * item, out_items * item),
+        "avg_backward": (out_items * item, in_items * item),
+        "global_avg_forward": (in_items * item, pooled_grad.size * item),
+        "global_avg_backward": (pooled_grad.size * item, in_items * item),
+        "stochastic_forward_indices": (in_items * item, out_items * (item + 8)),
+    }
+    functions = {"numba_pool": ours[op]}
+    if op in numpy_baseline:
+        functions["numpy"] = numpy_baseline[op]
+    if torch is not None:
+        torch_function = _torch_function(op, x_nchw, kernel, stride, channels_last)
+        if torch_function is not None:
+            functions["torch"] = torch_function
+    read, written = traffic[op]
+    return Case(op, shape, kernel, stride, layout, np.dtype(dtype).name, read, written, functions)
+
+
+def _torch_function(op: str, x_nchw: np.ndarray, kernel: int, stride: int, channels_last: bool) -> Optional[Callable]:
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.from_numpy(x_nchw).contiguous(memory_format=memory_format)
+    y, indices = F.max_pool2d(x, kernel, stride, return_indices=True)
+    grad = torch.ones_like(y)
+    pooled = F.adaptive_avg_pool2d(x, 1)
+    pooled_grad = torch.ones_like(pooled)
+    aten = torch.ops.aten
+    functions = {
+        "max_forward": lambda: F.max_pool2d(x, kernel, stride),
+        "max_forward_indices": lambda: F.max_pool2d(x, kernel, stride, return_indices=True),
+        "max_backward": lambda: aten.max_pool2d_with_indices_backward(grad, x, [kernel] * 2, [stride] * 2, [0, 0], [1, 1], False, indices),
+        "avg_forward": lambda: F.avg_pool2d(x, kernel, stride),
+        "avg_backward": lambda: aten.avg_pool2d_backward(grad, x, [kernel] * 2, [stride] * 2, [0, 0], False, True, None),
+        "global_avg_forward": lambda: F.adaptive_avg_pool2d(x, 1),
+        "global_avg_backward": lambda: aten._adaptive_avg_pool2d_backward(pooled_grad, x),
+    }
+    return functions.get(op)
+
+
+def time_case(case: Case, repeats: int) -> dict:
+    """Interleaved medians: each repeat runs every contender once, in turn."""
+    for function in case.functions.values():
+        function()  # warm-up: compilation, first-touch allocation
+    times = {name: [] for name in case.functions}
+    for _ in range(repeats):
+        for name, function in case.functions.items():
+            start = time.perf_counter()
+            function()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+# --------------------------------------------------------------------------- running and printing
+
+
+def selected_cases(ops, layouts, quick: bool):
+    shapes = QUICK_SHAPES if quick else LARGE_SHAPES
+    for shape in shapes:
+        for layout in layouts:
+            for op in ops:
+                windows = WINDOWS[:1] if op in WINDOWLESS_OPS else WINDOWS
+                for kernel, stride in windows:
+                    yield op, shape, kernel, stride, layout
+    for layout in layouts:
+        for op in ops:
+            yield op, TINY_SHAPE, 2, 2, layout
+
+
+def run(ops, layouts, quick: bool, repeats: int, progress=None) -> dict:
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    if torch is not None:
+        torch.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    read_bandwidth, write_bandwidth = measure_bandwidth(repeats, megabytes=64 if quick else 512)
+    rows = []
+    plan = list(selected_cases(ops, layouts, quick))
+    for index, (op, shape, kernel, stride, layout) in enumerate(plan):
+        if progress:
+            progress(index, len(plan), f"{op} {shape} {layout}")
+        case = build_case(op, shape, kernel, stride, layout)
+        times = time_case(case, repeats if shape != TINY_SHAPE else repeats * 20)
+        floor = case.bytes_read / read_bandwidth + case.bytes_written / write_bandwidth
+        row = {k: v for k, v in asdict(case).items() if k != "functions"}
+        row.update(label=case.label, seconds=times, floor_seconds=floor)
+        rows.append(row)
+    return {
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "threads": numba.config.NUMBA_NUM_THREADS,
+        "threading_layer": numba.threading_layer(),
+        "versions": {
+            "numba_pool": __version__, "numba": numba.__version__, "numpy": np.__version__,
+            "torch": torch.__version__ if torch is not None else None, "python": platform.python_version(),
+        },
+        "read_bandwidth_gbs": read_bandwidth / 1e9,
+        "write_bandwidth_gbs": write_bandwidth / 1e9,
+        "rows": rows,
+    }
+
+
+def format_table(result: dict) -> str:
+    def ms(value):
+        return f"{value * 1e3:9.3f}" if value is not None else f"{'-':>9}"
+
+    def ratio(a, b):
+        return f" {a / b:7.3g}" if a is not None and b else f"{'-':>8}"
+
+    lines = [
+        f"threads {result['threads']} ({result['threading_layer']}), read {result['read_bandwidth_gbs']:.1f} GB/s, "
+        f"write {result['write_bandwidth_gbs']:.1f} GB/s; times in ms, medians",
+        f"{'case':<34}{'op':<28}{'ours':>9}{'torch':>9}{'numpy':>9}{'floor':>9}{'/torch':>8}{'/floor':>8}",
+    ]
+    for row in result["rows"]:
+        seconds = row["seconds"]
+        ours, theirs, numpy_time = seconds["numba_pool"], seconds.get("torch"), seconds.get("numpy")
+        lines.append(
+            f"{row['label']:<34}{row['op']:<28}{ms(ours)}{ms(theirs)}{ms(numpy_time)}{ms(row['floor_seconds'])}"
+            f"{ratio(ours, theirs)}{ratio(ours, row['floor_seconds'])}"
+        )
+    return "\n".join(lines)
+
+
+def parse_arguments(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="numba_pool vs PyTorch vs NumPy vs the memory floor (CPU)")
+    parser.add_argument("--quick", action="store_true", help="small shapes and few repeats (a smoke run)")
+    parser.add_argument("--ops", nargs="+", choices=OPS, default=OPS, help="which ops (default: all)")
+    parser.add_argument("--layout", choices=["nchw", "nhwc", "both"], default="both")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs per contender (default 15, quick 3)")
+    parser.add_argument("--json", metavar="FILE", help="also write the raw figures as JSON")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_arguments(argv)
+    layouts = ["nchw", "nhwc"] if args.layout == "both" else [args.layout]
+    repeats = args.repeats or (3 if args.quick else 15)
+
+    def progress(index, total, what):
+        print(f"[{index + 1}/{total}] {what}", file=sys.stderr, flush=True)
+
+    result = run(args.ops, layouts, args.quick, repeats, progress)
+    print(format_table(result))
+    if args.json:
+        with open(args.json, "w") as handle:
+            handle.write(to_json(result))
+    return 0
+
+
+def to_json(result: dict) -> str:
+    """The raw figures of ``run`` as JSON text."""
+    return json.dumps(result, indent=1, default=str)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
