@@ -30,6 +30,11 @@ def is_device_array(array) -> bool:
     return False
 
 
+def is_dask_array(array) -> bool:
+    """Whether ``array`` is a dask array (checked without importing dask)."""
+    return type(array).__module__.startswith("dask.") and hasattr(array, "chunks") and hasattr(array, "dask")
+
+
 def _where(array) -> str:
     return f"on the GPU ({type(array).__name__})" if is_device_array(array) else f"on the host ({type(array).__name__})"
 

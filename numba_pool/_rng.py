@@ -33,6 +33,14 @@ def uniform(seed, counter):
     return np.float64(mix64(state) >> np.uint64(11)) * _TO_UNIT
 
 
+@njit(inline="always", cache=True)
+def output_counter(origin, shape, n, c, d, h, w):
+    """The counter of output (n, c, d, h, w) of a pooling, or of a block of one: its flat position in
+    the whole (N, C, D, H, W) output of size ``shape``, the block starting at ``origin`` there."""
+    n, c, d, h, w = n + origin[0], c + origin[1], d + origin[2], h + origin[3], w + origin[4]
+    return (((n * shape[1] + c) * shape[2] + d) * shape[3] + h) * shape[4] + w
+
+
 def seed_from(seed, op: str) -> np.uint64:
     """Turn a user's ``seed`` (None, an int or a numpy Generator) into the kernel's uint64."""
     if seed is None:

@@ -15,7 +15,7 @@ import numba
 import numpy as np
 
 from . import _docs, _rng, _spec, cpu
-from ._dispatch import backend_for
+from ._dispatch import backend_for, is_dask_array
 
 IntOrTuple = Union[int, Sequence[int]]
 
@@ -67,6 +67,11 @@ def _max_pool(dims, x, kernel_size, stride, padding, dilation, ceil_mode, return
     x = backend.asarray(x, "x", op)
     _spec.check_dtype(x, _spec.FLOAT_AND_INTEGER_DTYPES, "x", op)
     plan = _spec.plan_window(op, dims, x.shape, kernel_size, stride, padding, dilation, ceil_mode, channels_last)
+    return _run_max_pool(backend, op, x, plan, return_indices, out)
+
+
+def _run_max_pool(backend, op, x, plan, return_indices, out=None):
+    """Max pooling of a checked ``x`` as ``plan`` says (the whole plan, or a dask block's part of one)."""
     last = _memory_is_channels_last(plan.layout, x)
     y = _new_output(backend, plan, x.dtype, last, x) if out is None else backend.check_out(out, plan.output_shape, x.dtype, op, x)
     indices = _new_output(backend, plan, np.int64, last, x) if return_indices else None
@@ -165,10 +170,14 @@ def _avg_pool(dims, x, kernel_size, stride, padding, ceil_mode, count_include_pa
     x = backend.asarray(x, "x", op)
     _spec.check_dtype(x, _spec.FLOAT_DTYPES, "x", op)
     plan = _spec.plan_window(op, dims, x.shape, kernel_size, stride, padding, 1, ceil_mode, channels_last)
+    return _run_avg_pool(backend, op, x, plan, _spec.avg_scales(plan, count_include_pad, divisor), out)
+
+
+def _run_avg_pool(backend, op, x, plan, scales, out=None):
+    """Average pooling of a checked ``x`` as ``plan`` says, with the per-axis ``scales`` of its windows."""
     last = _memory_is_channels_last(plan.layout, x)
     y = _new_output(backend, plan, x.dtype, last, x) if out is None else backend.check_out(out, plan.output_shape, x.dtype, op, x)
     kernel, stride, padding, _ = plan.canonical_parameters
-    scales = _spec.avg_scales(plan, count_include_pad, divisor)
     x_view, y_view = _views(plan.layout, last, x, y)
     if last:
         backend.avg_pool_forward_channels_last(x_view, kernel, stride, padding, scales, y_view)
@@ -224,9 +233,22 @@ def _stochastic_pool(dims, x, kernel_size, stride, padding, ceil_mode, training,
     x = backend.asarray(x, "x", op)
     _spec.check_dtype(x, _spec.FLOAT_DTYPES, "x", op)
     plan = _spec.plan_window(op, dims, x.shape, kernel_size, stride, padding, 1, ceil_mode, channels_last)
-    last = _memory_is_channels_last(plan.layout, x)
-    y = _new_output(backend, plan, x.dtype, last, x) if out is None else backend.check_out(out, plan.output_shape, x.dtype, op, x)
+    y = None if out is None else backend.check_out(out, plan.output_shape, x.dtype, op, x)
     seed = _rng.seed_from(seed, op)  # last, so that a refused call does not advance a Generator
+    draws = (seed, (0,) * 5, _canonical_output_shape(plan))
+    return _run_stochastic_pool(backend, x, plan, draws, training, return_indices, y)
+
+
+def _canonical_output_shape(plan) -> tuple[int, ...]:
+    """The (N, C, D, H, W) shape of a plan's output."""
+    missing = (1,) * (_spec.CANONICAL_SPATIAL_DIMS - plan.layout.dims)
+    return (plan.batch, plan.channels, *missing, *plan.output_spatial)
+
+
+def _run_stochastic_pool(backend, x, plan, draws, training, return_indices, out=None):
+    """Stochastic pooling of a checked ``x`` as ``plan`` says; ``draws`` = (seed, origin, whole output shape)."""
+    last = _memory_is_channels_last(plan.layout, x)
+    y = _new_output(backend, plan, x.dtype, last, x) if out is None else out
     indices = _new_output(backend, plan, np.int64, last, x) if return_indices else None
     kernel, stride, padding, _ = plan.canonical_parameters
     x_view, y_view = _views(plan.layout, last, x, y)
@@ -234,10 +256,10 @@ def _stochastic_pool(dims, x, kernel_size, stride, padding, ceil_mode, training,
     if last:
         blocks = _row_blocks(plan.batch * math.prod(plan.output_spatial[:-1]))
         backend.stochastic_pool_forward_channels_last(
-            x_view, kernel, stride, padding, seed, training, blocks, y_view, indices_view, return_indices
+            x_view, kernel, stride, padding, draws, training, blocks, y_view, indices_view, return_indices
         )
     else:
-        backend.stochastic_pool_forward(x_view, kernel, stride, padding, seed, training, y_view, indices_view, return_indices)
+        backend.stochastic_pool_forward(x_view, kernel, stride, padding, draws, training, y_view, indices_view, return_indices)
     return backend.export((y, indices) if return_indices else y)
 
 
@@ -464,9 +486,20 @@ def _max_unpool(dims, x, indices, kernel_size, stride, padding, output_size, cha
 
 
 def _named(function: Callable, name: str, doc: str) -> Callable:
+    """The public function ``name``: ``function`` with its name and docstring, sending dask arrays to
+    :mod:`numba_pool.dask` (which builds a lazy graph of calls of ``function`` on NumPy blocks)."""
     function.__name__ = function.__qualname__ = name
     function.__doc__ = doc
-    return function
+
+    @functools.wraps(function)
+    def public(*args, **kwargs):
+        if args and type(args[0]) is not np.ndarray and is_dask_array(args[0]):
+            from . import dask
+
+            return dask.call(name, function, args, kwargs)
+        return function(*args, **kwargs)
+
+    return public
 
 
 def _make_max_pool(dims: int) -> Callable:

@@ -10,7 +10,7 @@ value of that pick. The random number of each output element comes from
 import numpy as np
 from numba import njit, prange
 
-from .._rng import uniform
+from .._rng import output_counter, uniform
 from ._common import KERNEL_OPTIONS, flat_plane_index, unravel_row, window_extent
 
 
@@ -89,8 +89,13 @@ def window_output(plane, box, training, seed, counter):
 
 
 @njit(**KERNEL_OPTIONS)
-def stochastic_pool_forward(x, kernel, stride, padding, seed, training, out, indices, store_indices):
-    """Training: the picked element (and its flat index); inference: the expected value."""
+def stochastic_pool_forward(x, kernel, stride, padding, draws, training, out, indices, store_indices):
+    """Training: the picked element (and its flat index); inference: the expected value.
+
+    ``draws`` is (seed, origin, shape): the random number of an output comes from its position in a
+    whole output of size ``shape`` where this one starts at ``origin`` (a block of a dask array).
+    """
+    seed, origin, logical = draws
     batch, channels, depth, height, width = x.shape
     out_depth, out_height, out_width = out.shape[2], out.shape[3], out.shape[4]
     for row in prange(batch * channels * out_depth * out_height):
@@ -101,7 +106,7 @@ def stochastic_pool_forward(x, kernel, stride, padding, seed, training, out, ind
         for ow in range(out_width):
             w_first, w_stop, _ = window_extent(ow * stride[2] - padding[2], kernel[2], width, padding[2])
             box = (d_first, d_stop, h_first, h_stop, w_first, w_stop)
-            counter = row * out_width + ow  # the logical (N, C, D, H, W) position of this output
+            counter = output_counter(origin, logical, n, c, od, oh, ow)
             value, picked = window_output(plane, box, training, seed, counter)
             out[n, c, od, oh, ow] = value
             if store_indices:
@@ -109,12 +114,13 @@ def stochastic_pool_forward(x, kernel, stride, padding, seed, training, out, ind
 
 
 @njit(**KERNEL_OPTIONS)
-def stochastic_pool_forward_channels_last(x, kernel, stride, padding, seed, training, blocks, out, indices, store_indices):
+def stochastic_pool_forward_channels_last(x, kernel, stride, padding, draws, training, blocks, out, indices, store_indices):
     """``stochastic_pool_forward`` on (N, D, H, W, C) views, all channels of a window at once.
 
     The same arithmetic in the same order as the channels-first kernel, so the
     same seed picks the same elements in either memory layout.
     """
+    seed, origin, logical = draws
     batch, depth, height, width, channels = x.shape
     out_depth, out_height, out_width = out.shape[1], out.shape[2], out.shape[3]
     rows = batch * out_depth * out_height
@@ -153,8 +159,7 @@ def stochastic_pool_forward_channels_last(x, kernel, stride, padding, seed, trai
                 target_row = out[n, od, oh, ow]
                 if training:
                     for c in range(channels):
-                        counter = (((n * channels + c) * out_depth + od) * out_height + oh) * out_width + ow
-                        draw = uniform(seed, counter)
+                        draw = uniform(seed, output_counter(origin, logical, n, c, od, oh, ow))
                         target[c] = draw * weight_sum[c] if weight_sum[c] > 0 else np.float64(int(draw * count))
                         picked[c] = -1
                         last[c] = -1

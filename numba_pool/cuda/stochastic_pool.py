@@ -10,6 +10,7 @@ import numpy as np
 from numba import cuda, float64
 
 from .._spec import covering_bins
+from .._rng import output_counter
 from ..cpu._common import window_extent
 from ..cpu import stochastic_pool as _cpu_stochastic
 from ._launch import arrays, channels_fastest, launch, no_indices, per_element, shared_with_cpu, uploaded
@@ -31,9 +32,8 @@ def _window_box(x, kernel, stride, padding, od, oh, ow):
 
 @cuda.jit(device=True)
 def _stochastic_output(args, n, c, od, oh, ow):
-    x, out, indices, kernel, stride, padding, seed, training, store_indices = args
-    channels, out_depth, out_height, out_width = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
-    counter = (((n * channels + c) * out_depth + od) * out_height + oh) * out_width + ow
+    x, out, indices, kernel, stride, padding, seed, origin, logical, training, store_indices = args
+    counter = output_counter(origin, logical, n, c, od, oh, ow)
     box = _window_box(x, kernel, stride, padding, od, oh, ow)
     value, picked = window_output(x[n, c], box, training, seed, counter)
     out[n, c, od, oh, ow] = value
@@ -44,16 +44,17 @@ def _stochastic_output(args, n, c, od, oh, ow):
 _stochastic_forward = per_element(_stochastic_output)
 
 
-def stochastic_pool_forward(x, kernel, stride, padding, seed, training, out, indices, store_indices):
+def stochastic_pool_forward(x, kernel, stride, padding, draws, training, out, indices, store_indices):
+    seed, origin, logical = draws
     index_argument = arrays(indices)[0] if store_indices else no_indices()
-    args = (*arrays(x, out), index_argument, kernel, stride, padding, np.uint64(seed), training, store_indices)
+    args = (*arrays(x, out), index_argument, kernel, stride, padding, np.uint64(seed), origin, logical, training, store_indices)
     launch(_stochastic_forward, out.shape, channels_fastest(x), args, x.stream)
 
 
-def stochastic_pool_forward_channels_last(x, kernel, stride, padding, seed, training, blocks, out, indices, store_indices):
+def stochastic_pool_forward_channels_last(x, kernel, stride, padding, draws, training, blocks, out, indices, store_indices):
     indices = indices.transpose(_TO_CANONICAL) if store_indices else indices
     x, out = x.transpose(_TO_CANONICAL), out.transpose(_TO_CANONICAL)
-    stochastic_pool_forward(x, kernel, stride, padding, seed, training, out, indices, store_indices)
+    stochastic_pool_forward(x, kernel, stride, padding, draws, training, out, indices, store_indices)
 
 
 @cuda.jit(device=True)

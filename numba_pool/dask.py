@@ -1,0 +1,377 @@
+"""Dask arrays: every public op takes one and returns a lazy dask array (``pip install "numba-pool[dask]"``).
+
+>>> import dask.array as da, numpy as np, numba_pool as nb
+>>> x = da.from_array(np.arange(64.0).reshape(1, 1, 8, 8), chunks=(1, 1, 3, 5))
+>>> y = nb.max_pool2d(x, 3, stride=2, padding=1)          # lazy; windows see across chunk edges
+>>> bool((y.compute() == nb.max_pool2d(x.compute(), 3, stride=2, padding=1)).all())
+True
+>>> [level.shape for level in pyramid(x, levels=2)]
+[(1, 1, 8, 8), (1, 1, 4, 4), (1, 1, 2, 2)]
+
+How blocks are formed, so that every result equals the NumPy result exactly:
+
+* Sliding-window forward passes (max, average and stochastic pooling) keep the
+  input's chunks along every axis. Each output block is computed from the
+  input region its windows read (neighbouring chunks included), with the
+  window geometry, divisors and random-number positions of the whole array:
+  argmax indices are flat positions in the whole plane, and stochastic
+  pooling picks the elements the unchunked call picks.
+* Every other op (backward passes, global and adaptive pooling, unpooling)
+  keeps the chunks along batch and channels and runs on whole planes: the
+  spatial axes are rechunked to one chunk first (a backward pass's indices can
+  point anywhere in a plane, and an exact global sum needs the whole plane).
+
+The kernels run inside dask's workers. With Numba's ``workqueue`` threading
+layer, which is not thread-safe, kernel calls from several worker threads are
+serialised; the ``omp`` and ``tbb`` layers run them concurrently.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import threading
+from dataclasses import replace
+from typing import Callable
+
+import dask.array as da
+import numba
+import numpy as np
+from dask import delayed
+
+from . import _rng, _spec, cpu, functional
+
+__all__ = ["call", "pyramid"]
+
+_WINDOW_FORWARDS = {"max_pool", "avg_pool", "stochastic_pool"}
+_ARRAY_PARAMETERS = ("x", "grad_output", "indices")
+
+
+def call(name: str, function: Callable, args: tuple, kwargs: dict):
+    """Run the public function ``function`` (called ``name``) lazily on dask arrays."""
+    options = inspect.signature(function).bind(*args, **kwargs)
+    options.apply_defaults()
+    options = dict(options.arguments)
+    base, dims, suffix = _parse(name)
+    if options.get("out") is not None:
+        raise TypeError(f"{name}: out= is not supported with dask arrays (the result is lazy); leave it None")
+    options.pop("out", None)
+    for parameter in _ARRAY_PARAMETERS:
+        if parameter in options and not isinstance(options[parameter], da.Array):
+            options[parameter] = da.asarray(options[parameter])
+    if base == "stochastic_pool" and suffix == "":
+        options["seed"] = int(_rng.seed_from(options["seed"], name))  # one seed for every block, drawn once
+    lead = options.get("x", options.get("grad_output"))
+    batched = lead.ndim == dims + 2
+    if not batched:
+        _add_batch_axis(options, dims)
+    channel_axis = -1 if options.get("channels_last") is True else 1
+    if base in _WINDOW_FORWARDS and suffix == "":
+        result = _window_forward(name, base, dims, function, options, channel_axis)
+    else:
+        result = _on_whole_planes(function, options, channel_axis)
+    if batched:
+        return result
+    return tuple(r[0] for r in result) if isinstance(result, tuple) else result[0]
+
+
+def _parse(name: str) -> tuple[str, int, str]:
+    """"max_pool2d_backward" -> ("max_pool", 2, "_backward")."""
+    base, dims, suffix = re.fullmatch(r"(.*?)([123])d(.*)", name).groups()
+    return base, int(dims), suffix
+
+
+def _add_batch_axis(options: dict, dims: int) -> None:
+    """Unbatched calls run as a batch of one (the caller takes the batch axis off again)."""
+    for parameter in _ARRAY_PARAMETERS:
+        if parameter in options:
+            options[parameter] = options[parameter][np.newaxis]
+    if isinstance(options.get("input_shape"), (tuple, list)):
+        options["input_shape"] = (1, *options["input_shape"])
+    size = options.get("output_size")
+    if isinstance(size, (tuple, list)) and len(size) == dims + 1:  # max_unpool's whole-shape form
+        options["output_size"] = (1, *size)
+
+
+# --------------------------------------------------------------------------- serialising kernels under workqueue
+
+_kernel_lock = threading.Lock()
+
+
+def _run_in_worker(function: Callable, *args, **kwargs):
+    """Call ``function`` in a dask worker thread, serialised when Numba's threading layer is not thread-safe."""
+    if _threading_layer_is_thread_safe():
+        return function(*args, **kwargs)
+    with _kernel_lock:
+        return function(*args, **kwargs)
+
+
+def _threading_layer_is_thread_safe() -> bool:
+    try:
+        return numba.threading_layer() != "workqueue"
+    except ValueError:  # no parallel kernel has run in this process yet: be careful until one has
+        return False
+
+
+# --------------------------------------------------------------------------- ops on whole planes
+
+
+def _on_whole_planes(function: Callable, options: dict, channel_axis: int):
+    """Blockwise over batch and channel chunks, with the spatial axes in one chunk."""
+    arrays = {p: options[p] for p in _ARRAY_PARAMETERS if p in options}
+    lead = arrays.get("x", arrays.get("grad_output"))
+    batch_chunks, channel_chunks = lead.chunks[0], lead.chunks[channel_axis]
+    arrays = {p: _whole_planes(a, batch_chunks, channel_chunks, channel_axis) for p, a in arrays.items()}
+    templates = _output_templates(function, options, arrays)
+    grid = {}
+    for b, (b0, b1) in enumerate(_bounds(batch_chunks)):
+        for c, (c0, c1) in enumerate(_bounds(channel_chunks)):
+            block = dict(options)
+            for parameter, array in arrays.items():
+                block[parameter] = _take(array, channel_axis, (b0, b1), (c0, c1))
+            if isinstance(options.get("input_shape"), (tuple, list)):
+                block["input_shape"] = _resized(options["input_shape"], channel_axis, b1 - b0, c1 - c0)
+            outputs = delayed(_run_in_worker, pure=True)(function, **block)
+            grid[b, c] = [
+                _lazy(outputs, i, len(templates), _resized(t.shape, _output_channel_axis(t, channel_axis), b1 - b0, c1 - c0), t.dtype)
+                for i, t in enumerate(templates)
+            ]
+    results = tuple(
+        _assemble({key: pieces[i] for key, pieces in grid.items()}, templates[i].ndim, _output_channel_axis(templates[i], channel_axis))
+        for i in range(len(templates))
+    )
+    return results if len(results) > 1 else results[0]
+
+
+def _whole_planes(array, batch_chunks, channel_chunks, channel_axis):
+    spatial = {axis: -1 for axis in range(array.ndim) if axis not in (0, array.ndim + channel_axis if channel_axis < 0 else channel_axis)}
+    return array.rechunk({0: batch_chunks, channel_axis % array.ndim: channel_chunks, **spatial})
+
+
+def _output_templates(function: Callable, options: dict, arrays: dict) -> list[np.ndarray]:
+    """The outputs of a zero-batch call: their dtypes, and their shapes but for the batch size.
+
+    Also checks every argument, with the messages of the NumPy call, before any block runs.
+    """
+    empty = dict(options)
+    for parameter, array in arrays.items():
+        empty[parameter] = np.empty((0, *array.shape[1:]), array.dtype)
+    if isinstance(options.get("input_shape"), (tuple, list)):
+        empty["input_shape"] = (0, *options["input_shape"][1:])
+    outputs = function(**empty)
+    return list(outputs) if isinstance(outputs, tuple) else [outputs]
+
+
+def _output_channel_axis(template: np.ndarray, channel_axis: int) -> int:
+    """Where an output keeps the channels: as its input does, or axis 1 of a global pooling's (N, C)."""
+    return 1 if template.ndim == 2 else channel_axis % template.ndim
+
+
+# --------------------------------------------------------------------------- sliding-window forward passes
+
+
+def _window_forward(name: str, base: str, dims: int, function: Callable, options: dict, channel_axis: int):
+    x = options["x"]
+    template_options = dict(options, x=np.empty((0, *x.shape[1:]), x.dtype))
+    templates = function(**template_options)  # checks every argument as the NumPy call would
+    templates = list(templates) if isinstance(templates, tuple) else [templates]
+    dilation = options.get("dilation", 1)
+    plan = _spec.plan_window(
+        name, dims, x.shape, options["kernel_size"], options["stride"], options["padding"], dilation,
+        options["ceil_mode"], options["channels_last"],
+    )
+    scales = None
+    if base == "avg_pool":
+        divisor = _spec.optional_nonzero_int(options["divisor_override"], "divisor_override", name)
+        scales = _spec.avg_scales(plan, options["count_include_pad"], divisor)
+    spatial_axes = [a % x.ndim for a in range(2, 2 + dims)] if channel_axis == 1 else list(range(1, 1 + dims))
+    output_ranges = [_output_blocks(x.chunks[axis], plan, i) for i, axis in enumerate(spatial_axes)]
+    grid = {}
+    for b, (b0, b1) in enumerate(_bounds(x.chunks[0])):
+        for c, (c0, c1) in enumerate(_bounds(x.chunks[channel_axis])):
+            for position in np.ndindex(*(len(r) for r in output_ranges)):
+                blocks = [output_ranges[i][j] for i, j in enumerate(position)]
+                window = _Window(plan, (b0, c0), blocks, (b1 - b0, c1 - c0))
+                region = _take(x, channel_axis, (b0, b1), (c0, c1), dict(zip(spatial_axes, window.input_ranges)))
+                outputs = delayed(_run_in_worker, pure=True)(
+                    _window_block, base, region, window, options, scales
+                )
+                shape = plan.layout.join(b1 - b0, c1 - c0, window.output_sizes)
+                grid[(b, c, *position)] = [_lazy(outputs, i, len(templates), shape, t.dtype) for i, t in enumerate(templates)]
+    axes = [0, channel_axis % x.ndim, *spatial_axes]
+    results = tuple(_assemble_window(grid, i, axes, x.ndim) for i in range(len(templates)))
+    return results if len(results) > 1 else results[0]
+
+
+def _output_blocks(input_chunks, plan, axis: int) -> list[tuple[int, int]]:
+    """Output ranges [a, b) along a spatial axis, following the input's chunk edges."""
+    stride, padding = plan.stride[axis], plan.padding[axis]
+    count = plan.output_spatial[axis]
+    edges = np.cumsum(input_chunks)[:-1]
+    cuts = sorted({0, count, *(int(min(max((edge + padding) // stride, 0), count)) for edge in edges)})
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+class _Window:
+    """One output block of a sliding-window pooling: its outputs, the input region they read, its plan."""
+
+    def __init__(self, plan, origin, output_ranges, block_sizes):
+        self.output_ranges = output_ranges
+        self.output_sizes = tuple(b - a for a, b in output_ranges)
+        self.input_ranges = []
+        local_padding = []
+        for (first, stop), length, k, s, p, d in zip(
+            output_ranges, plan.input_spatial, plan.kernel_size, plan.stride, plan.padding, plan.dilation
+        ):
+            start = first * s - p  # where the block's first window starts in the whole input
+            low, high = max(0, start), min(length, (stop - 1) * s - p + d * (k - 1) + 1)
+            self.input_ranges.append((low, high))
+            local_padding.append(low - start)  # only the whole input's left edge pads a block
+        self.plan = replace(
+            plan,
+            batch=block_sizes[0],
+            channels=block_sizes[1],
+            input_spatial=tuple(high - low for low, high in self.input_ranges),
+            output_spatial=self.output_sizes,
+            padding=tuple(local_padding),
+        )
+        self.whole_input_spatial = plan.input_spatial
+        missing = (0,) * (_spec.CANONICAL_SPATIAL_DIMS - plan.layout.dims)
+        self.origin = (*origin, *missing, *(first for first, _ in output_ranges))
+        self.whole_output_shape = functional._canonical_output_shape(plan)
+
+    def canonical_slices(self):
+        """Per canonical axis (D, H, W), the slice of the whole plan's per-axis arrays this block uses."""
+        missing = [slice(0, 1)] * (_spec.CANONICAL_SPATIAL_DIMS - len(self.output_ranges))
+        return missing + [slice(a, b) for a, b in self.output_ranges]
+
+    def global_indices(self, local: np.ndarray) -> np.ndarray:
+        """Flat indices within the region's planes -> flat indices within the whole input's planes."""
+        coordinates = np.unravel_index(local, self.plan.input_spatial)
+        shifted = tuple(c + low for c, (low, _) in zip(coordinates, self.input_ranges))
+        return np.ravel_multi_index(shifted, self.whole_input_spatial).astype(np.int64)
+
+
+def _window_block(base: str, region: np.ndarray, window: _Window, options: dict, scales):
+    """One output block, computed from its input region with the whole array's window geometry."""
+    op = f"{base}{window.plan.layout.dims}d"
+    if base == "avg_pool":
+        block_scales = tuple(scale[part] for scale, part in zip(scales, window.canonical_slices()))
+        return functional._run_avg_pool(cpu, op, region, window.plan, block_scales)
+    if base == "max_pool":
+        result = functional._run_max_pool(cpu, op, region, window.plan, options["return_indices"])
+    else:
+        draws = (np.uint64(options["seed"]), window.origin, window.whole_output_shape)
+        result = functional._run_stochastic_pool(
+            cpu, region, window.plan, draws, options["training"], options["return_indices"]
+        )
+    if isinstance(result, tuple):
+        values, indices = result
+        return values, window.global_indices(indices)
+    return result
+
+
+# --------------------------------------------------------------------------- assembling blocks
+
+
+def _bounds(chunks) -> list[tuple[int, int]]:
+    edges = np.cumsum((0, *chunks))
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def _take(array, channel_axis: int, batch_range, channel_range, spatial_ranges=None):
+    index = [slice(None)] * array.ndim
+    index[0] = slice(*batch_range)
+    index[channel_axis] = slice(*channel_range)
+    for axis, span in (spatial_ranges or {}).items():
+        index[axis] = slice(*span)
+    return array[tuple(index)]
+
+
+def _resized(shape, channel_axis: int, batch: int, channels: int) -> tuple[int, ...]:
+    shape = list(shape)
+    shape[0], shape[channel_axis] = batch, channels
+    return tuple(shape)
+
+
+def _lazy(outputs, index: int, count: int, shape, dtype):
+    """A dask array for output ``index`` of a delayed call (which returns a tuple when ``count`` > 1)."""
+    value = outputs[index] if count > 1 else outputs
+    return da.from_delayed(value, shape=tuple(shape), dtype=dtype)
+
+
+def _assemble(pieces: dict, ndim: int, channel_axis: int):
+    """da.block over a (batch, channel) grid of blocks."""
+    batches = 1 + max(b for b, _ in pieces)
+    channels = 1 + max(c for _, c in pieces)
+
+    def nest(b, c, axis):
+        if axis == ndim:
+            return pieces[b, c]
+        if axis == 0:
+            return [nest(i, c, 1) for i in range(batches)]
+        if axis == channel_axis:
+            return [nest(b, i, axis + 1) for i in range(channels)]
+        return [nest(b, c, axis + 1)]
+
+    return da.block(nest(0, 0, 0))
+
+
+def _assemble_window(grid: dict, output: int, axes: list[int], ndim: int):
+    """da.block over the (batch, channel, spatial blocks...) grid of a sliding-window pooling."""
+    counts = [1 + max(key[i] for key in grid) for i in range(len(axes))]
+    order = {axis: i for i, axis in enumerate(axes)}  # array axis -> position in the grid key
+
+    def nest(key, axis):
+        if axis == ndim:
+            return grid[tuple(key)][output]
+        nested = []
+        for i in range(counts[order[axis]]):
+            key[order[axis]] = i
+            nested.append(nest(key, axis + 1))
+        return nested
+
+    return da.block(nest([0] * len(axes), 0))
+
+
+# --------------------------------------------------------------------------- multiscale pyramids
+
+
+def pyramid(x, levels: int, method: str = "avg", kernel_size=2, stride=None, *, dims: int = 2, channels_last: bool = False):
+    """A multiscale pyramid: ``[x, pool(x), pool(pool(x)), ...]``, ``levels + 1`` lazy arrays.
+
+    Parameters
+    ----------
+    x : dask array (or NumPy array, wrapped with its own single chunk)
+        ``(N, C, *spatial)`` or unbatched, in the layout ``channels_last`` says.
+    levels : int
+        How many times to pool (>= 0).
+    method : "avg" or "max"
+        Average pooling (smooth downsampling) or max pooling (keeps bright detail).
+    kernel_size, stride
+        The window of each level (stride defaults to ``kernel_size``).
+    dims : 1, 2 or 3
+        The number of spatial dims.
+
+    Returns
+    -------
+    list of dask arrays, the finest (``x``) first.
+
+    Raises
+    ------
+    ValueError
+        For a bad ``levels``, ``method`` or ``dims``, or when a level becomes smaller than the window.
+    """
+    if method not in ("avg", "max"):
+        raise ValueError(f"pyramid: method must be 'avg' or 'max'; got {method!r}")
+    if not _spec.is_integer(levels) or levels < 0:
+        raise ValueError(f"pyramid: levels must be an int >= 0; got {levels!r}")
+    if dims not in (1, 2, 3):
+        raise ValueError(f"pyramid: dims must be 1, 2 or 3; got {dims!r}")
+    pool = getattr(functional, f"{method}_pool{dims}d")
+    current = x if isinstance(x, da.Array) else da.from_array(np.asarray(x))
+    result = [current]
+    for _ in range(levels):
+        current = pool(current, kernel_size, stride, channels_last=channels_last)
+        result.append(current)
+    return result

@@ -1,0 +1,187 @@
+"""numba_pool on dask arrays: lazy results equal to the NumPy results, bit for bit, for any chunking."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+da = pytest.importorskip("dask.array", reason="the dask adapter needs dask (pip install -e '.[test]' installs it)")
+
+import numba_pool as nb  # noqa: E402
+from numba_pool.dask import pyramid  # noqa: E402
+from cases import random_case, random_values  # noqa: E402
+
+
+def random_chunks(rng, shape):
+    """Chunks of random sizes along every axis (often splitting windows between chunks)."""
+    chunks = []
+    for length in shape:
+        if length == 0:
+            chunks.append((0,))
+            continue
+        edges = sorted(set(rng.integers(1, length, size=int(rng.integers(0, 3))).tolist())) if length > 1 else []
+        bounds = [0, *edges, length]
+        chunks.append(tuple(b - a for a, b in zip(bounds[:-1], bounds[1:])))
+    return tuple(chunks)
+
+
+def lazy(rng, array):
+    return da.from_array(array, chunks=random_chunks(rng, array.shape))
+
+
+def assert_lazy_equal(lazy_result, expected):
+    pairs = zip(lazy_result, expected) if isinstance(expected, tuple) else [(lazy_result, expected)]
+    for got, want in pairs:
+        assert isinstance(got, da.Array)
+        assert got.shape == want.shape and got.dtype == want.dtype
+        assert tuple(map(sum, got.chunks)) == want.shape
+        computed = got.compute()
+        assert computed.dtype == want.dtype
+        np.testing.assert_array_equal(computed, want)
+
+
+def user_array(rng, case, special=True):
+    return random_values(rng, case.user_shape(case.spatial), case.dtype, special=special)
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("seed", range(8))
+def test_sliding_window_forwards_equal_numpy_for_any_chunks(dims, seed):
+    rng = np.random.default_rng([dims, seed])
+    case = random_case(rng, dims)
+    x = np.ascontiguousarray(user_array(rng, case))
+    window = dict(kernel_size=case.kernel, stride=case.stride, padding=case.padding, ceil_mode=case.ceil_mode,
+                  channels_last=case.channels_last)
+    maximum = getattr(nb, f"max_pool{dims}d")
+    assert_lazy_equal(maximum(lazy(rng, x), dilation=case.dilation, return_indices=True, **window),
+                      maximum(x, dilation=case.dilation, return_indices=True, **window))
+    if case.dilation == (1,) * dims:
+        average = getattr(nb, f"avg_pool{dims}d")
+        options = dict(window, count_include_pad=case.count_include_pad, divisor_override=case.divisor_override)
+        x_float = x.astype(np.float64) if x.dtype.kind != "f" else x
+        assert_lazy_equal(average(lazy(rng, x_float), **options), average(x_float, **options))
+        stochastic = getattr(nb, f"stochastic_pool{dims}d")
+        assert_lazy_equal(stochastic(lazy(rng, x_float), seed=seed, return_indices=True, **window),
+                          stochastic(x_float, seed=seed, return_indices=True, **window))
+        assert_lazy_equal(stochastic(lazy(rng, x_float), training=False, **window), stochastic(x_float, training=False, **window))
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("seed", range(4))
+def test_backward_passes_equal_numpy(dims, seed):
+    rng = np.random.default_rng([10 + dims, seed])
+    case = random_case(rng, dims, dilation=False)
+    x = np.ascontiguousarray(user_array(rng, case, special=False))
+    options = dict(channels_last=case.channels_last)
+    window = dict(kernel_size=case.kernel, stride=case.stride, padding=case.padding, ceil_mode=case.ceil_mode)
+    y, indices = getattr(nb, f"max_pool{dims}d")(x, return_indices=True, **window, **options)
+    grad = random_values(rng, y.shape, x.dtype, special=False)
+    backward = getattr(nb, f"max_pool{dims}d_backward")
+    assert_lazy_equal(backward(lazy(rng, grad), lazy(rng, indices), x.shape, **options), backward(grad, indices, x.shape, **options))
+    average = getattr(nb, f"avg_pool{dims}d_backward")
+    assert_lazy_equal(average(lazy(rng, grad), x.shape, **window, **options), average(grad, x.shape, **window, **options))
+    inference = getattr(nb, f"stochastic_pool{dims}d_inference_backward")
+    assert_lazy_equal(inference(lazy(rng, grad), lazy(rng, x), **window, **options), inference(grad, x, **window, **options))
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_global_adaptive_and_unpool_equal_numpy(dims):
+    rng = np.random.default_rng(20 + dims)
+    case = random_case(rng, dims, dilation=False)
+    x = np.ascontiguousarray(user_array(rng, case, special=False))
+    options = dict(channels_last=case.channels_last)
+    for keepdims in (False, True):
+        mean = getattr(nb, f"global_avg_pool{dims}d")
+        assert_lazy_equal(mean(lazy(rng, x), keepdims, **options), mean(x, keepdims, **options))
+        maximum = getattr(nb, f"global_max_pool{dims}d")
+        assert_lazy_equal(maximum(lazy(rng, x), keepdims, True, **options), maximum(x, keepdims, True, **options))
+    size = tuple(int(n) for n in rng.integers(1, 5, dims))
+    for kind in ("avg", "max"):
+        adaptive = getattr(nb, f"adaptive_{kind}_pool{dims}d")
+        assert_lazy_equal(adaptive(lazy(rng, x), size, **options), adaptive(x, size, **options))
+    pooled = getattr(nb, f"adaptive_avg_pool{dims}d")(x, size, **options)
+    backward = getattr(nb, f"adaptive_avg_pool{dims}d_backward")
+    assert_lazy_equal(backward(lazy(rng, pooled), x.shape, **options), backward(pooled, x.shape, **options))
+    kernel = tuple(min(k, n) for k, n in zip(case.kernel, case.spatial))
+    values, indices = getattr(nb, f"max_pool{dims}d")(x, kernel, return_indices=True, **options)
+    unpool = getattr(nb, f"max_unpool{dims}d")
+    assert_lazy_equal(unpool(lazy(rng, values), lazy(rng, indices), kernel, output_size=case.spatial, **options),
+                      unpool(values, indices, kernel, output_size=case.spatial, **options))
+
+
+def test_errors_come_before_any_block_runs():
+    x = da.ones((2, 3, 8, 8), chunks=(1, 1, 4, 4))
+    with pytest.raises(ValueError, match="padding must be at most half the kernel size"):
+        nb.avg_pool2d(x, 2, padding=2)
+    with pytest.raises(TypeError, match="accepted dtypes are float32 or float64"):
+        nb.avg_pool2d(x.astype(np.int32), 2)
+    with pytest.raises(TypeError, match="out= is not supported with dask arrays"):
+        nb.max_pool2d(x, 2, out=np.empty((2, 3, 4, 4)))
+    with pytest.raises(ValueError, match="grad_output of shape"):
+        nb.max_pool2d_backward(x, x.astype(np.int64), (2, 4, 8, 8))
+
+
+def test_a_generator_seed_is_drawn_once_for_all_blocks():
+    x = np.random.default_rng(0).random((2, 2, 9, 9))
+    lazy_result = nb.stochastic_pool2d(da.from_array(x, chunks=(1, 1, 4, 4)), 3, 2, seed=np.random.default_rng(5))
+    np.testing.assert_array_equal(lazy_result.compute(), nb.stochastic_pool2d(x, 3, 2, seed=np.random.default_rng(5)))
+
+
+def test_pyramid():
+    rng = np.random.default_rng(1)
+    x = rng.random((2, 3, 32, 24), dtype=np.float32)
+    levels = pyramid(da.from_array(x, chunks=(1, 2, 10, 7)), 3)
+    assert [level.shape for level in levels] == [(2, 3, 32, 24), (2, 3, 16, 12), (2, 3, 8, 6), (2, 3, 4, 3)]
+    expected = x
+    for level in levels[1:]:
+        expected = nb.avg_pool2d(expected, 2)
+        np.testing.assert_array_equal(level.compute(), expected)
+    maxima = pyramid(np.moveaxis(x, 1, -1), 2, "max", kernel_size=3, stride=2, channels_last=True)
+    np.testing.assert_array_equal(maxima[2].compute(), nb.max_pool2d(nb.max_pool2d(np.moveaxis(x, 1, -1), 3, 2, channels_last=True), 3, 2, channels_last=True))
+    with pytest.raises(ValueError, match="method must be 'avg' or 'max'"):
+        pyramid(x, 2, "median")
+    with pytest.raises(ValueError, match="output would be empty"):
+        pyramid(x, 6)
+
+
+def test_on_a_local_cluster_of_processes():
+    distributed = pytest.importorskip("distributed")
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((4, 3, 20, 18)).astype(np.float32)
+    lazy_x = da.from_array(x, chunks=(2, 2, 7, 9))
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=2, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster, distributed.Client(cluster) as client:
+        y, indices = nb.max_pool2d(lazy_x, 3, 2, 1, return_indices=True)
+        results = client.compute(
+            [y, indices, nb.avg_pool2d(lazy_x, 3, 2, 1), nb.max_pool2d_backward(y, indices, x.shape), pyramid(lazy_x, 2)[2]],
+            sync=True,
+        )
+    expected_y, expected_indices = nb.max_pool2d(x, 3, 2, 1, return_indices=True)
+    np.testing.assert_array_equal(results[0], expected_y)
+    np.testing.assert_array_equal(results[1], expected_indices)
+    np.testing.assert_array_equal(results[2], nb.avg_pool2d(x, 3, 2, 1))
+    np.testing.assert_array_equal(results[3], nb.max_pool2d_backward(expected_y, expected_indices, x.shape))
+    np.testing.assert_array_equal(results[4], nb.avg_pool2d(nb.avg_pool2d(x, 2), 2))
+
+
+def test_workqueue_threading_layer_in_threaded_workers():
+    """Numba's workqueue layer aborts on concurrent parallel kernels; dask's threads must not trigger that."""
+    code = """
+import numba, numpy as np, dask, dask.array as da, numba_pool as nb
+x = np.random.default_rng(0).random((8, 8, 64, 64))
+lazy = da.from_array(x, chunks=(1, 2, 32, 32))
+with dask.config.set(scheduler="threads", num_workers=4):
+    got = nb.max_pool2d(lazy, 3, 2, 1).compute()
+assert numba.threading_layer() == "workqueue", numba.threading_layer()
+assert np.array_equal(got, nb.max_pool2d(x, 3, 2, 1))
+print("ok")
+"""
+    environment = dict(os.environ, NUMBA_THREADING_LAYER="workqueue")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=environment)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "ok"
