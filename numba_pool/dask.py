@@ -61,7 +61,10 @@ def call(name: str, function: Callable, args: tuple, kwargs: dict):
             options[parameter] = da.asarray(options[parameter])
     if base == "stochastic_pool" and suffix == "":
         options["seed"] = int(_rng.seed_from(options["seed"], name))  # one seed for every block, drawn once
-    lead = options.get("x", options.get("grad_output"))
+    lead_name = "x" if "x" in options else "grad_output"
+    lead = options[lead_name]
+    channels_last = _spec.check_flag(options.get("channels_last", False), "channels_last", name)
+    _spec.layout_of(tuple(lead.shape), dims, channels_last, lead_name, name)  # the NumPy call's rank and size errors
     batched = lead.ndim == dims + 2
     if not batched:
         _add_batch_axis(options, dims)

@@ -121,6 +121,8 @@ def test_errors_come_before_any_block_runs():
         nb.avg_pool2d(x.astype(np.int32), 2)
     with pytest.raises(TypeError, match="out= is not supported with dask arrays"):
         nb.max_pool2d(x, 2, out=np.empty((2, 3, 4, 4)))
+    with pytest.raises(ValueError, match=r"x must have shape \(N, C, H, W\) or unbatched \(C, H, W\)"):
+        nb.max_pool2d(x[None], 2)
     with pytest.raises(ValueError, match="grad_output of shape"):
         nb.max_pool2d_backward(x, x.astype(np.int64), (2, 4, 8, 8))
 
