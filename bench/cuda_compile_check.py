@@ -43,6 +43,7 @@ def kernels(dtype):
     data, index = _array(dtype), _array(np.int64)
     scalar = from_dtype(np.dtype(dtype))
     triple = types.UniTuple(types.int64, 3)
+    five = types.UniTuple(types.int64, 5)
     per_axis = _array(dtype, 1, "C")
     ranges = _array(np.int64, 2, "C")
     counts = _array(np.int64, 1, "C")
@@ -52,7 +53,7 @@ def kernels(dtype):
         ("avg backward", avg_pool._avg_backward, (data, data, ranges, ranges, ranges, per_axis, per_axis, per_axis, scalar)),
         ("index summary", _routing._note_indices, (index, types.int64, types.int64, types.int64, counts, counts, counts, types.int64, types.int64)),
         ("routed backward", _routing._gather_by_index, (data, index, data, ranges, ranges, ranges, scalar, types.boolean)),
-        ("stochastic forward", stochastic_pool._stochastic_forward, (data, data, index, triple, triple, triple, types.uint64, types.boolean, types.boolean)),
+        ("stochastic forward", stochastic_pool._stochastic_forward, (data, data, index, triple, triple, triple, types.uint64, five, five, types.boolean, types.boolean)),
         ("stochastic inference backward", stochastic_pool._inference_backward, (data, data, data, triple, triple, triple, ranges, ranges, ranges)),
         ("global avg forward (channels last)", global_pool._thread_means, (data, _array(dtype, 2), scalar)),
         ("global avg backward", global_pool._broadcast, (_array(dtype, 2), data, scalar)),
@@ -81,14 +82,17 @@ def main(argv=None) -> int:
     shape = types.UniTuple(types.int64, 5)
     failures = 0
     print(f"{'kernel':34} {'dtype':8} {'PTX lines':>9} {'f64 ops':>8} {'64-bit div/rem':>15}")
-    for dtype in (np.float32, np.float64):
+    integer_kernels = {"max forward", "adaptive max forward", "routed backward", "global max forward (blocks)"}
+    for dtype in (np.float32, np.float64, np.int16):
         entries = kernels(dtype)
-        block_means = ("global avg forward (blocks)", None, None)
-        for name, kernel, argument_types in entries + [block_means]:
+        block_kernels = [("global avg forward (blocks)", None, None), ("global max forward (blocks)", None, None)]
+        if dtype == np.int16:  # max pooling, its global and adaptive forms and unpooling take integers
+            entries = [entry for entry in entries if entry[0] in integer_kernels]
+            block_kernels = block_kernels[1:]
+        for name, kernel, argument_types in entries + block_kernels:
             try:
                 if kernel is None:
-                    function = global_pool_block_kernel(dtype)
-                    signature = (_array(dtype), _array(dtype, 2), from_dtype(np.dtype(dtype)))
+                    function, signature = block_kernel(name, dtype)
                 else:
                     function = kernel.py_func
                     signature = (shape, types.boolean, types.Tuple(argument_types))
@@ -108,10 +112,14 @@ def main(argv=None) -> int:
     return 1 if failures else 0
 
 
-def global_pool_block_kernel(dtype):
+def block_kernel(name, dtype):
+    """(Python function, signature) of the global-pooling kernels that take whole blocks."""
     from numba_pool.cuda import global_pool
 
-    return global_pool._block_means(np.dtype(dtype)).py_func
+    data, scalar = _array(dtype), from_dtype(np.dtype(dtype))
+    if "avg" in name:
+        return global_pool._block_means(np.dtype(dtype)).py_func, (data, _array(dtype, 2), scalar)
+    return global_pool._block_maxima(np.dtype(dtype)).py_func, (data, data, _array(np.int64), types.boolean)
 
 
 if __name__ == "__main__":

@@ -418,3 +418,16 @@ def test_layers_run_on_device_arrays(make_layer):
     assert_close(on_device(to_device(x)), y)
     grad = rng.standard_normal(y.shape).astype(np.float32)
     assert_close(on_device.backward(to_device(grad)), on_host.backward(grad))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int16])
+def test_global_max_over_planes_larger_than_a_block(dtype):
+    """Planes of 300 elements: the block reduction's tree must keep the CPU's tie and NaN rules."""
+    rng = np.random.default_rng(12)
+    x = random_values(rng, (2, 3, 20, 15), dtype)
+    x[0, 0] = 7  # all ties: the first element wins
+    if dtype == np.float32:
+        x[0, 1, 5:, :] = np.nan  # the first NaN wins
+    expected = nb.global_max_pool2d(x, return_indices=True)
+    assert_same(nb.global_max_pool2d(to_device(x), return_indices=True), expected)
+    assert expected[1][0, 0] == 0

@@ -1,6 +1,6 @@
-"""Global average pooling on CUDA: plane means, and their broadcast gradient.
+"""Global pooling on CUDA: plane means and their broadcast gradient, and plane maxima.
 
-Channels-first planes are contiguous runs, so one block sums a plane (each
+Channels-first planes are contiguous runs, so one block reduces a plane (each
 thread a strided share, then a fixed tree in shared memory: deterministic).
 Channels-last memory runs one thread per (n, c), neighbouring threads on
 neighbouring channels.
@@ -9,7 +9,7 @@ neighbouring channels.
 import functools
 
 import numpy as np
-from numba import cuda, from_dtype, uint32
+from numba import cuda, from_dtype, int64, uint32
 
 from ._launch import arrays, channels_fastest, launch, per_element
 
@@ -50,6 +50,71 @@ def _block_means(dtype: np.dtype):
             cuda.syncthreads()
 
     return kernel
+
+
+@cuda.jit(device=True)
+def _wins(value, index, best, best_index):
+    """Whether (value, index) beats (best, best_index) under the CPU's rule, whatever the order they are
+    compared in: the first NaN beats any number, a larger value beats a smaller one, and among equals
+    the smaller flat index wins. An index of -1 marks an empty candidate, which never wins."""
+    if index < 0:
+        return False
+    if best_index < 0:
+        return True
+    value_nan, best_nan = value != value, best != best
+    if value_nan or best_nan:
+        return value_nan and (not best_nan or index < best_index)
+    return value > best or (value == best and index < best_index)
+
+
+@functools.lru_cache(maxsize=None)
+def _block_maxima(dtype: np.dtype):
+    """A kernel giving each (n, c) plane's maximum and its flat index, one block per plane: each thread
+    scans a strided share, then a fixed tree in shared memory picks the winner (deterministic)."""
+    element = from_dtype(dtype)
+
+    @cuda.jit
+    def kernel(x, out, indices, store_indices):
+        channels, depth, height, width = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
+        values = cuda.shared.array(_BLOCK, element)
+        places = cuda.shared.array(_BLOCK, int64)
+        t = cuda.threadIdx.x
+        for nc in range(cuda.blockIdx.x, x.shape[0] * channels, cuda.gridDim.x):
+            n = uint32(nc) // uint32(channels)
+            c = uint32(nc) - n * uint32(channels)
+            best = x[n, c, 0, 0, 0]
+            best_index = int64(-1)
+            for p in range(t, depth * height * width, _BLOCK):
+                dh = uint32(p) // uint32(width)
+                w = uint32(p) - dh * uint32(width)
+                d = dh // uint32(height)
+                h = dh - d * uint32(height)
+                value = x[n, c, d, h, w]
+                if _wins(value, int64(p), best, best_index):
+                    best, best_index = value, int64(p)
+            values[t], places[t] = best, best_index
+            cuda.syncthreads()
+            step = _BLOCK // 2
+            while step > 0:
+                if t < step and _wins(values[t + step], places[t + step], values[t], places[t]):
+                    values[t], places[t] = values[t + step], places[t + step]
+                cuda.syncthreads()
+                step //= 2
+            if t == 0:
+                out[n, c, 0, 0, 0] = values[0]
+                if store_indices:
+                    indices[n, c, 0, 0, 0] = places[0]
+            cuda.syncthreads()
+
+    return kernel
+
+
+def plane_maxima(x, out, index_argument, store_indices) -> None:
+    """Global max pooling of channels-first memory: x and out canonical views, out (N, C, 1, 1, 1);
+    ``index_argument`` the kernel argument for the indices (a placeholder when not stored)."""
+    if x.size:
+        planes = x.shape[0] * x.shape[1]
+        _block_maxima(x.dtype)[min(planes, 65535 * 16), _BLOCK, x.stream](*arrays(x, out), index_argument, store_indices)
 
 
 @cuda.jit(device=True)

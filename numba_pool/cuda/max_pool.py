@@ -3,6 +3,7 @@
 from numba import cuda
 
 from ..cpu._common import flat_plane_index, valid_taps
+from . import global_pool
 from ._launch import arrays, channels_fastest, launch, no_indices, per_element
 from ._routing import routed_backward
 
@@ -42,6 +43,11 @@ _max_forward = per_element(_window_maximum)
 def max_pool_forward(x, kernel, stride, padding, dilation, blocks, out, indices, store_indices):
     """Canonical (N, C, D, H, W) views in any memory order (``blocks`` is the CPU's and unused here)."""
     index_argument = arrays(indices)[0] if store_indices else no_indices()
+    whole_plane = tuple(kernel) == tuple(x.shape[2:]) and tuple(padding) == (0, 0, 0) and tuple(dilation) == (1, 1, 1)
+    if whole_plane and not channels_fastest(x):
+        # One window per plane (global max pooling): a block per plane instead of a thread per plane.
+        global_pool.plane_maxima(x, out, index_argument, store_indices)
+        return
     args = (*arrays(x, out), index_argument, kernel, stride, padding, dilation, store_indices)
     launch(_max_forward, out.shape, channels_fastest(x), args, x.stream)
 
