@@ -122,14 +122,28 @@ CHECKS: dict[str, Check] = {
 
 
 def backends() -> Iterator[tuple[str, Callable, Callable]]:
-    """(name, put, run) for the CPU and, when present, the GPU."""
+    """(name, put, run) for the CPU and, when present, the GPU with each CUDA array family installed."""
     yield "cpu", (lambda a: a), np.asarray
     if importlib.util.find_spec("numba_cuda") is None:
         return
     from numba import cuda
 
-    if cuda.is_available():
-        yield "gpu", (lambda a: cuda.to_device(np.ascontiguousarray(a))), (lambda a: a.copy_to_host())
+    if not cuda.is_available():
+        return
+    yield "gpu", (lambda a: cuda.to_device(np.ascontiguousarray(a))), (lambda a: a.copy_to_host())
+    from numba.cuda.core import config
+
+    if config.ENABLE_CUDASIM:  # the simulator has numba device arrays only
+        return
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        if torch.cuda.is_available():
+            yield "gpu (torch)", (lambda a: torch.from_numpy(np.ascontiguousarray(a)).cuda()), (lambda t: t.cpu().numpy())
+    if importlib.util.find_spec("cupy") is not None:
+        import cupy
+
+        yield "gpu (cupy)", cupy.asarray, cupy.asnumpy
 
 
 def run_checks(cases: int, seed: int, report=print) -> int:
