@@ -431,3 +431,22 @@ def test_global_max_over_planes_larger_than_a_block(dtype):
     expected = nb.global_max_pool2d(x, return_indices=True)
     assert_same(nb.global_max_pool2d(to_device(x), return_indices=True), expected)
     assert expected[1][0, 0] == 0
+
+
+def test_torch_family_allocation_and_export_arithmetic():
+    """The torch family's buffers and strided results, checked with CPU tensors (the same torch calls a
+    GPU run makes, but for the device): dtype mapping, element strides, and sharing the buffer."""
+    torch = pytest.importorskip("torch")
+    from numba_pool.cuda import _arrays
+
+    like = _arrays.DeviceView(torch.zeros(1), "torch", (1,), (4,), np.dtype(np.float32))
+    for dtype in (np.float32, np.float64, np.int64, np.uint8):
+        base = _arrays.empty((2, 4, 3, 5), dtype, like)
+        assert base.owner.dtype == torch.from_numpy(np.zeros(0, dtype)).dtype
+        assert base.strides == np.empty((2, 4, 3, 5), dtype).strides
+        channels_last = base.transpose(0, 3, 1, 2)  # a (2, 5, 4, 3) view with channels-last memory
+        exported = _arrays.export(channels_last)
+        assert tuple(exported.shape) == (2, 5, 4, 3)
+        assert tuple(s * np.dtype(dtype).itemsize for s in exported.stride()) == channels_last.strides
+        exported[1, 2, 3, 0] = 7
+        assert base.owner[((((1 * 4) + 3) * 3 + 0) * 5) + 2] == 7  # the same memory, at the C-order offset
