@@ -59,8 +59,6 @@ def call(name: str, function: Callable, args: tuple, kwargs: dict):
     for parameter in _ARRAY_PARAMETERS:
         if parameter in options and not isinstance(options[parameter], da.Array):
             options[parameter] = da.asarray(options[parameter])
-    if base == "stochastic_pool" and suffix == "":
-        options["seed"] = int(_rng.seed_from(options["seed"], name))  # one seed for every block, drawn once
     lead_name = "x" if "x" in options else "grad_output"
     lead = options[lead_name]
     channels_last = _spec.check_flag(options.get("channels_last", False), "channels_last", name)
@@ -68,7 +66,7 @@ def call(name: str, function: Callable, args: tuple, kwargs: dict):
     batched = lead.ndim == dims + 2
     if not batched:
         _add_batch_axis(options, dims)
-    channel_axis = -1 if options.get("channels_last") is True else 1
+    channel_axis = -1 if channels_last else 1
     if base in _WINDOW_FORWARDS and suffix == "":
         result = _window_forward(name, base, dims, function, options, channel_axis)
     else:
@@ -176,8 +174,12 @@ def _output_channel_axis(template: np.ndarray, channel_axis: int) -> int:
 def _window_forward(name: str, base: str, dims: int, function: Callable, options: dict, channel_axis: int):
     x = options["x"]
     template_options = dict(options, x=np.empty((0, *x.shape[1:]), x.dtype))
+    if base == "stochastic_pool":
+        template_options["seed"] = 0  # the real seed is drawn once the call is known to be valid
     templates = function(**template_options)  # checks every argument as the NumPy call would
     templates = list(templates) if isinstance(templates, tuple) else [templates]
+    if base == "stochastic_pool":
+        options = dict(options, seed=int(_rng.seed_from(options["seed"], name)))  # one seed for every block
     dilation = options.get("dilation", 1)
     plan = _spec.plan_window(
         name, dims, x.shape, options["kernel_size"], options["stride"], options["padding"], dilation,

@@ -22,7 +22,7 @@ from numba import cuda  # noqa: E402  (after the skip: numba.cuda needs numba-cu
 
 import numba_pool as nb  # noqa: E402
 from numba_pool import _dispatch  # noqa: E402
-from cases import INTEGER_DTYPES, random_case, random_values  # noqa: E402
+from cases import random_case, random_values  # noqa: E402
 
 from numba.cuda.core import config as _cuda_config  # noqa: E402
 

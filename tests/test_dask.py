@@ -127,9 +127,12 @@ def test_errors_come_before_any_block_runs():
         nb.max_pool2d_backward(x, x.astype(np.int64), (2, 4, 8, 8))
 
 
-def test_a_generator_seed_is_drawn_once_for_all_blocks():
+def test_a_generator_seed_is_drawn_once_for_all_blocks_and_not_by_a_refused_call():
     x = np.random.default_rng(0).random((2, 2, 9, 9))
-    lazy_result = nb.stochastic_pool2d(da.from_array(x, chunks=(1, 1, 4, 4)), 3, 2, seed=np.random.default_rng(5))
+    generator = np.random.default_rng(5)
+    with pytest.raises(ValueError, match="padding must be at most half"):
+        nb.stochastic_pool2d(da.from_array(x), 3, 2, padding=2, seed=generator)
+    lazy_result = nb.stochastic_pool2d(da.from_array(x, chunks=(1, 1, 4, 4)), 3, 2, seed=generator)
     np.testing.assert_array_equal(lazy_result.compute(), nb.stochastic_pool2d(x, 3, 2, seed=np.random.default_rng(5)))
 
 
