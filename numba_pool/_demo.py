@@ -22,11 +22,14 @@ from .cli import MissingExtra
 DEMO_EXTRA = 'pip install "numba-pool[demo]"'
 
 
+class UnreadableImage(ValueError):
+    """The --image file exists but is not an image Pillow can read."""
+
+
 def default_scene(size: int = 192) -> np.ndarray:
     """An RGB scene, (3, size, size) float32 in [0, 1]: textures and edges on a smooth background."""
     y, x = np.mgrid[0:size, 0:size] / size
-    background = np.stack([0.55 + 0.25 * x, 0.45 + 0.2 * np.sin(3 * y), 0.7 - 0.3 * y])
-    scene = background.copy()
+    scene = np.stack([0.55 + 0.25 * x, 0.45 + 0.2 * np.sin(3 * y), 0.7 - 0.3 * y])  # a smooth background
     quarter = size // 4
     checks = ((np.arange(size)[:, None] // 3 + np.arange(size)[None, :] // 3) % 2).astype(float)
     stripes = (np.sin(np.arange(size) * 2.2)[None, :] > 0).astype(float) * np.ones((size, 1))
@@ -47,8 +50,11 @@ def load_image(path: Path) -> np.ndarray:
         from PIL import Image
     except ImportError:
         raise MissingExtra(f"reading --image needs Pillow: {DEMO_EXTRA}") from None
-    with Image.open(path) as image:
-        rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    try:
+        with Image.open(path) as image:
+            rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    except OSError as error:  # Pillow's UnidentifiedImageError is one
+        raise UnreadableImage(f"cannot read {path} as an image ({error})") from None
     return np.ascontiguousarray(rgb.transpose(2, 0, 1))
 
 

@@ -85,7 +85,11 @@ def run_demo(args) -> int:
     if args.image is not None and not args.image.is_file():
         print(f"numba-pool demo: --image {args.image} is not a readable file", file=sys.stderr)
         return EXIT_USAGE
-    _demo.run(args.image, args.out, args.kernel, args.stride)
+    try:
+        _demo.run(args.image, args.out, args.kernel, args.stride)
+    except _demo.UnreadableImage as error:
+        print(f"numba-pool demo: {error}", file=sys.stderr)
+        return EXIT_USAGE
     return 0
 
 

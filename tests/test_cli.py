@@ -86,6 +86,13 @@ def test_demo_refuses_a_missing_image(tmp_path):
     assert "nowhere.png is not a readable file" in result.stderr
 
 
+def test_demo_refuses_a_file_that_is_not_an_image(tmp_path):
+    (tmp_path / "notes.png").write_text("not a picture")
+    result = numba_pool("demo", "--image", "notes.png", cwd=tmp_path)
+    assert result.returncode == cli.EXIT_USAGE
+    assert "cannot read notes.png as an image" in result.stderr
+
+
 def test_demo_without_matplotlib_names_the_extra(tmp_path):
     code = "import sys; sys.modules['matplotlib'] = None; from numba_pool import cli; sys.exit(cli.main(['demo']))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
