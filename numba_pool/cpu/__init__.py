@@ -7,7 +7,7 @@ iteration writes a disjoint part of them, so results do not depend on the
 thread count.
 """
 
-from ._arrays import NAME, as_int64, asarray, check_out, empty, export, index_range
+from ._arrays import as_int64, asarray, check_out, empty, export, index_range
 from .adaptive_pool import adaptive_avg_backward, adaptive_avg_forward, adaptive_max_forward
 from .avg_pool import (
     avg_pool_backward,
@@ -37,7 +37,6 @@ from .stochastic_pool import (
 from .unpool import max_unpool
 
 __all__ = [
-    "NAME",
     "as_int64",
     "asarray",
     "check_out",

@@ -8,9 +8,6 @@ import numpy as np
 
 from .._spec import check_out, host_array
 
-NAME = "cpu"
-
-
 def asarray(array, name: str, op: str) -> np.ndarray:
     return host_array(array, name, op)
 
@@ -31,4 +28,4 @@ def export(result):
     return result
 
 
-__all__ = ["NAME", "as_int64", "asarray", "check_out", "empty", "export", "index_range"]
+__all__ = ["as_int64", "asarray", "check_out", "empty", "export", "index_range"]

@@ -34,8 +34,6 @@ from .stochastic_pool import (
     stochastic_pool_inference_backward,
 )
 
-NAME = "cuda"
-
 
 def asarray(array, name: str, op: str) -> DeviceView:
     return as_view(array, name, op)
@@ -62,7 +60,6 @@ def as_int64(indices: DeviceView) -> DeviceView:
 
 
 __all__ = [
-    "NAME",
     "adaptive_avg_backward",
     "adaptive_avg_forward",
     "adaptive_max_forward",
