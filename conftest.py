@@ -4,9 +4,9 @@
   GPU. Set before anything imports numba.cuda. On a machine with a GPU (or with
   NUMBA_ENABLE_CUDASIM already set either way) nothing changes, so the same
   tests run on the real device there.
-* The optional adapters' modules import their framework; without it installed,
-  their doctests cannot be collected, so they are left out (their own tests
-  skip with a reason).
+* The optional adapters' modules (and the CUDA backend) import their framework;
+  without it installed, their doctests cannot be collected, so they are left
+  out (their own tests skip with a reason).
 """
 
 import glob
@@ -21,6 +21,6 @@ if "NUMBA_ENABLE_CUDASIM" not in os.environ:
 
 collect_ignore = [
     path
-    for path, framework in [("numba_pool/torch.py", "torch"), ("numba_pool/dask.py", "dask")]
+    for path, framework in [("numba_pool/torch.py", "torch"), ("numba_pool/dask.py", "dask"), ("numba_pool/cuda", "numba_cuda")]
     if importlib.util.find_spec(framework) is None
 ]
