@@ -29,6 +29,7 @@ serialised; the ``omp`` and ``tbb`` layers run them concurrently.
 from __future__ import annotations
 
 import inspect
+import math
 import re
 import threading
 from dataclasses import replace
@@ -59,6 +60,8 @@ def call(name: str, function: Callable, args: tuple, kwargs: dict):
     for parameter in _ARRAY_PARAMETERS:
         if parameter in options and not isinstance(options[parameter], da.Array):
             options[parameter] = da.asarray(options[parameter])
+        if parameter in options:
+            _check_known_chunks(options[parameter], parameter, name)
     lead_name = "x" if "x" in options else "grad_output"
     lead = options[lead_name]
     channels_last = _spec.check_flag(options.get("channels_last", False), "channels_last", name)
@@ -74,6 +77,15 @@ def call(name: str, function: Callable, args: tuple, kwargs: dict):
     if batched:
         return result
     return tuple(r[0] for r in result) if isinstance(result, tuple) else result[0]
+
+
+def _check_known_chunks(array, parameter: str, name: str) -> None:
+    """Blocks are planned from chunk sizes, so they must be known (boolean indexing leaves them NaN)."""
+    if any(math.isnan(length) for length in array.shape):
+        raise ValueError(
+            f"{name}: {parameter} has unknown chunk sizes (shape {array.shape}, as after boolean indexing); "
+            f"call {parameter}.compute_chunk_sizes() first, or pass an array whose chunks are known"
+        )
 
 
 def _parse(name: str) -> tuple[str, int, str]:

@@ -493,7 +493,11 @@ def _named(function: Callable, name: str, doc: str) -> Callable:
 
     @functools.wraps(function)
     def public(*args, **kwargs):
-        if args and type(args[0]) is not np.ndarray and is_dask_array(args[0]):
+        if args:  # the common case: the lead array first, most often a NumPy array (checked cheaply)
+            dask_call = type(args[0]) is not np.ndarray and is_dask_array(args[0])
+        else:  # called by keyword; stochastic pooling's inference backward takes both x= and grad_output=
+            dask_call = is_dask_array(kwargs.get("x")) or is_dask_array(kwargs.get("grad_output"))
+        if dask_call:
             from . import dask
 
             return dask.call(name, function, args, kwargs)

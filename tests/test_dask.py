@@ -127,6 +127,29 @@ def test_errors_come_before_any_block_runs():
         nb.max_pool2d_backward(x, x.astype(np.int64), (2, 4, 8, 8))
 
 
+def test_arrays_passed_by_keyword_stay_lazy():
+    x = np.random.default_rng(3).random((2, 3, 9, 8))
+    lazy_x = da.from_array(x, chunks=(1, 2, 4, 5))
+    assert_lazy_equal(nb.max_pool2d(x=lazy_x, kernel_size=3, stride=2), nb.max_pool2d(x, 3, 2))
+    assert_lazy_equal(nb.global_avg_pool2d(x=lazy_x), nb.global_avg_pool2d(x))
+    grad = nb.avg_pool2d(x, 2)
+    assert_lazy_equal(nb.avg_pool2d_backward(grad_output=da.from_array(grad, chunks=(1, 1, 2, 2)), input_shape=x.shape,
+                                             kernel_size=2), nb.avg_pool2d_backward(grad, x.shape, 2))
+    inference = nb.stochastic_pool2d_inference_backward  # takes both; only x= is a dask array here
+    assert_lazy_equal(inference(grad_output=grad, x=lazy_x, kernel_size=2), inference(grad, x, 2))
+
+
+@pytest.mark.parametrize("op", ["max_pool2d", "avg_pool2d_backward", "global_max_pool2d"])
+def test_unknown_chunk_sizes_are_refused_with_the_fix(op):
+    x = da.from_array(np.ones((4, 2, 8, 8)), chunks=(2, 1, 4, 4))
+    unknown = x[x[:, 0, 0, 0] > 0]  # boolean indexing: the batch chunk sizes are unknown (NaN)
+    arguments = {"max_pool2d": (2,), "avg_pool2d_backward": ((4, 2, 16, 16), 2), "global_max_pool2d": ()}[op]
+    with pytest.raises(ValueError, match=rf"^{op}: .* unknown chunk sizes .*compute_chunk_sizes\(\)"):
+        getattr(nb, op)(unknown, *arguments)
+    known = unknown.compute_chunk_sizes()
+    assert isinstance(getattr(nb, op)(known, *arguments), da.Array)
+
+
 def test_a_generator_seed_is_drawn_once_for_all_blocks_and_not_by_a_refused_call():
     x = np.random.default_rng(0).random((2, 2, 9, 9))
     generator = np.random.default_rng(5)
