@@ -13,7 +13,7 @@ For indices made by a pooling the ranges are the windows covering the element.
 from __future__ import annotations
 
 import numpy as np
-from numba import cuda
+from numba import cuda, int64
 
 from ..cpu._common import flat_plane_index
 from ._launch import arrays, channels_fastest, launch, per_element, uploaded
@@ -28,10 +28,11 @@ def _note_index(args, n, c, od, oh, ow):
     cuda.atomic.min(extremes, 0, index)
     cuda.atomic.max(extremes, 1, index)
     if 0 <= index < depth * height * width:
+        position = int64(index)  # exact once in range; keeps the arithmetic below in int64 for uint64 indices
         plane = height * width
-        d = index // plane
-        h = (index - d * plane) // width
-        w = index - d * plane - h * width
+        d = position // plane
+        h = (position - d * plane) // width
+        w = position - d * plane - h * width
         cuda.atomic.min(lows, od, d)
         cuda.atomic.max(highs, od, d)
         cuda.atomic.min(lows, h_offset + oh, h)
@@ -43,6 +44,14 @@ def _note_index(args, n, c, od, oh, ow):
 _note_indices = per_element(_note_index)
 
 
+def _extremes_start(dtype) -> np.ndarray:
+    """[running minimum, running maximum] of the indices, in a type that holds every index value:
+    uint64 for unsigned indices (a uint64 index can exceed the int64 range), int64 for signed ones."""
+    if dtype.kind == "u":
+        return np.array([np.iinfo(np.uint64).max, 0], np.uint64)
+    return np.array([_NONE_SEEN, -1], np.int64)
+
+
 class IndexSummary:
     """What one pass over an index array found: its extremes, and per output axis the
     lowest and highest input coordinate named (for plane sizes ``plane``)."""
@@ -50,7 +59,7 @@ class IndexSummary:
     def __init__(self, indices, plane):
         out_sizes = indices.shape[2:]
         offsets = np.cumsum((0,) + tuple(out_sizes))
-        extremes = uploaded(np.array([_NONE_SEEN, -1], np.int64), stream=indices.stream)
+        extremes = uploaded(_extremes_start(indices.dtype), stream=indices.stream)
         lows = uploaded(np.full(offsets[-1], _NONE_SEEN, np.int64), stream=indices.stream)
         highs = uploaded(np.full(offsets[-1], -1, np.int64), stream=indices.stream)
         args = (*arrays(indices), *plane, extremes, lows, highs, int(offsets[1]), int(offsets[2]))
