@@ -52,8 +52,15 @@ def output_shape(spatial, kernel, stride, padding, dilation, ceil_mode):
     )
 
 
+def window_argmax(window):
+    """PyTorch's pick along the last axis (window order): the last NaN if there is one, else the first maximum."""
+    nan = np.isnan(window) if window.dtype.kind == "f" else np.zeros(window.shape, bool)
+    last_nan = window.shape[-1] - 1 - np.argmax(nan[..., ::-1], axis=-1)
+    return np.where(nan.any(axis=-1), last_nan, np.argmax(window, axis=-1))
+
+
 def max_pool(x, kernel, stride, padding, dilation, ceil_mode):
-    """(values, flat argmax indices); first maximum wins, and the first NaN wins over numbers."""
+    """(values, flat argmax indices); the first maximum wins ties, and the last NaN wins over numbers."""
     spatial = x.shape[2:]
     out_spatial = output_shape(spatial, kernel, stride, padding, dilation, ceil_mode)
     values = np.empty(x.shape[:2] + out_spatial, x.dtype)
@@ -65,7 +72,7 @@ def max_pool(x, kernel, stride, padding, dilation, ceil_mode):
         ]
         points = list(itertools.product(*axes))  # window order: last axis fastest
         window = np.stack([x[(slice(None), slice(None)) + point] for point in points], axis=-1)
-        best = np.argmax(window, axis=-1)  # NumPy's argmax returns the first max, or the first NaN
+        best = window_argmax(window)
         flat = np.array([np.ravel_multi_index(point, spatial) for point in points])
         values[(...,) + position] = np.take_along_axis(window, best[..., None], axis=-1)[..., 0]
         indices[(...,) + position] = flat[best]
@@ -134,37 +141,58 @@ def in_input_windows(spatial, kernel, stride, padding, ceil_mode):
         yield position, list(itertools.product(*axes))
 
 
+def _relative_weights(values):
+    """Weights max(a, 0) divided by their largest (so that huge values cannot overflow), and whether
+    they are infinite: then each +inf has weight 1 and everything else 0."""
+    weights = np.maximum(values, 0)
+    infinite = np.isinf(weights)
+    if infinite.any():
+        return infinite.astype(np.float64), True
+    largest = weights.max() if weights.size else 0.0
+    return (weights / largest if largest > 0 else weights), False
+
+
 def stochastic_pool_inference(x, kernel, stride, padding, ceil_mode):
-    """sum(w * a) / sum(w) with w = max(a, 0); the window mean when sum(w) == 0; NaN if the window has one."""
+    """sum(w * a) / sum(w) with w = max(a, 0); the window mean when sum(w) == 0; NaN if the window has one;
+    +inf if it holds +inf."""
     spatial = x.shape[2:]
     out_spatial = output_shape(spatial, kernel, stride, padding, (1,) * len(spatial), ceil_mode)
     result = np.empty(x.shape[:2] + out_spatial, np.float64)
     for position, points in in_input_windows(spatial, kernel, stride, padding, ceil_mode):
-        window = np.stack([x[(slice(None), slice(None)) + p] for p in points], axis=-1).astype(np.float64)
-        weights = np.maximum(window, 0)
-        total = weights.sum(axis=-1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            expected = np.where(total > 0, (weights * window).sum(axis=-1) / total, window.mean(axis=-1))
-        expected[np.isnan(window).any(axis=-1)] = np.nan
-        result[(...,) + position] = expected
+        for n, c in itertools.product(range(x.shape[0]), range(x.shape[1])):
+            values = np.array([x[(n, c) + p] for p in points], np.float64)
+            relative, infinite = _relative_weights(values)
+            if np.isnan(values).any():
+                expected = np.nan
+            elif infinite:
+                expected = np.inf
+            elif relative.sum() > 0:
+                largest = np.maximum(values, 0).max()
+                expected = largest * ((relative**2).sum() / relative.sum())
+            else:
+                expected = values.mean()
+            result[(n, c) + position] = expected
     return result.astype(x.dtype)
 
 
 def stochastic_pool_inference_backward(x, grad_output, kernel, stride, padding, ceil_mode):
-    """Gradient of the inference output, from the formula differentiated by hand."""
+    """Gradient of the inference output, from the formula differentiated by hand (in relative weights, where
+    it takes the same form); windows holding +inf share the gradient equally among their infinities."""
     spatial = x.shape[2:]
     grad_input = np.zeros(x.shape, np.float64)
     for position, points in in_input_windows(spatial, kernel, stride, padding, ceil_mode):
         for n, c in itertools.product(range(x.shape[0]), range(x.shape[1])):
             values = np.array([x[(n, c) + p] for p in points], np.float64)
-            weights = np.maximum(values, 0)
-            total, squares = weights.sum(), (weights**2).sum()
+            relative, infinite = _relative_weights(values)
+            total, squares = relative.sum(), (relative**2).sum()
             g = float(grad_output[(n, c) + position])
-            for value, point in zip(values, points):
+            for value, weight, point in zip(values, relative, points):
                 if total <= 0:
                     grad_input[(n, c) + point] += g / len(points)
+                elif infinite:
+                    grad_input[(n, c) + point] += g * weight / total
                 elif value > 0:
-                    grad_input[(n, c) + point] += g * (2 * value * total - squares) / total**2
+                    grad_input[(n, c) + point] += g * (2 * weight * total - squares) / total**2
     return grad_input.astype(grad_output.dtype)
 
 
@@ -184,7 +212,7 @@ def adaptive_max_pool(x, output_spatial):
     for position, box in adaptive_boxes(spatial, output_spatial):
         points = list(itertools.product(*(range(b.start, b.stop) for b in box)))
         window = np.stack([x[(slice(None), slice(None)) + p] for p in points], axis=-1)
-        best = np.argmax(window, axis=-1)
+        best = window_argmax(window)
         flat = np.array([np.ravel_multi_index(p, spatial) for p in points])
         values[(...,) + position] = np.take_along_axis(window, best[..., None], axis=-1)[..., 0]
         indices[(...,) + position] = flat[best]

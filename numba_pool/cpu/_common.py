@@ -36,9 +36,32 @@ def window_extent(start, kernel, length, padding):
 
 @njit(inline="always", cache=True)
 def replaces_maximum(value, best, have_best):
-    """Whether ``value`` becomes the running maximum: the first element seeds it, a larger
-    value replaces it, and the first NaN replaces any number (ties keep the earlier element)."""
-    return not have_best or value > best or (value != value and best == best)
+    """Whether ``value``, met after ``best`` in window order, becomes the running maximum.
+
+    PyTorch's rule (``val > maxval || isnan(val)``): the first element seeds the
+    maximum, a larger value replaces it (ties keep the earlier element), and any
+    NaN replaces it, so the last NaN in window order wins.
+    """
+    return not have_best or value > best or value != value
+
+
+@njit(inline="always", cache=True)
+def beats_maximum(candidate, candidate_flat, best, best_flat):
+    """``replaces_maximum`` for candidates met in any order, each with its flat plane index.
+
+    Window order is increasing flat index, so: NaN beats any number, between two
+    NaNs the larger index wins, between equal numbers the smaller index wins.
+    A total order, so trees and tiles may combine partial maxima in any order.
+    Bitwise operators keep it branch-free for vectorised loops.
+    """
+    candidate_nan = candidate != candidate
+    best_nan = best != best
+    return (
+        (candidate > best)
+        | (candidate_nan & (best == best))
+        | ((candidate == best) & (candidate_flat < best_flat))
+        | (candidate_nan & best_nan & (candidate_flat > best_flat))
+    )
 
 
 @njit(inline="always", cache=True)

@@ -10,7 +10,7 @@ from ._common import KERNEL_OPTIONS, flat_plane_index, replaces_maximum, unravel
 
 @njit(**KERNEL_OPTIONS)
 def adaptive_max_forward(x, d_bins, h_bins, w_bins, out, indices, store_indices):
-    """Each bin's maximum (first on ties, NaN propagates) and its flat plane index."""
+    """Each bin's maximum and its flat plane index, by PyTorch's rule (``replaces_maximum``: first on ties, last NaN)."""
     batch, channels, depth, height, width = x.shape
     out_depth, out_height, out_width = out.shape[2], out.shape[3], out.shape[4]
     for row in prange(batch * channels * out_depth * out_height):

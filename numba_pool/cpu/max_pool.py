@@ -10,6 +10,7 @@ from numba import njit, prange
 
 from ._common import (
     KERNEL_OPTIONS,
+    beats_maximum,
     flat_plane_index,
     interior_windows,
     next_row,
@@ -18,9 +19,16 @@ from ._common import (
 )
 
 
+# Scratch columns per block of rows: the column maxima of one tile of an output
+# row (or one chunk of a window wider than that), so scratch memory stays a few
+# cache-sized buffers per block whatever the row length.
+TILE_COLUMNS = 2048
+
+
 @njit(inline="always", cache=True)
 def _fold_into_maxima(source, best, keys, key, store_keys):
-    """Fold a row of values into element-wise running maxima, noting ``key`` where a value wins.
+    """Fold a row of values, met after ``best`` in window order, into element-wise running maxima,
+    noting ``key`` where a value wins (``replaces_maximum``: a larger value or any NaN).
 
     Used for input rows against per-column maxima (channels-first) and for one
     window element's channels against per-channel maxima (channels-last).
@@ -29,50 +37,51 @@ def _fold_into_maxima(source, best, keys, key, store_keys):
         for w in range(source.shape[0]):
             value = source[w]
             current = best[w]
-            replace = (value > current) | ((value != value) & (current == current))
+            replace = (value > current) | (value != value)
             best[w] = value if replace else current
             keys[w] = key if replace else keys[w]
     else:
         for w in range(source.shape[0]):
             value = source[w]
             current = best[w]
-            replace = (value > current) | ((value != value) & (current == current))
+            replace = (value > current) | (value != value)
             best[w] = value if replace else current
 
 
 @njit(inline="always", cache=True)
-def _reduce_window_scalar(best, keys, w_start, w_first, w_stop, dilation, width):
-    """(maximum, flat index) of one window over the column maxima, in window order (border windows)."""
-    best_w = w_start + w_first * dilation
-    value = best[best_w]
-    flat = keys[best_w] * width + best_w
+def _reduce_window_scalar(best, keys, local_start, base, w_first, w_stop, dilation, width):
+    """(maximum, flat index) of one window over the column maxima (border windows).
+
+    Column ``w`` of the plane sits at ``w - base`` in the buffers; ``local_start``
+    is the window's start there.
+    """
+    local = local_start + w_first * dilation
+    value = best[local]
+    flat = keys[local] * width + local + base
     for k in range(w_first + 1, w_stop):
-        w = w_start + k * dilation
-        candidate = best[w]
-        candidate_flat = keys[w] * width + w
-        if candidate != candidate:
-            replace = value == value or candidate_flat < flat
-        else:
-            replace = candidate > value or (candidate == value and candidate_flat < flat)
-        if replace:
+        local = local_start + k * dilation
+        candidate = best[local]
+        candidate_flat = keys[local] * width + local + base
+        if beats_maximum(candidate, candidate_flat, value, flat):
             value = candidate
             flat = candidate_flat
     return value, flat
 
 
 @njit(inline="always", cache=True)
-def _reduce_interior(best, keys, out_row, index_row, first, stop, kernel, stride, offset, dilation, width, store_indices):
-    """Windows first..stop-1, which lie wholly inside the row, reduced tap by tap across all windows.
+def _reduce_interior(best, keys, out_row, index_row, first, stop, kernel, stride, offset, base, dilation, width, store_indices):
+    """Windows first..stop-1, which lie wholly inside the buffers, reduced tap by tap across all windows.
 
-    Branch-free selects over contiguous output rows, so the loops vectorise.
-    Ties and NaN resolve by the smaller flat index, which is window order
-    because a flat index orders by (row, column).
+    Window ``ow`` starts at ``ow * stride + offset`` in the buffers, which hold
+    plane columns from ``base`` on. Branch-free selects over contiguous output
+    rows, so the loops vectorise. Column maxima come from different rows, so
+    ties and NaNs are decided by flat index (``beats_maximum``).
     """
     for ow in range(first, stop):
         w = ow * stride + offset
         out_row[ow] = best[w]
         if store_indices:
-            index_row[ow] = keys[w] * width + w
+            index_row[ow] = keys[w] * width + w + base
     for k in range(1, kernel):
         tap = offset + k * dilation
         if store_indices:
@@ -80,48 +89,103 @@ def _reduce_interior(best, keys, out_row, index_row, first, stop, kernel, stride
                 w = ow * stride + tap
                 candidate = best[w]
                 value = out_row[ow]
-                candidate_flat = keys[w] * width + w
-                candidate_nan = candidate != candidate
-                value_nan = value != value
-                earlier = candidate_flat < index_row[ow]
-                replace = (
-                    (candidate > value)
-                    | (candidate_nan & ~value_nan)
-                    | (((candidate == value) | (candidate_nan & value_nan)) & earlier)
-                )
+                candidate_flat = keys[w] * width + w + base
+                replace = beats_maximum(candidate, candidate_flat, value, index_row[ow])
                 out_row[ow] = candidate if replace else value
                 index_row[ow] = candidate_flat if replace else index_row[ow]
         else:
             for ow in range(first, stop):
                 candidate = best[ow * stride + tap]
                 value = out_row[ow]
-                replace = (candidate > value) | ((candidate != candidate) & (value == value))
+                replace = (candidate > value) | (candidate != candidate)
                 out_row[ow] = candidate if replace else value
 
 
+@njit(inline="always", cache=True)
+def _fold_rows(plane, best, keys, d_start, d_first, d_stop, h_start, h_first, h_stop, dilation, height, columns, store_keys):
+    """Per-column maxima of the window's rows over the plane columns ``columns`` (a slice),
+    written to the front of ``best`` and ``keys`` (keys: d * height + h of each maximum)."""
+    d = d_start + d_first * dilation[0]
+    h = h_start + h_first * dilation[1]
+    count = plane[d, h, columns].shape[0]
+    best_part, keys_part = best[:count], keys[:count]
+    best_part[:] = plane[d, h, columns]  # the first row seeds every column
+    keys_part[:] = d * height + h
+    for i in range(d_first, d_stop):
+        d = d_start + i * dilation[0]
+        for j in range(h_first, h_stop):
+            h = h_start + j * dilation[1]
+            _fold_into_maxima(plane[d, h, columns], best_part, keys_part, d * height + h, store_keys)
+
+
+@njit(inline="always", cache=True)
+def _pool_tile(plane, best, keys, out_row, index_row, tile_first, tile_stop, interior_first, interior_stop,
+               d_start, d_first, d_stop, h_start, h_first, h_stop, kernel, stride, padding, dilation, store_indices):
+    """Output columns tile_first..tile_stop-1 of one row, from the column maxima of their input span."""
+    height, width = plane.shape[1], plane.shape[2]
+    kernel_w, stride_w, padding_w, dilation_w = kernel[2], stride[2], padding[2], dilation[2]
+    base = max(0, tile_first * stride_w - padding_w)
+    span_stop = min(width, (tile_stop - 1) * stride_w - padding_w + (kernel_w - 1) * dilation_w + 1)
+    _fold_rows(plane, best, keys, d_start, d_first, d_stop, h_start, h_first, h_stop, dilation, height,
+               slice(base, span_stop), store_indices)
+    for border in range(2):  # the windows that reach into the padding, one by one
+        first, stop = (tile_first, min(tile_stop, interior_first)) if border == 0 else (max(tile_first, interior_stop), tile_stop)
+        for ow in range(first, stop):
+            w_start = ow * stride_w - padding_w
+            w_first, w_stop = valid_taps(w_start, kernel_w, dilation_w, width)
+            value, flat = _reduce_window_scalar(best, keys, w_start - base, base, w_first, w_stop, dilation_w, width)
+            out_row[ow] = value
+            if store_indices:
+                index_row[ow] = flat
+    first, stop = max(tile_first, interior_first), min(tile_stop, interior_stop)
+    if stride_w == 2 and dilation_w == 1:  # the common case, with constants the compiler can vectorise
+        _reduce_interior(best, keys, out_row, index_row, first, stop, kernel_w, 2, -padding_w - base, base, 1, width, store_indices)
+    else:
+        _reduce_interior(
+            best, keys, out_row, index_row, first, stop, kernel_w, stride_w, -padding_w - base, base, dilation_w, width, store_indices
+        )
+
+
+@njit(inline="always", cache=True)
+def _wide_window_maximum(plane, best, keys, w_start, d_start, d_first, d_stop, h_start, h_first, h_stop, kernel, dilation):
+    """(maximum, flat index) of a window wider than the buffers: its taps in chunks of the buffers' length,
+    each chunk's column maxima folded into the running result (global max pooling of long rows)."""
+    height, width = plane.shape[1], plane.shape[2]
+    dilation_w = dilation[2]
+    w_first, w_stop = valid_taps(w_start, kernel[2], dilation_w, width)
+    chunk = best.shape[0]
+    value = plane[d_start + d_first * dilation[0], h_start + h_first * dilation[1], w_start + w_first * dilation_w]
+    flat = flat_plane_index(d_start + d_first * dilation[0], h_start + h_first * dilation[1], w_start + w_first * dilation_w, height, width)
+    for chunk_first in range(w_first, w_stop, chunk):
+        count = min(chunk, w_stop - chunk_first)
+        column = w_start + chunk_first * dilation_w
+        columns = slice(column, column + (count - 1) * dilation_w + 1, dilation_w)
+        _fold_rows(plane, best, keys, d_start, d_first, d_stop, h_start, h_first, h_stop, dilation, height, columns, True)
+        for j in range(count):
+            candidate_flat = keys[j] * width + column + j * dilation_w
+            if beats_maximum(best[j], candidate_flat, value, flat):
+                value = best[j]
+                flat = candidate_flat
+    return value, flat
+
+
 @njit(**KERNEL_OPTIONS)
-def max_pool_forward(x, kernel, stride, padding, dilation, blocks, out, indices, store_indices):
-    """Write each window's maximum to ``out`` (and its flat plane index to ``indices``).
-
-    Ties go to the first maximum in window order; the first NaN wins over any
-    number, so NaN propagates. Padding is never visited: tap ranges are clipped
-    to the input, and the first in-input element seeds each maximum (which also
-    makes integer dtypes work).
-
-    Separable: per output row, the window's input rows are first folded into
-    per-column maxima (contiguous, vectorised), remembering for each column the
-    row its maximum came from; then the windows reduce their columns, ties
-    broken by flat index, which is window order. Rows are split into
-    ``blocks``, each with its own column buffers.
-    """
+def _max_pool_forward_kernel(x, kernel, stride, padding, dilation, out, indices, store_indices, best_scratch, key_scratch):
+    """``max_pool_forward`` with the scratch buffers given: one (columns,) row of each per block of rows."""
     batch, channels, depth, height, width = x.shape
     out_depth, out_height, out_width = out.shape[2], out.shape[3], out.shape[4]
     kernel_w, stride_w, dilation_w = kernel[2], stride[2], dilation[2]
     interior_first, interior_stop = interior_windows(out_width, width, kernel_w, stride_w, padding[2], dilation_w)
+    columns = best_scratch.shape[1]
+    if width <= columns:
+        tile_outputs = out_width  # the whole row fits
+    else:  # output columns whose input span fits the buffers; 0 when one window alone is wider
+        tile_outputs = max(0, (columns - (kernel_w - 1) * dilation_w - 1) // stride_w + 1)
+    blocks = best_scratch.shape[0]
     rows = batch * channels * out_depth * out_height
     for block in prange(blocks):
-        best = np.empty(width, x.dtype)
-        keys = np.empty(width, np.int64)  # d * height + h of each column's maximum
+        best = best_scratch[block]
+        keys = key_scratch[block]
         first_row = block * rows // blocks
         n, c, od, oh = unravel_row(first_row, channels, out_depth, out_height)
         for _ in range(first_row, (block + 1) * rows // blocks):
@@ -130,37 +194,49 @@ def max_pool_forward(x, kernel, stride, padding, dilation, blocks, out, indices,
             h_start = oh * stride[1] - padding[1]
             d_first, d_stop = valid_taps(d_start, kernel[0], dilation[0], depth)
             h_first, h_stop = valid_taps(h_start, kernel[1], dilation[1], height)
-            d = d_start + d_first * dilation[0]
-            h = h_start + h_first * dilation[1]
-            best[:] = plane[d, h]
-            keys[:] = d * height + h
-            for i in range(d_first, d_stop):
-                d = d_start + i * dilation[0]
-                for j in range(h_first, h_stop):
-                    h = h_start + j * dilation[1]
-                    _fold_into_maxima(plane[d, h], best, keys, d * height + h, store_indices)
             out_row = out[n, c, od, oh]
             index_row = indices[n, c, od, oh] if store_indices else indices[0, 0, 0, 0]
-            for border in range(2):  # the windows that reach into the padding, one by one
-                first, stop = (0, interior_first) if border == 0 else (interior_stop, out_width)
-                for ow in range(first, stop):
-                    w_start = ow * stride_w - padding[2]
-                    w_first, w_stop = valid_taps(w_start, kernel_w, dilation_w, width)
-                    value, flat = _reduce_window_scalar(best, keys, w_start, w_first, w_stop, dilation_w, width)
+            if tile_outputs > 0:
+                for tile_first in range(0, out_width, tile_outputs):
+                    _pool_tile(
+                        plane, best, keys, out_row, index_row, tile_first, min(out_width, tile_first + tile_outputs),
+                        interior_first, interior_stop, d_start, d_first, d_stop, h_start, h_first, h_stop,
+                        kernel, stride, padding, dilation, store_indices,
+                    )
+            else:
+                for ow in range(out_width):
+                    value, flat = _wide_window_maximum(
+                        plane, best, keys, ow * stride_w - padding[2], d_start, d_first, d_stop, h_start, h_first, h_stop,
+                        kernel, dilation,
+                    )
                     out_row[ow] = value
                     if store_indices:
                         index_row[ow] = flat
-            if stride_w == 2 and dilation_w == 1:  # the common case, with constants the compiler can vectorise
-                _reduce_interior(
-                    best, keys, out_row, index_row, interior_first, interior_stop,
-                    kernel_w, 2, -padding[2], 1, width, store_indices,
-                )
-            else:
-                _reduce_interior(
-                    best, keys, out_row, index_row, interior_first, interior_stop,
-                    kernel_w, stride_w, -padding[2], dilation_w, width, store_indices,
-                )
             n, c, od, oh = next_row(n, c, od, oh, channels, out_depth, out_height)
+
+
+def max_pool_forward(x, kernel, stride, padding, dilation, blocks, out, indices, store_indices):
+    """Write each window's maximum to ``out`` (and its flat plane index to ``indices``).
+
+    PyTorch's rule (``replaces_maximum``): the first maximum in window order
+    wins ties, and the last NaN in window order wins over any number, so NaN
+    propagates. Padding is never visited: tap ranges are clipped to the input,
+    and the first in-input element seeds each maximum (which also makes integer
+    dtypes work).
+
+    Separable: per output row, the window's input rows are first folded into
+    per-column maxima (contiguous, vectorised), remembering for each column the
+    row its maximum came from; then the windows reduce their columns, ties and
+    NaNs decided by flat index. Rows are split into ``blocks``; long rows are
+    cut into tiles of output columns whose input span fits ``TILE_COLUMNS``, so
+    the scratch is at most ``blocks * TILE_COLUMNS`` columns whatever the input
+    size. It is allocated here, not in the compiled kernel, so that a failed
+    allocation raises MemoryError.
+    """
+    columns = min(x.shape[4], TILE_COLUMNS)
+    best_scratch = np.empty((blocks, columns), x.dtype)
+    key_scratch = np.empty((blocks, columns), np.int64)
+    _max_pool_forward_kernel(x, kernel, stride, padding, dilation, out, indices, store_indices, best_scratch, key_scratch)
 
 
 @njit(**KERNEL_OPTIONS)

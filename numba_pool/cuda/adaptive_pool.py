@@ -3,12 +3,13 @@ the average's backward gathers over the bins covering each input element."""
 
 from numba import cuda
 
-from ..cpu._common import flat_plane_index
+from ..cpu._common import flat_plane_index, replaces_maximum
 from ._launch import arrays, channels_fastest, launch, no_indices, per_element, uploaded
 
 
 @cuda.jit(device=True)
 def _bin_maximum(args, n, c, od, oh, ow):
+    """The CPU's rule (``replaces_maximum``): first maximum on ties, the last NaN in bin order wins."""
     x, out, indices, d_bins, h_bins, w_bins, store_indices = args
     best = x[n, c, d_bins[0, od], h_bins[0, oh], w_bins[0, ow]]
     best_index = -1
@@ -16,7 +17,7 @@ def _bin_maximum(args, n, c, od, oh, ow):
         for h in range(h_bins[0, oh], h_bins[1, oh]):
             for w in range(w_bins[0, ow], w_bins[1, ow]):
                 value = x[n, c, d, h, w]
-                if best_index < 0 or value > best or (value != value and best == best):
+                if replaces_maximum(value, best, best_index >= 0):
                     best = value
                     best_index = flat_plane_index(d, h, w, x.shape[3], x.shape[4])
     out[n, c, od, oh, ow] = best

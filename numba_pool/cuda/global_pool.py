@@ -11,6 +11,7 @@ import functools
 import numpy as np
 from numba import cuda, from_dtype, int64, uint32
 
+from ..cpu._common import beats_maximum
 from ._launch import arrays, channels_fastest, launch, per_element
 
 _BLOCK = 128
@@ -54,17 +55,14 @@ def _block_means(dtype: np.dtype):
 
 @cuda.jit(device=True)
 def _wins(value, index, best, best_index):
-    """Whether (value, index) beats (best, best_index) under the CPU's rule, whatever the order they are
-    compared in: the first NaN beats any number, a larger value beats a smaller one, and among equals
-    the smaller flat index wins. An index of -1 marks an empty candidate, which never wins."""
+    """Whether (value, index) beats (best, best_index) under the CPU's rule (``beats_maximum``, a total
+    order, so the tree may compare in any order): NaN beats any number, between NaNs the larger flat
+    index wins, between equal numbers the smaller. An index of -1 marks an empty candidate, which never wins."""
     if index < 0:
         return False
     if best_index < 0:
         return True
-    value_nan, best_nan = value != value, best != best
-    if value_nan or best_nan:
-        return value_nan and (not best_nan or index < best_index)
-    return value > best or (value == best and index < best_index)
+    return beats_maximum(value, index, best, best_index)
 
 
 @functools.lru_cache(maxsize=None)

@@ -2,7 +2,7 @@
 
 from numba import cuda
 
-from ..cpu._common import flat_plane_index, valid_taps
+from ..cpu._common import flat_plane_index, replaces_maximum, valid_taps
 from . import global_pool
 from ._launch import arrays, channels_fastest, launch, no_indices, per_element
 from ._routing import routed_backward
@@ -10,8 +10,8 @@ from ._routing import routed_backward
 
 @cuda.jit(device=True)
 def _window_maximum(args, n, c, od, oh, ow):
-    """The CPU's rule exactly: the first in-input element seeds the maximum, a larger value or the
-    first NaN replaces it (ties keep the earlier element in window order)."""
+    """The CPU's rule exactly (``replaces_maximum``, PyTorch's): the first in-input element seeds the
+    maximum, a larger value or any NaN replaces it (ties keep the earlier element, the last NaN wins)."""
     x, out, indices, kernel, stride, padding, dilation, store_indices = args
     depth, height, width = x.shape[2], x.shape[3], x.shape[4]
     d_start = od * stride[0] - padding[0]
@@ -29,7 +29,7 @@ def _window_maximum(args, n, c, od, oh, ow):
             for k in range(w_first, w_stop):
                 w = w_start + k * dilation[2]
                 value = x[n, c, d, h, w]
-                if best_index < 0 or value > best or (value != value and best == best):
+                if replaces_maximum(value, best, best_index >= 0):
                     best = value
                     best_index = flat_plane_index(d, h, w, height, width)
     out[n, c, od, oh, ow] = best
