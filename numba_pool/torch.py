@@ -5,10 +5,20 @@ Each module (``MaxPool2d``, ``AvgPool2d``, ``StochasticPool2d``,
 ``AdaptiveMaxPool2d``, for 1d, 2d and 3d) takes the arguments of the numba_pool
 layer of the same name (see :mod:`numba_pool.layers`) and can replace the
 PyTorch module in a model. CPU tensors reach the kernels as zero-copy NumPy
-views (a ``channels_last`` tensor is pooled in its own memory format); CUDA
-tensors go to the CUDA kernels through ``__cuda_array_interface__`` and come
-back as CUDA tensors. ``StochasticPool2d`` samples in ``train()`` mode and
-returns expected values in ``eval()`` mode, each with its exact gradient.
+views (a ``channels_last`` tensor is pooled in its own memory format, and the
+output has the memory format PyTorch's module gives); CUDA tensors go to the
+CUDA kernels through ``__cuda_array_interface__`` and come back as CUDA
+tensors. ``StochasticPool2d`` samples in ``train()`` mode and returns expected
+values in ``eval()`` mode, each with its exact gradient.
+
+Every module is differentiable any number of times (``create_graph=True``,
+gradient penalties, ``torch.autograd.gradgradcheck``), works under
+``torch.func.grad`` and ``torch.func.vmap`` (the mapped dimension joins the
+batch), and saves what its backward reads through autograd, so an in-place
+change of a saved tensor is reported as PyTorch reports it. Under
+``torch.autocast`` a float16 or bfloat16 input is pooled in float32 and the
+result cast back to the input's dtype (PyTorch's pooling keeps the input's
+dtype too); outside autocast those dtypes are refused with a TypeError.
 
 >>> import torch
 >>> from numba_pool.torch import MaxPool2d
@@ -24,12 +34,12 @@ tensor([[0., 0., 0., 0.],
 
 from __future__ import annotations
 
-import copy
+import math
 
 import numpy as np
 import torch
 
-from . import layers
+from . import functional, layers
 
 __all__ = [
     f"{family}{dims}d"
@@ -50,37 +60,415 @@ def _as_tensor(array) -> torch.Tensor:
     return array if isinstance(array, torch.Tensor) else torch.from_numpy(np.asarray(array))
 
 
-class _ThroughLayer(torch.autograd.Function):
-    """Forward and backward of one call of a numba_pool layer (a fresh copy per call holds its saved state)."""
+# --------------------------------------------------------------------------- ops: one call's settings
+# An op holds what one call needs (the numba_pool functions and their arguments); the autograd
+# Functions below are shared by every op of a kind.
+
+
+class _Op:
+    def __init__(self, dims: int, channels_last: bool) -> None:
+        self.dims, self.channels_last = dims, channels_last
+
+    def _function(self, name: str):
+        return getattr(functional, name.format(d=self.dims))
+
+
+class _RoutedOp(_Op):
+    """A pooling that picks one input element per output; its backward sends each gradient there.
+
+    ``pool_arguments`` follow x in the pooling call and ask for indices (a global op runs with keepdims=True).
+    """
+
+    def __init__(self, dims, channels_last, pool_name, backward_name, pool_arguments) -> None:
+        super().__init__(dims, channels_last)
+        self._pool, self._backward = self._function(pool_name), self._function(backward_name)
+        self._pool_arguments = pool_arguments
+
+    def pool(self, x):
+        """(output, indices) of x."""
+        return self._pool(x, *self._pool_arguments, channels_last=self.channels_last)
+
+    def scatter(self, grad_output, indices, input_shape):
+        return self._backward(grad_output, indices, input_shape, channels_last=self.channels_last)
+
+
+class _LinearOp(_Op):
+    """A pooling that is a linear map (average pooling of any kind); its backward is the adjoint map."""
+
+    def __init__(self, dims, channels_last, pool_name, backward_name, pool_arguments, backward_arguments) -> None:
+        super().__init__(dims, channels_last)
+        self._pool, self._backward = self._function(pool_name), self._function(backward_name)
+        self._pool_arguments, self._backward_arguments = pool_arguments, backward_arguments
+
+    def pool(self, x):
+        return self._pool(x, *self._pool_arguments, channels_last=self.channels_last)
+
+    def adjoint(self, grad_output, input_shape):
+        return self._backward(grad_output, input_shape, *self._backward_arguments, channels_last=self.channels_last)
+
+
+class _StochasticInferenceOp(_Op):
+    """Expected value of stochastic pooling: sum(p * p) / sum(p) per window with p = max(x, 0)."""
+
+    def __init__(self, dims, channels_last, window) -> None:
+        super().__init__(dims, channels_last)
+        self.window = window  # kernel_size, stride, padding, ceil_mode
+
+    def pool(self, x):
+        return self._function("stochastic_pool{d}d")(x, *self.window, False, channels_last=self.channels_last)
+
+    def backward(self, grad_output, x):
+        backward = self._function("stochastic_pool{d}d_inference_backward")
+        return backward(grad_output, x, *self.window, channels_last=self.channels_last)
+
+    def window_sums(self) -> _LinearOp:
+        """Sum over each window (average pooling with divisor 1: padding adds zeros)."""
+        return self._average(count_include_pad=True, divisor_override=1)
+
+    def window_means(self) -> _LinearOp:
+        """Mean over each window's elements inside the input."""
+        return self._average(count_include_pad=False, divisor_override=None)
+
+    def _average(self, count_include_pad, divisor_override) -> _LinearOp:
+        return _average_op(self.dims, self.channels_last, (*self.window, count_include_pad, divisor_override))
+
+
+def _average_op(dims: int, channels_last: bool, window: tuple) -> _LinearOp:
+    """Average pooling with ``window`` = (kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)."""
+    return _LinearOp(dims, channels_last, "avg_pool{d}d", "avg_pool{d}d_backward", window, window)
+
+
+# --------------------------------------------------------------------------- torch.func.vmap support
+# Pooling treats images independently, so a vmapped dimension joins the batch dimension.
+
+
+def _batch_first(tensor: torch.Tensor, dim, batch_size: int) -> torch.Tensor:
+    return tensor.expand(batch_size, *tensor.shape) if dim is None else tensor.movedim(dim, 0)
+
+
+class _Fold:
+    """Folds a vmapped dim (first) into the batch dim of tensors of ``dims`` spatial dims, and back."""
+
+    def __init__(self, batch_size: int, dims: int, sample_dim: int) -> None:
+        self.batch_size, self.sample_is_batched = batch_size, sample_dim == dims + 2
+
+    def fold(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.flatten(0, 1) if self.sample_is_batched else tensor
+
+    def unfold(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.unflatten(0, (self.batch_size, -1)) if self.sample_is_batched else tensor
+
+    def shape(self, sample_shape: tuple) -> tuple:
+        if self.sample_is_batched:
+            return (self.batch_size * sample_shape[0], *sample_shape[1:])
+        return (self.batch_size, *sample_shape)
+
+
+# --------------------------------------------------------------------------- autograd Functions
+
+
+class _RoutedPool(torch.autograd.Function):
+    """(output, indices) of a routed op; the indices are returned so autograd can save them."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, layer) -> torch.Tensor:
-        ctx.layer = layer
-        return _as_tensor(layer.forward(_for_kernels(x)))
+    def forward(x, op):
+        y, indices = op.pool(_for_kernels(x))
+        return _as_tensor(y), _as_tensor(indices)
 
     @staticmethod
-    def backward(ctx, grad_output: torch.Tensor):
-        return _as_tensor(ctx.layer.backward(_for_kernels(grad_output))), None
+    def setup_context(ctx, inputs, output):
+        x, op = inputs
+        ctx.mark_non_differentiable(output[1])
+        ctx.save_for_backward(output[1])
+        ctx.op, ctx.input_shape = op, tuple(x.shape)
+
+    @staticmethod
+    def backward(ctx, grad_output, _grad_indices):
+        (indices,) = ctx.saved_tensors
+        return _Scatter.apply(grad_output, indices, ctx.op, ctx.input_shape), None
+
+    @staticmethod
+    def vmap(info, in_dims, x, op):
+        x = _batch_first(x, in_dims[0], info.batch_size)
+        fold = _Fold(info.batch_size, op.dims, x.dim() - 1)
+        y, indices = _RoutedPool.apply(fold.fold(x), op)
+        return (fold.unfold(y), fold.unfold(indices)), (0, 0)
+
+
+class _Scatter(torch.autograd.Function):
+    """Backward of a routed op: each output gradient goes to its input element (a linear map of grad_output)."""
+
+    @staticmethod
+    def forward(grad_output, indices, op, input_shape):
+        return _as_tensor(op.scatter(_for_kernels(grad_output), _for_kernels(indices), input_shape))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, indices, op, _ = inputs
+        ctx.save_for_backward(indices)
+        ctx.op = op
+
+    @staticmethod
+    def backward(ctx, grad_grad_input):
+        # The adjoint of a scatter is the gather at the same indices (plain torch ops: differentiable again).
+        (indices,) = ctx.saved_tensors
+        return _gather(grad_grad_input, indices, ctx.op.dims, ctx.op.channels_last), None, None, None
+
+    @staticmethod
+    def vmap(info, in_dims, grad_output, indices, op, input_shape):
+        grad_output = _batch_first(grad_output, in_dims[0], info.batch_size)
+        indices = _batch_first(indices, in_dims[1], info.batch_size)
+        fold = _Fold(info.batch_size, op.dims, len(input_shape))
+        grad_input = _Scatter.apply(fold.fold(grad_output), fold.fold(indices), op, fold.shape(input_shape))
+        return fold.unfold(grad_input), 0
+
+
+def _gather(values: torch.Tensor, indices: torch.Tensor, dims: int, channels_last: bool) -> torch.Tensor:
+    """values[..., indices] plane by plane: indices are flat positions within one spatial plane."""
+    picked = torch.gather(_as_planes(values, dims, channels_last), 1, _as_planes(indices, dims, channels_last))
+    if not channels_last:
+        return picked.reshape(indices.shape)
+    channels_first_shape = (*indices.shape[: -dims - 1], indices.shape[-1], *indices.shape[-dims - 1 : -1])
+    return picked.reshape(channels_first_shape).movedim(-dims - 1, -1)
+
+
+def _as_planes(tensor: torch.Tensor, dims: int, channels_last: bool) -> torch.Tensor:
+    """(planes, positions): one row per (image, channel)."""
+    if channels_last:
+        tensor = tensor.movedim(-1, -dims - 1)
+    return tensor.reshape(-1, math.prod(tensor.shape[-dims:]))
+
+
+class _LinearPool(torch.autograd.Function):
+    @staticmethod
+    def forward(x, op):
+        return _as_tensor(op.pool(_for_kernels(x)))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, op = inputs
+        ctx.op, ctx.input_shape = op, tuple(x.shape)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return _LinearAdjoint.apply(grad_output, ctx.op, ctx.input_shape), None
+
+    @staticmethod
+    def vmap(info, in_dims, x, op):
+        x = _batch_first(x, in_dims[0], info.batch_size)
+        fold = _Fold(info.batch_size, op.dims, x.dim() - 1)
+        return fold.unfold(_LinearPool.apply(fold.fold(x), op)), 0
+
+
+class _LinearAdjoint(torch.autograd.Function):
+    """Backward of a linear op; its own backward is the op again (the adjoint of the adjoint)."""
+
+    @staticmethod
+    def forward(grad_output, op, input_shape):
+        return _as_tensor(op.adjoint(_for_kernels(grad_output), input_shape))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.op = inputs[1]
+
+    @staticmethod
+    def backward(ctx, grad_grad_input):
+        return _LinearPool.apply(grad_grad_input, ctx.op), None, None
+
+    @staticmethod
+    def vmap(info, in_dims, grad_output, op, input_shape):
+        grad_output = _batch_first(grad_output, in_dims[0], info.batch_size)
+        fold = _Fold(info.batch_size, op.dims, len(input_shape))
+        return fold.unfold(_LinearAdjoint.apply(fold.fold(grad_output), op, fold.shape(input_shape))), 0
+
+
+class _StochasticInference(torch.autograd.Function):
+    @staticmethod
+    def forward(x, op):
+        return _as_tensor(op.pool(_for_kernels(x)))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, op = inputs
+        ctx.save_for_backward(x)  # autograd's version counter then catches an in-place change of x
+        ctx.op = op
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (x,) = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: the same gradient, built from differentiable pieces
+            return _stochastic_inference_gradient(grad_output, x, ctx.op), None
+        return _as_tensor(ctx.op.backward(_for_kernels(grad_output), _for_kernels(x))), None
+
+    @staticmethod
+    def vmap(info, in_dims, x, op):
+        x = _batch_first(x, in_dims[0], info.batch_size)
+        fold = _Fold(info.batch_size, op.dims, x.dim() - 1)
+        return fold.unfold(_StochasticInference.apply(fold.fold(x), op)), 0
+
+
+def _stochastic_inference_gradient(grad_output, x, op: _StochasticInferenceOp) -> torch.Tensor:
+    """The kernel's gradient of sum(p * p) / sum(p) (p = max(x, 0)) as differentiable torch ops.
+
+    Windows with sum(p) > 0: d/dx_i = (2 p_i S1 - S2) / S1**2 where x_i > 0, with S1 = sum(p), S2 = sum(p * p).
+    Windows with sum(p) <= 0 return their mean, whose gradient is spread evenly.
+    """
+    sums, input_shape = op.window_sums(), tuple(x.shape)
+    p = x.clamp(min=0)
+    s1, s2 = _LinearPool.apply(p, sums), _LinearPool.apply(p * p, sums)
+    weighted = s1 > 0
+    safe_s1 = torch.where(weighted, s1, torch.ones_like(s1))
+    zero = torch.zeros_like(grad_output)
+    a = _LinearAdjoint.apply(torch.where(weighted, grad_output / safe_s1, zero), sums, input_shape)
+    b = _LinearAdjoint.apply(torch.where(weighted, grad_output * s2 / safe_s1**2, zero), sums, input_shape)
+    mean_part = _LinearAdjoint.apply(torch.where(weighted, zero, grad_output), op.window_means(), input_shape)
+    return (2 * p * a - b) * (x > 0).to(x.dtype) + mean_part
+
+
+# --------------------------------------------------------------------------- modules
+
+
+_CHANNELS_LAST_FORMAT = {2: torch.channels_last, 3: torch.channels_last_3d}
+
+
+def _is_channels_last_memory(tensor: torch.Tensor) -> bool:
+    """Whether a batched (N, C, ...) tensor is dense with channels innermost (and not also plain contiguous)."""
+    if tensor.is_contiguous():
+        return False
+    if tensor.dim() == 3:
+        return tensor.transpose(1, 2).is_contiguous()
+    return tensor.dim() in (4, 5) and tensor.is_contiguous(memory_format=_CHANNELS_LAST_FORMAT[tensor.dim() - 2])
+
+
+def _in_memory(tensor: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """``tensor`` in contiguous or channels-last memory (no copy when it already is)."""
+    if not channels_last:
+        return tensor.contiguous()
+    if tensor.dim() == 3:
+        return tensor if tensor.transpose(1, 2).is_contiguous() else tensor.transpose(1, 2).contiguous().transpose(1, 2)
+    return tensor.contiguous(memory_format=_CHANNELS_LAST_FORMAT[tensor.dim() - 2])
+
+
+def _compute_dtype(x, op_name: str):
+    """The dtype to pool ``x`` in when it is not its own: float32 for float16/bfloat16 under autocast."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{op_name}: x must be a torch.Tensor; got {type(x).__name__}")
+    if x.dtype not in (torch.float16, torch.bfloat16):
+        return None
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.float32
+    if x.dtype == torch.bfloat16:  # float16 reaches numba_pool, which refuses it with its own message
+        raise TypeError(
+            f"{op_name}: x has dtype torch.bfloat16; accepted dtypes are float32 or float64 (and integers for max "
+            "pooling). Cast with x.float(), or run under torch.autocast, where the pooling runs in float32"
+        )
+    return None
 
 
 class _Pool(torch.nn.Module):
-    """A torch module around a numba_pool layer: the layer holds the settings, a copy runs each call."""
+    """A torch module with the settings of a numba_pool layer (the layer only holds them)."""
 
     layer_class: type
+    op_name: str  # e.g. max_pool2d: starts error messages
+    keeps_channels_last: bool  # whether PyTorch's module returns channels-last memory for channels-last input
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__()
         self.layer = self.layer_class(*args, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        layer = copy.copy(self.layer)  # shares the settings (and a stochastic layer's generator), not the saved state
-        if hasattr(layer, "train"):
-            layer.train(self.training)
-        return _ThroughLayer.apply(x, layer)
+        compute_dtype = _compute_dtype(x, self.op_name)
+        y = self._pool(x if compute_dtype is None else x.to(compute_dtype))
+        if x.dim() == self.layer.dims + 2 and not self.layer.channels_last:  # PyTorch's (N, C, ...) layout
+            y = _in_memory(y, self.keeps_channels_last and _is_channels_last_memory(x))
+        return y if compute_dtype is None else y.to(x.dtype)
+
+    def _pool(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     def extra_repr(self) -> str:
         settings = {k: v for k, v in vars(self.layer).items() if not k.startswith("_") and k != "training"}
         return ", ".join(f"{k}={v!r}" for k, v in settings.items())
+
+
+class _MaxPool(_Pool):
+    def _pool(self, x):
+        s = self.layer
+        arguments = (s.kernel_size, s.stride, s.padding, s.dilation, s.ceil_mode, True)
+        return _RoutedPool.apply(x, _RoutedOp(s.dims, s.channels_last, "max_pool{d}d", "max_pool{d}d_backward", arguments))[0]
+
+
+class _AvgPool(_Pool):
+    def _pool(self, x):
+        s = self.layer
+        window = (s.kernel_size, s.stride, s.padding, s.ceil_mode, s.count_include_pad, s.divisor_override)
+        return _LinearPool.apply(x, _average_op(s.dims, s.channels_last, window))
+
+
+class _StochasticPool(_Pool):
+    """Samples in ``train()`` mode, returns expected values in ``eval()`` mode."""
+
+    def _pool(self, x):
+        s = self.layer
+        window = (s.kernel_size, s.stride, s.padding, s.ceil_mode)
+        if not self.training:
+            return _StochasticInference.apply(x, _StochasticInferenceOp(s.dims, s.channels_last, window))
+        # The layer's generator gives each call a fresh seed: a module built with the same seed replays its samples.
+        arguments = (*window, True, s._generator, True)
+        names = ("stochastic_pool{d}d", "stochastic_pool{d}d_backward")
+        return _RoutedPool.apply(x, _RoutedOp(s.dims, s.channels_last, *names, arguments))[0]
+
+
+def _without_spatial_dims(y: torch.Tensor, dims: int, channels_last: bool) -> torch.Tensor:
+    """A keepdims global result (sizes 1 in every spatial dim) without those dims."""
+    kept = (*y.shape[: -dims - 1], y.shape[-1]) if channels_last else y.shape[:-dims]
+    return y.reshape(kept)
+
+
+class _GlobalAvgPool(_Pool):
+    def _pool(self, x):
+        s = self.layer
+        names = ("global_avg_pool{d}d", "global_avg_pool{d}d_backward")
+        y = _LinearPool.apply(x, _LinearOp(s.dims, s.channels_last, *names, (True,), ()))
+        return y if s.keepdims else _without_spatial_dims(y, s.dims, s.channels_last)
+
+
+class _GlobalMaxPool(_Pool):
+    def _pool(self, x):
+        s = self.layer
+        names = ("global_max_pool{d}d", "global_max_pool{d}d_backward")
+        y = _RoutedPool.apply(x, _RoutedOp(s.dims, s.channels_last, *names, (True, True)))[0]
+        return y if s.keepdims else _without_spatial_dims(y, s.dims, s.channels_last)
+
+
+class _AdaptiveAvgPool(_Pool):
+    def _pool(self, x):
+        s = self.layer
+        names = ("adaptive_avg_pool{d}d", "adaptive_avg_pool{d}d_backward")  # the backward reads sizes off its arrays
+        return _LinearPool.apply(x, _LinearOp(s.dims, s.channels_last, *names, (s.output_size,), ()))
+
+
+class _AdaptiveMaxPool(_Pool):
+    def _pool(self, x):
+        s = self.layer
+        names = ("adaptive_max_pool{d}d", "adaptive_max_pool{d}d_backward")
+        return _RoutedPool.apply(x, _RoutedOp(s.dims, s.channels_last, *names, (s.output_size, True)))[0]
+
+
+# PyTorch 2.13 (CPU) output memory for a channels-last input, by family: dims whose output stays channels-last.
+_KEEPS_CHANNELS_LAST = {
+    "MaxPool": (2, 3),
+    "AvgPool": (1, 2),
+    "StochasticPool": (2, 3),  # no PyTorch counterpart: as max pooling
+    "GlobalAvgPool": (),  # outputs of spatial size 1 are both contiguous and channels-last
+    "GlobalMaxPool": (),
+    "AdaptiveAvgPool": (1, 2),
+    "AdaptiveMaxPool": (1, 2),
+}
+_BASES = {
+    "MaxPool": _MaxPool, "AvgPool": _AvgPool, "StochasticPool": _StochasticPool, "GlobalAvgPool": _GlobalAvgPool,
+    "GlobalMaxPool": _GlobalMaxPool, "AdaptiveAvgPool": _AdaptiveAvgPool, "AdaptiveMaxPool": _AdaptiveMaxPool,
+}
 
 
 def _module(family: str, dims: int) -> type:
@@ -89,7 +477,12 @@ def _module(family: str, dims: int) -> type:
         f"``torch.nn.Module`` running numba_pool's ``{family}{dims}d`` layer; takes the same arguments.\n\n"
         + (layer_class.__doc__ or "")
     )
-    return type(f"{family}{dims}d", (_Pool,), {"layer_class": layer_class, "__doc__": doc, "__module__": __name__})
+    op_name = family[0].lower() + "".join("_" + ch.lower() if ch.isupper() else ch for ch in family[1:]) + f"{dims}d"
+    attributes = {
+        "layer_class": layer_class, "op_name": op_name, "keeps_channels_last": dims in _KEEPS_CHANNELS_LAST[family],
+        "__doc__": doc, "__module__": __name__,
+    }
+    return type(f"{family}{dims}d", (_BASES[family],), attributes)
 
 
 MaxPool1d, MaxPool2d, MaxPool3d = (_module("MaxPool", d) for d in (1, 2, 3))
