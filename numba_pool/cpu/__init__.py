@@ -5,8 +5,13 @@ Kernels take (N, C, D, H, W) views, or (N, D, H, W, C) views for the
 memory. Every kernel writes into preallocated outputs, and each ``prange``
 iteration writes a disjoint part of them, so results do not depend on the
 thread count.
+
+Each kernel is exported wrapped by :func:`numba_pool._threading.thread_and_fork_safe`,
+so it is safe to call from several Python threads and in forked processes
+whatever Numba's threading layer.
 """
 
+from .._threading import load_tbb, thread_and_fork_safe
 from ._arrays import as_int64, asarray, check_out, empty, export, index_range
 from .adaptive_pool import adaptive_avg_backward, adaptive_avg_forward, adaptive_max_forward
 from .avg_pool import (
@@ -65,3 +70,11 @@ __all__ = [
     "stochastic_pool_forward_channels_last",
     "stochastic_pool_inference_backward",
 ]
+
+load_tbb()  # before the first parallel launch (a call, not an import), so that Numba's default choice can pick TBB
+
+_ARRAY_HELPERS = {"as_int64", "asarray", "check_out", "empty", "export", "index_range"}
+for _name in __all__:
+    if _name not in _ARRAY_HELPERS:
+        globals()[_name] = thread_and_fork_safe(globals()[_name])
+del _name
