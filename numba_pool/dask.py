@@ -31,12 +31,10 @@ from __future__ import annotations
 import inspect
 import math
 import re
-import threading
 from dataclasses import replace
 from typing import Callable
 
 import dask.array as da
-import numba
 import numpy as np
 from dask import delayed
 
@@ -106,24 +104,13 @@ def _add_batch_axis(options: dict, dims: int) -> None:
         options["output_size"] = (1, *size)
 
 
-# --------------------------------------------------------------------------- serialising kernels under workqueue
-
-_kernel_lock = threading.Lock()
+# --------------------------------------------------------------------------- running blocks in worker threads
 
 
 def _run_in_worker(function: Callable, *args, **kwargs):
-    """Call ``function`` in a dask worker thread, serialised when Numba's threading layer is not thread-safe."""
-    if _threading_layer_is_thread_safe():
-        return function(*args, **kwargs)
-    with _kernel_lock:
-        return function(*args, **kwargs)
-
-
-def _threading_layer_is_thread_safe() -> bool:
-    try:
-        return numba.threading_layer() != "workqueue"
-    except ValueError:  # no parallel kernel has run in this process yet: be careful until one has
-        return False
+    """Call ``function`` in a dask worker thread; the CPU kernels serialise themselves where Numba's
+    threading layer needs it (numba_pool._threading), so no lock here."""
+    return function(*args, **kwargs)
 
 
 # --------------------------------------------------------------------------- ops on whole planes
