@@ -17,6 +17,7 @@ from ._launch import arrays, channels_fastest, launch, no_indices, per_element, 
 
 window_statistics = shared_with_cpu(_cpu_stochastic.window_statistics)
 window_output = shared_with_cpu(_cpu_stochastic.window_output)
+inference_gradient = shared_with_cpu(_cpu_stochastic.inference_gradient)
 
 _TO_CANONICAL = (0, 4, 1, 2, 3)
 
@@ -68,12 +69,9 @@ def _inference_gradient(args, n, c, d, h, w):
         for oh in range(h_cover[0, h], h_cover[1, h]):
             for ow in range(w_cover[0, w], w_cover[1, w]):
                 box = _window_box(x, kernel, stride, padding, od, oh, ow)
-                weight_sum, square_sum, _, count, _ = window_statistics(plane, box)
+                weight_sum, square_sum, _, count, _, scale = window_statistics(plane, box)
                 grad = float64(grad_output[n, c, od, oh, ow])
-                if weight_sum <= 0:
-                    grad_input[n, c, d, h, w] += grad / count
-                elif value > 0:
-                    grad_input[n, c, d, h, w] += grad * (2.0 * value * weight_sum - square_sum) / (weight_sum * weight_sum)
+                grad_input[n, c, d, h, w] += inference_gradient(grad, value, weight_sum, square_sum, count, scale)
 
 
 _inference_backward = per_element(_inference_gradient)
