@@ -9,21 +9,55 @@ and sharp shapes on a smooth background, so nothing is downloaded.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import functional as nb
-from .cli import MissingExtra
+from .cli import MissingExtra, UsageError
 
 DEMO_EXTRA = 'pip install "numba-pool[demo]"'
 
 
-class UnreadableImage(ValueError):
-    """The --image file exists but is not an image Pillow can read."""
+class UnreadableImage(UsageError):
+    """The --image file exists but is not an image Pillow can read (or would not be safe to decode)."""
+
+
+def output_path(out: Path) -> Path:
+    """The file the figure goes to: ``out``, with ``.png`` added when it has no extension (as savefig does).
+
+    Raises UsageError for an extension matplotlib cannot write, before any work is done.
+    """
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a directory; give a file name")
+    if not out.suffix:
+        return out.with_name(out.name + ".png")
+    formats = _matplotlib_formats()
+    if out.suffix[1:].lower() not in formats:
+        raise UsageError(f"--out {out}: cannot write a {out.suffix} file; use one of {', '.join('.' + f for f in formats)}")
+    return out
+
+
+def _matplotlib_formats() -> list[str]:
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:
+        raise MissingExtra(f"drawing the figure needs matplotlib: {DEMO_EXTRA}") from None
+    return sorted(FigureCanvasBase.get_supported_filetypes())
+
+
+def check_window(kernel: int, image: np.ndarray) -> None:
+    """Every pooling in the demo needs a window that fits in the image (there is no padding)."""
+    height, width = image.shape[1:]
+    if kernel > min(height, width):
+        raise UsageError(
+            f"--kernel {kernel} is larger than the image ({height}x{width}); choose at most {min(height, width)}"
+        )
 
 
 def default_scene(size: int = 192) -> np.ndarray:
@@ -44,18 +78,41 @@ def default_scene(size: int = 192) -> np.ndarray:
     return scene.astype(np.float32)
 
 
-def load_image(path: Path) -> np.ndarray:
-    """An image file as (3, H, W) float32 in [0, 1], read with Pillow."""
+def load_image(path: Path, max_megapixels: float = math.inf, report=print) -> np.ndarray:
+    """An image file as (3, H, W) float32 in [0, 1], read with Pillow, downscaled to at most ``max_megapixels``.
+
+    Pillow refuses images over twice its ``Image.MAX_IMAGE_PIXELS`` (decompression bombs): a usage error here.
+    """
     try:
         from PIL import Image
     except ImportError:
         raise MissingExtra(f"reading --image needs Pillow: {DEMO_EXTRA}") from None
     try:
-        with Image.open(path) as image:
-            rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+        with warnings.catch_warnings():
+            # between Pillow's warning and error limits an image is decoded, then downscaled below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image = _downscaled(image, max_megapixels, path, report)
+                rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    except Image.DecompressionBombError as error:
+        raise UnreadableImage(f"refusing to decode {path}: {error}") from None
     except OSError as error:  # Pillow's UnidentifiedImageError is one
         raise UnreadableImage(f"cannot read {path} as an image ({error})") from None
     return np.ascontiguousarray(rgb.transpose(2, 0, 1))
+
+
+def _downscaled(image, max_megapixels: float, path: Path, report):
+    """``image``, or a copy shrunk (aspect kept) to at most ``max_megapixels``, saying so."""
+    width, height = image.size
+    if width * height <= max_megapixels * 1e6:
+        return image
+    scale = math.sqrt(max_megapixels * 1e6 / (width * height))
+    image.thumbnail((max(1, int(width * scale)), max(1, int(height * scale))))  # JPEGs decode at a reduced size
+    report(
+        f"downscaled {path} from {height}x{width} to {image.size[1]}x{image.size[0]} "
+        f"(the demo takes at most {max_megapixels:g} megapixels)"
+    )
+    return image
 
 
 @dataclass
@@ -122,8 +179,9 @@ def draw(image: np.ndarray, results: list[Pooled], kernel: int, stride: int, out
     plt.close(figure)
 
 
-def run(image_path: Path | None, out: Path, kernel: int, stride: int, report=print) -> None:
-    image = default_scene() if image_path is None else load_image(image_path)
+def run(image_path: Path | None, out: Path, kernel: int, stride: int, report=print, max_megapixels: float = math.inf) -> None:
+    image = default_scene() if image_path is None else load_image(image_path, max_megapixels, report)
+    check_window(kernel, image)
     report(f"image: {'generated scene' if image_path is None else image_path} {image.shape[1]}x{image.shape[2]} RGB")
     results = pool_every_way(image, kernel, stride)
     report(f"{'pooling':40} {'time':>11}   first call (loads or compiles the kernel)")

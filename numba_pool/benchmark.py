@@ -266,7 +266,17 @@ def parse_arguments(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
+    from pathlib import Path
+
+    from .cli import EXIT_USAGE, UsageError, require_writable
+
     args = parse_arguments(argv)
+    if args.json:
+        try:
+            require_writable(Path(args.json), "--json")  # before the minutes of timing, not after them
+        except UsageError as error:
+            print(f"bench: {error}", file=sys.stderr)
+            return EXIT_USAGE
     layouts = ["nchw", "nhwc"] if args.layout == "both" else [args.layout]
     repeats = args.repeats or (3 if args.quick else 15)
 

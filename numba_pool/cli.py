@@ -8,16 +8,25 @@ unreadable input (argparse's convention); 3 an optional dependency is missing
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 EXIT_MISMATCH = 1
 EXIT_USAGE = 2
 EXIT_MISSING_EXTRA = 3
 
+MAX_DEMO_MEGAPIXELS = 4.0  # larger --image files are downscaled: the pooling is the same, memory stays small
+
+
 
 class MissingExtra(RuntimeError):
     """An optional dependency a command needs is not installed; the message says which extra brings it."""
+
+
+class UsageError(ValueError):
+    """An argument or input file the command cannot use, found before the work starts (exit status 2)."""
 
 
 def _positive_int(text: str) -> int:
@@ -28,6 +37,32 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value
+
+
+def require_writable(path: Path, option: str) -> None:
+    """Raise UsageError unless a file can be written at ``path``: checked before the work, not after it."""
+    if path.is_dir():
+        raise UsageError(f"{option} {path} is a directory; give a file name")
+    folder = path.parent
+    if not folder.is_dir():
+        raise UsageError(f"{option} {path}: the directory {folder} does not exist")
+    try:  # creating a file is the one test that also holds for root and read-only file systems
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".numba-pool-probe-"):
+            pass
+    except OSError as error:
+        raise UsageError(f"{option} {path}: cannot write in the directory {folder} ({error.strerror})") from None
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UsageError(f"{option} {path}: the file exists and is read-only")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,8 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Pool an image with max, average, stochastic (training and inference) and global average "
         "pooling, print the time each took, and save the results side by side in one picture.",
     )
-    demo.add_argument("--image", type=Path, help="an image file (read with Pillow); default: a generated scene")
-    demo.add_argument("--out", type=Path, default=Path("pooling.png"), help="where to write the PNG (default: %(default)s)")
+    demo.add_argument(
+        "--image", type=Path,
+        help="an image file (read with Pillow; downscaled to at most "
+        f"{MAX_DEMO_MEGAPIXELS:g} megapixels); default: a generated scene",
+    )
+    demo.add_argument(
+        "--out", type=Path, default=Path("pooling.png"),
+        help="where to write the picture; its extension picks the format, .png when it has none (default: %(default)s)",
+    )
     demo.add_argument("--kernel", type=_positive_int, default=2, help="window size (default: %(default)s)")
     demo.add_argument("--stride", type=_positive_int, default=2, help="window step (default: %(default)s)")
 
@@ -66,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         "on the CPU and, when numba-cuda finds a GPU, on the GPU. One line per op; exit status 1 on a mismatch.",
     )
     check.add_argument("--cases", type=_positive_int, default=5, help="random configurations per op (default: %(default)s)")
-    check.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    check.add_argument("--seed", type=_non_negative_int, default=0, help="random seed, >= 0 (default: %(default)s)")
 
     commands.add_parser(
         "info", help="versions, threading, cache directory and CUDA devices",
@@ -83,19 +125,18 @@ def run_demo(args) -> int:
     from . import _demo
 
     if args.image is not None and not args.image.is_file():
-        print(f"numba-pool demo: --image {args.image} is not a readable file", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        _demo.run(args.image, args.out, args.kernel, args.stride)
-    except _demo.UnreadableImage as error:
-        print(f"numba-pool demo: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError(f"--image {args.image} is not a readable file")
+    out = _demo.output_path(args.out)
+    require_writable(out, "--out")
+    _demo.run(args.image, out, args.kernel, args.stride, max_megapixels=MAX_DEMO_MEGAPIXELS)
     return 0
 
 
 def run_bench(args) -> int:
     from . import benchmark
 
+    if args.json:
+        require_writable(args.json, "--json")
     try:
         from tqdm import tqdm
     except ImportError:
@@ -200,6 +241,9 @@ def main(argv=None) -> int:
     except MissingExtra as missing:
         print(f"numba-pool {args.command}: {missing}", file=sys.stderr)
         return EXIT_MISSING_EXTRA
+    except UsageError as error:
+        print(f"numba-pool {args.command}: {error}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

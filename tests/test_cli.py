@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -91,6 +92,110 @@ def test_demo_refuses_a_file_that_is_not_an_image(tmp_path):
     result = numba_pool("demo", "--image", "notes.png", cwd=tmp_path)
     assert result.returncode == cli.EXIT_USAGE
     assert "cannot read notes.png as an image" in result.stderr
+
+
+def _write_bomb_png(path, side):
+    """A 69-byte PNG whose header claims side x side pixels: Pillow's decompression-bomb check reads only that."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)  # 8-bit RGB
+    idat = zlib.compress(b"\0" * 64)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Fail the test if the demo or the benchmark starts working: refusals come first."""
+    from numba_pool import _demo, benchmark
+
+    def started(*args, **kwargs):
+        raise AssertionError("the work started before the refusal")
+
+    monkeypatch.setattr(_demo, "pool_every_way", started)
+    monkeypatch.setattr(benchmark, "run", started)
+
+
+def _refused(capsys, arguments, complaint):
+    """Run the command in-process: exit status 2, one line on stderr naming the command, nothing on stdout."""
+    assert cli.main(arguments) == cli.EXIT_USAGE
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1 and captured.err.startswith(f"numba-pool {arguments[0]}: "), captured.err
+    assert complaint in captured.err
+
+
+@pytest.mark.parametrize(
+    "arguments, complaint",
+    [
+        (["--image", "one.png"], "--kernel 2 is larger than the image (1x1); choose at most 1"),
+        (["--kernel", "500"], "--kernel 500 is larger than the image (192x192); choose at most 192"),
+        (["--out", "missing/result.png"], "--out missing/result.png: the directory missing does not exist"),
+        (["--out", "one.png/result.png"], "the directory one.png does not exist"),
+        (["--out", "result.bmpx"], "--out result.bmpx: cannot write a .bmpx file; use one of .avif, .eps"),
+        (["--out", "."], "--out . is a directory; give a file name"),
+        (["--image", "bomb.png"], "refusing to decode bomb.png: Image size (400000000 pixels) exceeds limit"),
+    ],
+)
+def test_demo_refuses_unusable_arguments_before_any_work(arguments, complaint, tmp_path, monkeypatch, capsys, no_work):
+    monkeypatch.chdir(tmp_path)
+    _write_png(tmp_path / "one.png", 1, 1)
+    _write_bomb_png(tmp_path / "bomb.png", 20000)  # 400 megapixels, over Pillow's default limit (2 x 89.5)
+    _refused(capsys, ["demo", *arguments], complaint)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bomb.png", "one.png"]  # nothing written
+
+
+@pytest.mark.parametrize("how", ["permissions", "read-only file system"])
+def test_demo_refuses_a_read_only_directory_before_any_work(how, tmp_path, monkeypatch, capsys, no_work):
+    if how == "permissions":
+        if os.geteuid() == 0:
+            pytest.skip("root may write in a directory without write permission; the other case covers root")
+        folder = tmp_path / "locked"
+        folder.mkdir()
+        folder.chmod(0o555)
+        monkeypatch.chdir(tmp_path)
+        out = "locked/result.png"
+    else:
+        if not os.path.isdir("/sys"):
+            pytest.skip("needs Linux's /sys, which nobody can create files in")
+        out = "/sys/result.png"
+    _refused(capsys, ["demo", "--out", out], f"--out {out}: cannot write in the directory")
+
+
+def test_demo_downscales_large_images_and_names_the_file_it_wrote(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "MAX_DEMO_MEGAPIXELS", 0.0003)  # 300 pixels, so a tiny image stands in for a huge one
+    _write_png(tmp_path / "large.png", 30, 40)
+    assert cli.main(["demo", "--image", "large.png", "--out", "result"]) == 0
+    output = capsys.readouterr().out
+    assert "downscaled large.png from 30x40 to 15x20 (the demo takes at most 0.0003 megapixels)" in output
+    assert "image: large.png 15x20 RGB" in output
+    assert "wrote result.png" in output and (tmp_path / "result.png").is_file() and not (tmp_path / "result").exists()
+
+
+def test_bench_refuses_a_json_file_in_a_missing_directory_before_any_work(tmp_path, monkeypatch, capsys, no_work):
+    monkeypatch.chdir(tmp_path)
+    complaint = "--json missing/figures.json: the directory missing does not exist"
+    _refused(capsys, ["bench", "--quick", "--json", "missing/figures.json"], complaint)
+
+
+def test_the_benchmark_module_refuses_a_json_file_in_a_missing_directory_before_any_work(tmp_path, monkeypatch, capsys, no_work):
+    from numba_pool import benchmark
+
+    monkeypatch.chdir(tmp_path)
+    assert benchmark.main(["--quick", "--json", "missing/figures.json"]) == cli.EXIT_USAGE
+    assert capsys.readouterr().err == "bench: --json missing/figures.json: the directory missing does not exist\n"
+
+
+@pytest.mark.parametrize("seed, shown", [("-1", "-1"), ("one", "'one'")])
+def test_check_refuses_a_seed_that_is_not_a_non_negative_integer(seed, shown, capsys):
+    with pytest.raises(SystemExit) as exit_status:  # argparse's error: usage, then one line
+        cli.main(["check", "--seed", seed])
+    assert exit_status.value.code == cli.EXIT_USAGE
+    assert f"argument --seed: expected a non-negative integer, got {shown}" in capsys.readouterr().err
 
 
 def test_demo_without_matplotlib_names_the_extra(tmp_path):
