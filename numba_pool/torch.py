@@ -456,10 +456,12 @@ class _AdaptiveMaxPool(_Pool):
 
 
 # PyTorch 2.13 (CPU) output memory for a channels-last input, by family: dims whose output stays channels-last.
+# (1-D: a batched input with channels innermost. PyTorch's 1-D max pooling of an input that needs no gradient
+# returns contiguous memory; we follow the input that needs one, as in training.)
 _KEEPS_CHANNELS_LAST = {
-    "MaxPool": (2, 3),
+    "MaxPool": (1, 2, 3),
     "AvgPool": (1, 2),
-    "StochasticPool": (2, 3),  # no PyTorch counterpart: as max pooling
+    "StochasticPool": (1, 2, 3),  # no PyTorch counterpart: as max pooling
     "GlobalAvgPool": (),  # outputs of spatial size 1 are both contiguous and channels-last
     "GlobalMaxPool": (),
     "AdaptiveAvgPool": (1, 2),
