@@ -167,7 +167,37 @@ class _Fold:
 # --------------------------------------------------------------------------- autograd Functions
 
 
-class _RoutedPool(torch.autograd.Function):
+def _plain_apply():
+    """Autograd's C-level apply and its functorch check, or None where this torch lacks them."""
+    try:
+        from torch._functorch.utils import unwrap_dead_wrappers
+
+        base_apply, transforms_active = torch._C._FunctionBase.__dict__["apply"], torch._C._are_functorch_transforms_active
+    except (ImportError, AttributeError, KeyError):
+        return None
+    return base_apply, transforms_active, unwrap_dead_wrappers
+
+
+_PLAIN_APPLY = _plain_apply()
+
+
+class _Function(torch.autograd.Function):
+    """An autograd Function with a ctx-free forward and setup_context (as torch.func needs).
+
+    For such Functions ``Function.apply`` binds the arguments to forward's signature on every call (tens of
+    microseconds) only to fill in defaults; our forwards have none, so outside torch.func transforms
+    the call goes straight to autograd's C-level apply, as ``Function.apply`` then does itself.
+    """
+
+    @classmethod
+    def apply(cls, *args):
+        if _PLAIN_APPLY is None or _PLAIN_APPLY[1]():
+            return super().apply(*args)
+        base_apply, _, unwrap_dead_wrappers = _PLAIN_APPLY
+        return base_apply.__get__(None, cls)(*unwrap_dead_wrappers(args))
+
+
+class _RoutedPool(_Function):
     """(output, indices) of a routed op; the indices are returned so autograd can save them."""
 
     @staticmethod
@@ -195,7 +225,7 @@ class _RoutedPool(torch.autograd.Function):
         return (fold.unfold(y), fold.unfold(indices)), (0, 0)
 
 
-class _Scatter(torch.autograd.Function):
+class _Scatter(_Function):
     """Backward of a routed op: each output gradient goes to its input element (a linear map of grad_output)."""
 
     @staticmethod
@@ -239,7 +269,7 @@ def _as_planes(tensor: torch.Tensor, dims: int, channels_last: bool) -> torch.Te
     return tensor.reshape(-1, math.prod(tensor.shape[-dims:]))
 
 
-class _LinearPool(torch.autograd.Function):
+class _LinearPool(_Function):
     @staticmethod
     def forward(x, op):
         return _as_tensor(op.pool(_for_kernels(x)))
@@ -260,7 +290,7 @@ class _LinearPool(torch.autograd.Function):
         return fold.unfold(_LinearPool.apply(fold.fold(x), op)), 0
 
 
-class _LinearAdjoint(torch.autograd.Function):
+class _LinearAdjoint(_Function):
     """Backward of a linear op; its own backward is the op again (the adjoint of the adjoint)."""
 
     @staticmethod
@@ -282,7 +312,7 @@ class _LinearAdjoint(torch.autograd.Function):
         return fold.unfold(_LinearAdjoint.apply(fold.fold(grad_output), op, fold.shape(input_shape))), 0
 
 
-class _StochasticInference(torch.autograd.Function):
+class _StochasticInference(_Function):
     @staticmethod
     def forward(x, op):
         return _as_tensor(op.pool(_for_kernels(x)))

@@ -127,9 +127,9 @@ def test_in_place_change_of_a_saved_input_is_reported():
 
 
 def test_indices_are_saved_through_autograd():
-    x = random_input(2)
-    y = nt.MaxPool2d(2)(x)
-    y.grad_fn.saved_tensors  # readable: autograd owns them (a consumed graph would refuse)
+    y = nt.MaxPool2d(2)(random_input(2))
+    (indices,) = y.grad_fn.saved_tensors  # autograd owns them (and frees them after backward)
+    assert indices.dtype == torch.int64 and indices.shape == y.shape
     y.sum().backward()
     with pytest.raises(RuntimeError, match="after they have already been freed"):
         y.grad_fn.saved_tensors
