@@ -115,3 +115,11 @@ def random_case(rng, dims: int, *, dilation: bool = True, dtypes=(np.float32, np
             return case
 
 INTEGER_DTYPES = (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)
+
+
+def nan_heavy_values(rng, shape, dtype=np.float64) -> np.ndarray:
+    """Many ties, many NaNs (often several per window), some -inf: for the max pooling NaN and tie rules."""
+    values = np.round(rng.standard_normal(shape) * 2)
+    values[rng.random(shape) < 0.2] = np.nan
+    values[rng.random(shape) < 0.05] = -np.inf
+    return values.astype(dtype)

@@ -5,7 +5,7 @@ import pytest
 
 import numba_pool as nb
 from numba_pool import reference
-from cases import random_case, random_values
+from cases import nan_heavy_values, random_case, random_values
 
 
 def random_output_size(rng, spatial):
@@ -41,6 +41,25 @@ def test_adaptive_pooling_matches_reference(dims, seed):
     np.testing.assert_allclose(case.from_user(grad_input), expected_grad, **tolerance)
     grad_input = getattr(nb, f"adaptive_max_pool{dims}d_backward")(case.to_user(grad), indices, input_shape, **layout)
     np.testing.assert_allclose(case.from_user(grad_input), reference.max_pool_backward(grad, expected_indices, case.spatial), **tolerance)
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("seed", range(8))
+def test_adaptive_max_of_nan_heavy_inputs_matches_torch(dims, seed):
+    """Several NaNs and ties per bin: the last NaN in bin order wins, else the first maximum (PyTorch's rule)."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng([110 + dims, seed])
+    case = random_case(rng, dims)
+    x = nan_heavy_values(rng, (case.batch, case.channels) + case.spatial, case.dtype)
+    output_spatial = tuple(int(rng.integers(1, length + 2)) for length in case.spatial)
+    pool = getattr(torch.nn.functional, f"adaptive_max_pool{dims}d")
+    expected, expected_indices = (t.numpy() for t in pool(torch.from_numpy(x), output_spatial, True))
+    y, indices = getattr(nb, f"adaptive_max_pool{dims}d")(case.to_user(x), output_spatial, True, channels_last=case.channels_last)
+    np.testing.assert_array_equal(case.from_user(y), expected)
+    np.testing.assert_array_equal(case.from_user(indices), expected_indices)
+    reference_values, reference_indices = reference.adaptive_max_pool(x, output_spatial)
+    np.testing.assert_array_equal(reference_values, expected)
+    np.testing.assert_array_equal(reference_indices, expected_indices)
 
 
 @pytest.mark.parametrize("dims", [1, 2, 3])

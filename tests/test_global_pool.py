@@ -5,7 +5,7 @@ import pytest
 
 import numba_pool as nb
 from numba_pool import reference
-from cases import random_case, random_values
+from cases import nan_heavy_values, random_case, random_values
 
 
 @pytest.mark.parametrize("dims", [1, 2, 3])
@@ -40,6 +40,23 @@ def test_global_pooling_matches_reference(dims, seed, keepdims):
     max_grad = getattr(nb, f"global_max_pool{dims}d_backward")(grad, indices, input_shape, **layout)
     expected = reference.max_pool_backward(grad_kept, expected_indices, whole)
     np.testing.assert_allclose(case.from_user(max_grad), expected, **tolerance)
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("seed", range(6))
+def test_global_max_of_nan_heavy_planes_matches_torch(dims, seed):
+    """Global max is adaptive max with output size 1 in PyTorch: the last NaN of a plane wins, else the first maximum."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng([85 + dims, seed])
+    case = random_case(rng, dims)
+    x = nan_heavy_values(rng, (case.batch, case.channels) + case.spatial, case.dtype)
+    x[:, :1] = np.where(np.isnan(x[:, :1]), 1.0, x[:, :1])  # one channel without NaN: ties decide there
+    pool = getattr(torch.nn.functional, f"adaptive_max_pool{dims}d")
+    expected, expected_indices = (t.numpy() for t in pool(torch.from_numpy(x), 1, True))
+    maximum, indices = getattr(nb, f"global_max_pool{dims}d")(case.to_user(x), True, True, channels_last=case.channels_last)
+    kept_shape = case.user_shape((1,) * dims)
+    np.testing.assert_array_equal(case.from_user(maximum.reshape(kept_shape)), expected)
+    np.testing.assert_array_equal(case.from_user(indices.reshape(kept_shape)), expected_indices)
 
 
 def test_float32_mean_of_a_large_plane_stays_accurate():

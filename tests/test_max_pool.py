@@ -5,7 +5,7 @@ import pytest
 
 import numba_pool
 from numba_pool import reference
-from cases import INTEGER_DTYPES, random_case, random_values
+from cases import INTEGER_DTYPES, nan_heavy_values, random_case, random_values
 
 
 def max_pool_call(case, x, **extra):
@@ -56,11 +56,53 @@ def test_integer_dtypes_are_kept(dtype):
         np.testing.assert_array_equal(case.from_user(indices), expected_indices)
 
 
-def test_ties_go_to_the_first_maximum_and_nan_propagates():
+def test_ties_go_to_the_first_maximum_and_the_last_nan_wins():
+    """PyTorch's rule: ``val > maxval || isnan(val)`` in window order."""
     x = np.array([[[1.0, 5.0, 5.0, 2.0, np.nan, 7.0, np.nan, 1.0, -np.inf, -np.inf]]])
     y, indices = numba_pool.max_pool1d(x, 2, return_indices=True)
     np.testing.assert_array_equal(y, [[[5.0, 5.0, np.nan, np.nan, -np.inf]]])
     np.testing.assert_array_equal(indices, [[[1, 2, 4, 6, 8]]])
+    several = np.array([[[np.nan, np.nan, 1.0, np.nan]]])
+    assert numba_pool.max_pool1d(several, 4, return_indices=True)[1][0, 0, 0] == 3
+    sliding = np.array([[[np.nan, 5.0, np.nan, 7.0, np.nan, 3.0]]])
+    np.testing.assert_array_equal(numba_pool.max_pool1d(sliding, 3, 1, return_indices=True)[1], [[[2, 2, 4, 4]]])
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_the_last_nan_in_window_order_wins_in_2d(channels_last):
+    """Window order is row-major: the NaN at (2, 1) comes after the ones at (0, 0) and (1, 0)."""
+    plane = np.array([[np.nan, 1.0], [np.nan, 2.0], [3.0, np.nan]])
+    x = np.stack([plane, plane[::-1].copy()])[None]  # two channels
+    x = np.ascontiguousarray(np.moveaxis(x, 1, -1)) if channels_last else x
+    y, indices = numba_pool.max_pool2d(x, (3, 2), return_indices=True, channels_last=channels_last)
+    assert np.isnan(y).all()
+    np.testing.assert_array_equal(indices.reshape(-1), [5, 4])
+
+
+def torch_max_pool(x, dims, case):
+    """torch's values and indices for a reference-layout array, from its channels-first kernels (their
+    channels-last kernels point all -inf dilated windows at an element outside the window)."""
+    torch = pytest.importorskip("torch")
+    pool = getattr(torch.nn.functional, f"max_pool{dims}d")
+    y, indices = pool(torch.from_numpy(x), case.kernel, case.stride, case.padding, case.dilation, case.ceil_mode, True)
+    return y.numpy(), indices.numpy()
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("seed", range(12))
+def test_nan_heavy_inputs_match_torch(dims, seed):
+    """Several NaNs and ties per window, every layout: values and indices equal PyTorch's."""
+    rng = np.random.default_rng([70 + dims, seed])
+    case = random_case(rng, dims)
+    x = nan_heavy_values(rng, (case.batch, case.channels) + case.spatial, case.dtype)
+    expected, expected_indices = torch_max_pool(x, dims, case)
+    y, indices = max_pool_call(case, case.to_user(x), return_indices=True)
+    np.testing.assert_array_equal(case.from_user(y), expected)
+    np.testing.assert_array_equal(case.from_user(indices), expected_indices)
+    np.testing.assert_array_equal(case.from_user(max_pool_call(case, case.to_user(x))), expected)
+    reference_values, reference_indices = reference.max_pool(x, case.kernel, case.stride, case.padding, case.dilation, case.ceil_mode)
+    np.testing.assert_array_equal(reference_values, expected)
+    np.testing.assert_array_equal(reference_indices, expected_indices)
 
 
 def test_padding_is_never_picked():

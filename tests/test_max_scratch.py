@@ -14,17 +14,9 @@ import pytest
 import numba_pool as nb
 from numba_pool import reference
 from numba_pool.cpu import max_pool as cpu_max_pool
-from cases import random_case
+from cases import nan_heavy_values, random_case
 
 LONG = 2**24  # float32 elements of the long test rows (64 MiB): enough to see, small for a shared machine
-
-
-def nan_heavy_values(rng, shape, dtype=np.float64):
-    """Many ties, many NaNs, some -inf: every NaN and tie rule gets exercised."""
-    values = np.round(rng.standard_normal(shape) * 2)
-    values[rng.random(shape) < 0.2] = np.nan
-    values[rng.random(shape) < 0.05] = -np.inf
-    return values.astype(dtype)
 
 
 def scratch_bound(itemsize: int) -> int:
