@@ -31,7 +31,8 @@ def max_pool_doc(dims: int) -> str:
     return f"""{dims}-D max pooling, with PyTorch's semantics.
 
 Each output element is the maximum of its window. Padding never wins; ties
-go to the first maximum in window order and NaN propagates.
+go to the first maximum in window order and NaN propagates (the last NaN in
+window order wins, as in PyTorch).
 
 Parameters
 ----------
@@ -295,7 +296,7 @@ array([[[-0.125,  0.875]]])
 
 def global_pool_doc(dims: int, kind: str) -> str:
     spatial = _SPATIAL_NAMES[dims]
-    what = "mean" if kind == "avg" else "maximum (first maximum on ties; NaN propagates)"
+    what = "mean" if kind == "avg" else "maximum (first maximum on ties; NaN propagates: the last NaN wins)"
     dtypes = "float32 or float64" if kind == "avg" else "float32, float64 or an integer dtype"
     indices = "" if kind == "avg" else f"""
 return_indices : bool, default False
@@ -360,7 +361,7 @@ ValueError
 
 def adaptive_pool_doc(dims: int, kind: str) -> str:
     spatial = _SPATIAL_NAMES[dims]
-    what = "mean" if kind == "avg" else "maximum (first maximum on ties; NaN propagates)"
+    what = "mean" if kind == "avg" else "maximum (first maximum on ties; NaN propagates: the last NaN wins)"
     dtypes = "float32 or float64" if kind == "avg" else "float32, float64 or an integer dtype"
     indices = "" if kind == "avg" else f"""
 return_indices : bool, default False
