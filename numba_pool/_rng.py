@@ -48,9 +48,9 @@ def seed_from(seed, op: str) -> np.uint64:
     if isinstance(seed, np.random.Generator):
         return np.uint64(seed.integers(0, 2**63))
     if isinstance(seed, (int, np.integer)) and not isinstance(seed, (bool, np.bool_)):
-        if seed < 0:
-            raise ValueError(f"{op}: seed must be None, an int >= 0 or a numpy.random.Generator; got {seed}")
-        return np.uint64(int(seed) % 2**64)
+        if not 0 <= seed < 2**64:  # larger seeds would alias smaller ones
+            raise ValueError(f"{op}: seed must be None, an int from 0 to 2**64 - 1 or a numpy.random.Generator; got {seed}")
+        return np.uint64(int(seed))
     raise TypeError(
-        f"{op}: seed must be None, an int >= 0 or a numpy.random.Generator; got {seed!r} of type {type(seed).__name__}"
+        f"{op}: seed must be None, an int from 0 to 2**64 - 1 or a numpy.random.Generator; got {seed!r} of type {type(seed).__name__}"
     )

@@ -11,6 +11,7 @@ written in place.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,9 +73,13 @@ def check_flag(value, name: str, op: str) -> bool:
     return bool(value)
 
 
+# Window arithmetic in the kernels is int64: with every size at most 2**62 a sum of two never overflows.
+LARGEST_SIZE = 2**62
+
+
 def size_tuple(value, dims: int, name: str, op: str, minimum: int) -> tuple[int, ...]:
-    """Turn an int or a sequence of ``dims`` ints into a tuple, each at least ``minimum``."""
-    accepted = f"an int >= {minimum} or a tuple of {dims} such ints"
+    """Turn an int or a sequence of ``dims`` ints into a tuple, each from ``minimum`` to ``LARGEST_SIZE``."""
+    accepted = f"an int from {minimum} to 2**62 or a tuple of {dims} such ints"
     if is_integer(value):
         values = (int(value),) * dims
     elif isinstance(value, (tuple, list)):
@@ -85,19 +90,20 @@ def size_tuple(value, dims: int, name: str, op: str, minimum: int) -> tuple[int,
         values = tuple(int(v) for v in value)
     else:
         raise TypeError(f"{op}: {name} must be {accepted}; got {value!r} of type {type(value).__name__}")
-    if any(v < minimum for v in values):
+    if any(v < minimum or v > LARGEST_SIZE for v in values):
         raise ValueError(f"{op}: {name} must be {accepted}; got {value!r}")
     return values
 
 
 def optional_nonzero_int(value, name: str, op: str) -> int:
-    """``None`` -> 0 (meaning "not given"); otherwise a nonzero int."""
+    """``None`` -> 0 (meaning "not given"); otherwise a nonzero int from -2**62 to 2**62."""
+    accepted = "None or a nonzero int from -2**62 to 2**62"
     if value is None:
         return 0
     if not is_integer(value):
-        raise TypeError(f"{op}: {name} must be None or a nonzero int; got {value!r} of type {type(value).__name__}")
-    if value == 0:
-        raise ValueError(f"{op}: {name} must be None or a nonzero int; got 0")
+        raise TypeError(f"{op}: {name} must be {accepted}; got {value!r} of type {type(value).__name__}")
+    if value == 0 or abs(int(value)) > LARGEST_SIZE:
+        raise ValueError(f"{op}: {name} must be {accepted}; got {value!r}")
     return int(value)
 
 
@@ -105,9 +111,20 @@ def optional_nonzero_int(value, name: str, op: str) -> int:
 
 
 def host_array(x, name: str, op: str) -> np.ndarray:
-    """``x`` as a NumPy array, without a copy when it already is one."""
-    if isinstance(x, np.ndarray):
+    """``x`` as a NumPy array, without a copy when it already is one.
+
+    Subclasses whose elements mean more than their data (masked arrays, matrices)
+    are refused; others (memmap, user subclasses) are read as plain ndarray views.
+    """
+    if type(x) is np.ndarray:
         return x
+    if isinstance(x, (np.ma.MaskedArray, np.matrix)):
+        raise TypeError(
+            f"{op}: {name} is a {type(x).__name__}, which pooling cannot honour (a mask or matrix semantics); "
+            f"pass a plain array, e.g. {name}.filled(value) for a masked array or np.asarray({name}) for a matrix"
+        )
+    if isinstance(x, np.ndarray):
+        return x.view(np.ndarray)
     try:
         return np.asarray(x)
     except Exception as error:  # array-likes can fail in many ways; report them uniformly
@@ -222,25 +239,55 @@ def shape_tuple(value, dims: int, name: str, op: str, channels_last: bool) -> tu
     if not isinstance(value, (tuple, list)) or not all(is_integer(v) for v in value):
         raise TypeError(f"{op}: {name} must be a tuple of ints such as x.shape; got {value!r}")
     shape = tuple(int(v) for v in value)
-    if any(v < 0 for v in shape):
-        raise ValueError(f"{op}: {name} must not hold negative sizes; got {shape}")
+    if any(v < 0 or v > LARGEST_SIZE for v in shape):
+        raise ValueError(f"{op}: {name} must hold sizes from 0 to 2**62; got {shape}")
     layout_of(shape, dims, channels_last, name, op)
     return shape
 
 
 def check_out(out, shape: tuple[int, ...], dtype: np.dtype, op: str, source: np.ndarray) -> np.ndarray:
     """The user's preallocated ``out``, once its type, shape, dtype and memory are known to be usable."""
-    if not isinstance(out, np.ndarray):
-        raise TypeError(f"{op}: out must be a NumPy array or None; got {type(out).__name__}")
+    if not isinstance(out, np.ndarray) or isinstance(out, (np.ma.MaskedArray, np.matrix)):
+        raise TypeError(f"{op}: out must be a plain NumPy array or None; got {type(out).__name__}")
     if out.shape != shape:
         raise ValueError(f"{op}: out must have shape {shape} (the output's shape in this layout); got {out.shape}")
     if out.dtype != dtype:
         raise TypeError(f"{op}: out must have dtype {dtype} (the input's dtype); got {out.dtype}")
     if not out.flags.writeable:
         raise ValueError(f"{op}: out is read-only; pass a writeable array")
-    if np.may_share_memory(out, source):
-        raise ValueError(f"{op}: out must not share memory with x; pass a separate array")
+    check_elements_distinct(out.shape, out.strides, out.itemsize, op)
+    # may_share_memory compares address ranges (cheap); shares_memory then settles interleaved views exactly.
+    if np.may_share_memory(out, source) and _share_elements(out, source):
+        raise ValueError(f"{op}: out must not share memory with x (an element of out is also an element of x); pass a separate array")
     return out
+
+
+def _share_elements(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether some byte of ``a`` is a byte of ``b``; when that is too costly to settle, assume so."""
+    try:
+        return np.shares_memory(a, b, max_work=10**6)
+    except np.exceptions.TooHardError:
+        return True
+
+
+def check_elements_distinct(shape: tuple[int, ...], strides: tuple[int, ...], itemsize: int, op: str) -> None:
+    """Refuse an ``out`` in which two elements occupy the same memory (a broadcast view, as_strided).
+
+    The test is the one every view made by slicing, reversing or transposing
+    passes: ordered by stride, each axis steps over everything the axes inside
+    it span. (A few exotic non-overlapping as_strided views fail it too.)
+    """
+    if 0 in shape:
+        return
+    span = itemsize  # bytes from the first to past the last element of the axes handled so far
+    for stride, size in sorted((abs(st), n) for st, n in zip(strides, shape) if n > 1):
+        if stride < span:
+            raise ValueError(
+                f"{op}: out has elements that share memory (strides {tuple(strides)} for shape {tuple(shape)}, "
+                "as in a broadcast view); pass an array whose elements are distinct, e.g. np.empty(shape, dtype)"
+            )
+        span = stride * (size - 1) + span
+    return None
 
 
 # --------------------------------------------------------------------------- windows
@@ -259,7 +306,28 @@ def pooled_length(length: int, kernel: int, stride: int, padding: int, dilation:
 
 
 def window_touches_input(start: int, kernel: int, dilation: int, length: int) -> bool:
-    return any(0 <= start + i * dilation < length for i in range(kernel))
+    """Whether a tap start + i * dilation (0 <= i < kernel) lies in [0, length), in O(1)."""
+    first = 0 if start >= 0 else -(start // dilation)  # the first tap at or right of 0
+    return first < kernel and start + first * dilation < length
+
+
+def check_windows_touch_input(op: str, axis: int, count: int, kernel: int, stride: int, padding: int, dilation: int, length: int):
+    """Refuse a dilated window that starts in the left padding and skips over the whole input.
+
+    Only windows starting left of 0 can, and only with dilation > 1 (padding is at
+    most half the kernel). Which of them do depends on start % dilation alone,
+    which repeats every dilation / gcd(stride, dilation) windows, so at most that
+    many (and never more than the output's length) are looked at.
+    """
+    if dilation == 1:
+        return
+    in_left_padding = min(count, -(-padding // stride), dilation // math.gcd(stride, dilation))
+    for o in range(in_left_padding):
+        if not window_touches_input(o * stride - padding, kernel, dilation, length):
+            raise ValueError(
+                f"{op}: window {o} along spatial dim {axis} holds only padding (kernel_size {kernel}, "
+                f"dilation {dilation}, padding {padding}, input size {length}); reduce dilation or padding"
+            )
 
 
 @dataclass(frozen=True, eq=False)  # compared and hashed by identity: plans are memoized, so equal plans are one object
@@ -345,16 +413,7 @@ def plan_window(
                 f"padding {p} is smaller than the window (kernel_size {k}, dilation {d}); "
                 "use a smaller kernel_size or dilation, or more padding"
             )
-        # With dilation a window that starts in the left padding can skip over the whole input.
-        for o in range(count):
-            start = o * s - p
-            if start >= 0:
-                break
-            if not window_touches_input(start, k, d, length):
-                raise ValueError(
-                    f"{op}: window {o} along spatial dim {axis} holds only padding (kernel_size {k}, "
-                    f"dilation {d}, padding {p}, input size {length}); reduce dilation or padding"
-                )
+        check_windows_touch_input(op, axis, count, k, s, p, d, length)
         output.append(count)
     return WindowPlan(layout, batch, channels, spatial, tuple(output), kernel, stride, padding, dilation)
 
@@ -365,7 +424,7 @@ def plan_window(
 def adaptive_output_size(value, spatial: tuple[int, ...], op: str) -> tuple[int, ...]:
     """An int or a tuple of D entries, each an int >= 1 or None (keep that input size)."""
     dims = len(spatial)
-    accepted = f"an int >= 1 or a tuple of {dims} entries, each an int >= 1 or None"
+    accepted = f"an int from 1 to 2**62 or a tuple of {dims} entries, each such an int or None"
     entries = (value,) * dims if is_integer(value) else value
     if not isinstance(entries, (tuple, list)):
         raise TypeError(f"{op}: output_size must be {accepted}; got {value!r} of type {type(value).__name__}")
@@ -374,7 +433,7 @@ def adaptive_output_size(value, spatial: tuple[int, ...], op: str) -> tuple[int,
     if not all(v is None or is_integer(v) for v in entries):
         raise TypeError(f"{op}: output_size must be {accepted}; got {value!r}")
     sizes = tuple(length if v is None else int(v) for v, length in zip(entries, spatial))
-    if min(sizes) < 1:
+    if min(sizes) < 1 or max(sizes) > LARGEST_SIZE:
         raise ValueError(f"{op}: output_size must be {accepted}; got {value!r}")
     return sizes
 

@@ -274,7 +274,10 @@ def _stochastic_pool_inference_backward(dims, grad_output, x, kernel_size, strid
     plan = _spec.plan_window(op, dims, x.shape, kernel_size, stride, padding, 1, ceil_mode, channels_last)
     if grad_output.shape != plan.output_shape:
         raise ValueError(f"{op}: grad_output must have the forward output's shape {plan.output_shape}; got {grad_output.shape}")
-    grad_input = backend.empty(x.shape, grad_output.dtype, like=x)
+    last = _memory_is_channels_last(plan.layout, x)  # the gradient follows the input's memory format
+    grad_input = plan.layout.empty(
+        plan.batch, plan.channels, plan.input_spatial, grad_output.dtype, last, _allocator(backend, x)
+    )
     kernel, stride, padding, _ = plan.canonical_parameters
     to_canonical = plan.layout.canonical
     backend.stochastic_pool_inference_backward(
@@ -406,12 +409,14 @@ def _adaptive_pool(kind, dims, x, output_size, return_indices, channels_last):
     accepted = _spec.FLOAT_AND_INTEGER_DTYPES if kind == "max" else _spec.FLOAT_DTYPES
     x, layout, (batch, channels, spatial) = _global_input(backend, op, dims, x, channels_last, accepted)
     output_spatial = _spec.adaptive_output_size(output_size, spatial, op)
-    y = backend.empty(layout.join(batch, channels, output_spatial), x.dtype, like=x)
+    last = _memory_is_channels_last(layout, x)  # outputs follow the input's memory format
+    allocate = _allocator(backend, x)
+    y = layout.empty(batch, channels, output_spatial, x.dtype, last, allocate)
     bins, _ = _adaptive_bins(spatial, output_spatial)  # adaptive kernels run on the canonical view in any memory
     if kind == "avg":
         backend.adaptive_avg_forward(layout.canonical(x), *bins, layout.canonical(y))
         return backend.export(y)
-    indices = backend.empty(y.shape, np.int64, like=x) if return_indices else None
+    indices = layout.empty(batch, channels, output_spatial, np.int64, last, allocate) if return_indices else None
     canonical_indices = _NO_INDICES if indices is None else layout.canonical(indices)
     backend.adaptive_max_forward(layout.canonical(x), *bins, layout.canonical(y), canonical_indices, return_indices)
     return backend.export((y, indices) if return_indices else y)
@@ -426,7 +431,8 @@ def _adaptive_avg_pool_backward(dims, grad_output, input_shape, channels_last):
     )
     bins, lengths = _adaptive_bins(spatial, output_spatial)
     cover = tuple(_spec.covering_bins(b, length) for b, length in zip(bins, lengths))
-    grad_input = backend.empty(input_shape, grad_output.dtype, like=grad_output)
+    last = _memory_is_channels_last(layout, grad_output)  # gradients follow grad_output's memory format
+    grad_input = layout.empty(*layout.split(input_shape), grad_output.dtype, last, _allocator(backend, grad_output))
     backend.adaptive_avg_backward(layout.canonical(grad_output), *bins, *cover, layout.canonical(grad_input))
     return backend.export(grad_input)
 
@@ -477,7 +483,8 @@ def _max_unpool(dims, x, indices, kernel_size, stride, padding, output_size, cha
     padding = _spec.size_tuple(padding, dims, "padding", op, minimum=0)
     output_spatial = _unpool_output_spatial(op, layout, spatial, kernel, stride, padding, output_size)
     indices = _checked_indices(backend, layout, indices, x, output_spatial, op, against="x")
-    out = backend.empty(layout.join(batch, channels, output_spatial), x.dtype, like=x)
+    last = _memory_is_channels_last(layout, x)  # the output follows the input's memory format
+    out = layout.empty(batch, channels, output_spatial, x.dtype, last, _allocator(backend, x))
     backend.max_unpool(layout.canonical(x), layout.canonical(indices), layout.canonical(out))
     return backend.export(out)
 

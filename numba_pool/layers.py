@@ -16,7 +16,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from . import functional
+from . import _spec, functional
 
 IntOrTuple = Union[int, Sequence[int]]
 
@@ -43,12 +43,19 @@ class _PoolLayer:
     def _function(self, name: str):
         return getattr(functional, name.format(d=self.dims))
 
-    def _remember(self, **saved) -> None:
-        self._saved = saved
+    def _remember(self, output: np.ndarray, **saved) -> None:
+        """Keep what backward needs, and the output's shape, which the gradient must have."""
+        self._saved = dict(saved, output_shape=np.shape(output))
 
-    def _recall(self) -> dict:
+    def _recall(self, grad_output) -> dict:
         if self._saved is None:
             raise RuntimeError(f"{type(self).__name__}.backward was called before forward; call forward(x) first")
+        expected = self._saved["output_shape"]
+        if np.shape(grad_output) != expected:
+            raise ValueError(
+                f"{type(self).__name__}.backward: grad_output must have the shape of the latest forward's output "
+                f"{expected}; got {np.shape(grad_output)}"
+            )
         return self._saved
 
     def __repr__(self) -> str:
@@ -66,11 +73,11 @@ class _RoutedPool(_PoolLayer):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         y, indices = self._pool_with_indices(x)
-        self._remember(indices=indices, input_shape=np.shape(x))
+        self._remember(y, indices=indices, input_shape=np.shape(x))
         return y
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        saved = self._recall()
+        saved = self._recall(grad_output)
         return self._function(self._backward_name)(
             grad_output, saved["indices"], saved["input_shape"], channels_last=self.channels_last
         )
@@ -87,11 +94,11 @@ class _ShapePool(_PoolLayer):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         y = self._function(self._forward_name)(x, *self._arguments(), channels_last=self.channels_last)
-        self._remember(input_shape=np.shape(x))
+        self._remember(y, input_shape=np.shape(x))
         return y
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        input_shape = self._recall()["input_shape"]
+        input_shape = self._recall(grad_output)["input_shape"]
         return self._function(self._backward_name)(grad_output, input_shape, channels_last=self.channels_last)
 
 
@@ -140,11 +147,11 @@ class _AvgPool(_PoolLayer):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         y = self._function("avg_pool{d}d")(x, *self._window(), channels_last=self.channels_last)
-        self._remember(input_shape=np.shape(x))
+        self._remember(y, input_shape=np.shape(x))
         return y
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        input_shape = self._recall()["input_shape"]
+        input_shape = self._recall(grad_output)["input_shape"]
         return self._function("avg_pool{d}d_backward")(
             grad_output, input_shape, *self._window(), channels_last=self.channels_last
         )
@@ -175,7 +182,7 @@ class _StochasticPool(_PoolLayer):
 
     def train(self, mode: bool = True):
         """Switch to training (sampling) mode, or to eval mode with ``mode=False``; returns the layer."""
-        self.training = mode
+        self.training = _spec.check_flag(mode, "mode", f"{type(self).__name__}.train")
         return self
 
     def eval(self):
@@ -189,15 +196,15 @@ class _StochasticPool(_PoolLayer):
         pool = self._function("stochastic_pool{d}d")
         if self.training:
             y, indices = pool(x, *self._window(), True, self._generator, True, channels_last=self.channels_last)
-            self._remember(training=True, indices=indices, input_shape=np.shape(x))
+            self._remember(y, training=True, indices=indices, input_shape=np.shape(x))
         else:
             y = pool(x, *self._window(), False, channels_last=self.channels_last)
-            self._remember(training=False, x=x)
+            self._remember(y, training=False, x=x)
         return y
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
         """Training: to the sampled elements. Eval: the exact gradient of the expected value."""
-        saved = self._recall()
+        saved = self._recall(grad_output)
         if saved["training"]:
             return self._function("stochastic_pool{d}d_backward")(
                 grad_output, saved["indices"], saved["input_shape"], channels_last=self.channels_last

@@ -82,15 +82,21 @@ def avg_pool_forward_channels_last(x, kernel, stride, padding, scales, out):
         h_first, h_stop, _ = window_extent(oh * stride[1] - padding[1], kernel[1], height, padding[1])
         row_scale = d_scales[od] * h_scales[oh]
         totals = np.empty(channels, np.float64)
+        column = np.empty(channels, np.float64)
         for ow in range(out_width):
             w_first, w_stop, _ = window_extent(ow * stride[2] - padding[2], kernel[2], width, padding[2])
             totals[:] = 0.0
-            for d in range(d_first, d_stop):
-                for h in range(h_first, h_stop):
-                    for w in range(w_first, w_stop):
+            # The channels-first kernel's order, so both layouts give identical sums: each
+            # column of the window is summed over its rows, then the columns in order.
+            for w in range(w_first, w_stop):
+                column[:] = 0.0
+                for d in range(d_first, d_stop):
+                    for h in range(h_first, h_stop):
                         source = x[n, d, h, w]
                         for c in range(channels):
-                            totals[c] += source[c]
+                            column[c] += source[c]
+                for c in range(channels):
+                    totals[c] += column[c]
             scale = row_scale * w_scales[ow]
             target = out[n, od, oh, ow]
             for c in range(channels):
@@ -146,16 +152,21 @@ def avg_pool_backward_channels_last(grad_output, covers, scales, grad_input):
     for row in prange(batch * depth * height):
         n, _, d, h = unravel_row(row, 1, depth, height)
         totals = np.empty(channels, np.float64)
+        column = np.empty(channels, np.float64)
         for w in range(width):
             totals[:] = 0.0
-            for od in range(d_covers[0, d], d_covers[1, d]):
-                for oh in range(h_covers[0, h], h_covers[1, h]):
-                    row_scale = d_scales[od] * h_scales[oh]
-                    for ow in range(w_covers[0, w], w_covers[1, w]):
-                        scale = row_scale * w_scales[ow]
+            # The channels-first kernel's order (identical sums in both layouts): each covering
+            # window column's scaled gradients summed over its rows, then the columns in order.
+            for ow in range(w_covers[0, w], w_covers[1, w]):
+                column[:] = 0.0
+                for od in range(d_covers[0, d], d_covers[1, d]):
+                    for oh in range(h_covers[0, h], h_covers[1, h]):
+                        scale = d_scales[od] * h_scales[oh] * w_scales[ow]
                         source = grad_output[n, od, oh, ow]
                         for c in range(channels):
-                            totals[c] += source[c] * scale
+                            column[c] += source[c] * scale
+                for c in range(channels):
+                    totals[c] += column[c]
             target = grad_input[n, d, h, w]
             for c in range(channels):
                 target[c] = totals[c]

@@ -5,53 +5,101 @@ from numba import njit, prange
 
 from ._common import KERNEL_OPTIONS
 
-# Reassociating the float64 plane sums lets them vectorise. The order is fixed at
-# compile time, so results stay deterministic; NaN and inf still propagate
-# (no nnan/ninf flags).
-SUM_OPTIONS = dict(KERNEL_OPTIONS, fastmath={"reassoc"})
+# Every layout sums a plane in one order, so that results are identical whatever
+# the memory layout: element i of the plane (flat index in (D, H, W) order) goes
+# into partial sum i % 8, in increasing i, and the 8 partial sums are combined
+# pairwise. Eight independent sums also keep the float64 adds pipelined and
+# vectorisable without letting the compiler reorder anything.
+LANES = 8
 
 
-@njit(**SUM_OPTIONS)
+@njit(inline="always", cache=True)
+def combine_lanes(s0, s1, s2, s3, s4, s5, s6, s7):
+    """The plane sum from its 8 partial sums, in the fixed pairwise order."""
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
+@njit(inline="always", cache=True)
+def lane_sums_of_row(row):
+    """The 8 partial sums of a contiguous row (element i into sum i % 8)."""
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+    length = row.shape[0]
+    whole = length - length % LANES
+    for j in range(0, whole, LANES):
+        s0 += row[j]
+        s1 += row[j + 1]
+        s2 += row[j + 2]
+        s3 += row[j + 3]
+        s4 += row[j + 4]
+        s5 += row[j + 5]
+        s6 += row[j + 6]
+        s7 += row[j + 7]
+    rest = length - whole  # at most 7 elements, into the first lanes in order
+    if rest > 0:
+        s0 += row[whole]
+    if rest > 1:
+        s1 += row[whole + 1]
+    if rest > 2:
+        s2 += row[whole + 2]
+    if rest > 3:
+        s3 += row[whole + 3]
+    if rest > 4:
+        s4 += row[whole + 4]
+    if rest > 5:
+        s5 += row[whole + 5]
+    if rest > 6:
+        s6 += row[whole + 6]
+    return s0, s1, s2, s3, s4, s5, s6, s7
+
+
+@njit(**KERNEL_OPTIONS)
 def global_avg_forward(x, out):
-    """out[n, c] = mean of plane x[n, c] (x: (N, C, D, H, W), out: (N, C))."""
+    """out[n, c] = mean of plane x[n, c] (x: (N, C, D, H, W) with any strides, out: (N, C))."""
     batch, channels = x.shape[0], x.shape[1]
     scale = 1.0 / (x.shape[2] * x.shape[3] * x.shape[4])
     for nc in prange(batch * channels):
         plane = x[nc // channels, nc % channels]
-        total = 0.0
+        lanes = np.zeros(LANES, np.float64)
+        i = 0
         for d in range(plane.shape[0]):
             for h in range(plane.shape[1]):
                 for w in range(plane.shape[2]):
-                    total += plane[d, h, w]
+                    lanes[i] += plane[d, h, w]
+                    i = i + 1 if i < LANES - 1 else 0
+        total = combine_lanes(lanes[0], lanes[1], lanes[2], lanes[3], lanes[4], lanes[5], lanes[6], lanes[7])
         out[nc // channels, nc % channels] = total * scale
 
 
-@njit(**SUM_OPTIONS)
+@njit(**KERNEL_OPTIONS)
 def global_avg_forward_flat(planes, out):
     """out[i] = mean of planes[i]: ``global_avg_forward`` for contiguous planes seen as rows of (N * C, D * H * W)."""
     scale = 1.0 / planes.shape[1]
     for i in prange(planes.shape[0]):
-        total = 0.0
-        for j in range(planes.shape[1]):
-            total += planes[i, j]
-        out[i] = total * scale
+        s0, s1, s2, s3, s4, s5, s6, s7 = lane_sums_of_row(planes[i])
+        out[i] = combine_lanes(s0, s1, s2, s3, s4, s5, s6, s7) * scale
 
 
-@njit(**SUM_OPTIONS)
+@njit(**KERNEL_OPTIONS)
 def global_avg_forward_channels_last(x, out):
     """``global_avg_forward`` on (N, D, H, W, C) views: one thread per image, summing all channels at once."""
     batch, depth, height, width, channels = x.shape
     scale = 1.0 / (depth * height * width)
     for n in prange(batch):
-        totals = np.zeros(channels, np.float64)
+        lanes = np.zeros((LANES, channels), np.float64)
+        i = 0
         for d in range(depth):
             for h in range(height):
                 for w in range(width):
                     source = x[n, d, h, w]
+                    lane = lanes[i]
                     for c in range(channels):
-                        totals[c] += source[c]
+                        lane[c] += source[c]
+                    i = i + 1 if i < LANES - 1 else 0
         for c in range(channels):
-            out[n, c] = totals[c] * scale
+            total = combine_lanes(
+                lanes[0, c], lanes[1, c], lanes[2, c], lanes[3, c], lanes[4, c], lanes[5, c], lanes[6, c], lanes[7, c]
+            )
+            out[n, c] = total * scale
 
 
 @njit(**KERNEL_OPTIONS)
