@@ -13,6 +13,7 @@ pytest.importorskip("numba_cuda", reason="the CUDA tests need numba-cuda (pip in
 from numba import cuda  # noqa: E402  (after the skip: numba.cuda needs numba-cuda)
 
 import numba_pool as nb  # noqa: E402
+from numba.cuda.core import config as _cuda_config  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
@@ -52,3 +53,22 @@ def test_valid_unsigned_indices_give_the_cpus_gradient(dtype):
     expected = nb.max_pool2d_backward(GRAD, indices.astype(dtype), SHAPE)
     got = nb.max_pool2d_backward(cuda.to_device(GRAD), cuda.to_device(indices.astype(dtype)), SHAPE)
     np.testing.assert_array_equal(got.copy_to_host(), expected)
+
+
+class _BroadcastOut:
+    """A device-array stand-in (simulator: device memory is host memory) whose elements all share one address."""
+
+    def __init__(self):
+        self.host = np.lib.stride_tricks.as_strided(np.zeros(1, np.float32), (1, 1, 2, 2), (0, 0, 0, 0))
+
+    @property
+    def __cuda_array_interface__(self):
+        return {"shape": self.host.shape, "strides": self.host.strides, "typestr": self.host.dtype.str,
+                "data": (self.host.ctypes.data, False), "version": 3, "stream": None}
+
+
+@pytest.mark.skipif(not _cuda_config.ENABLE_CUDASIM, reason="the stand-in points at host memory: simulator only")
+def test_out_with_repeated_elements_is_refused_on_the_device():
+    x = cuda.to_device(np.ones((1, 1, 4, 4), np.float32))
+    with pytest.raises(ValueError, match="out has elements that share memory"):
+        nb.max_pool2d(x, 2, out=_BroadcastOut())

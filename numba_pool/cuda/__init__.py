@@ -6,6 +6,7 @@ kernels in :mod:`numba_pool.cpu`; they take ``DeviceView`` objects (see
 ``_arrays``) and launch on the stream of the input array.
 """
 
+from .._spec import check_elements_distinct
 from ._arrays import DeviceView, as_view, export, overlaps
 from ._arrays import empty as _empty
 from ._routing import index_range, max_unpool
@@ -50,8 +51,9 @@ def check_out(out, shape, dtype, op: str, source: DeviceView) -> DeviceView:
         raise ValueError(f"{op}: out must have shape {shape} (the output's shape in this layout); got {view.shape}")
     if view.dtype != dtype:
         raise TypeError(f"{op}: out must have dtype {dtype} (the input's dtype); got {view.dtype}")
-    if overlaps(view, source):
-        raise ValueError(f"{op}: out must not share memory with x; pass a separate array")
+    check_elements_distinct(view.shape, view.strides, view.dtype.itemsize, op)
+    if overlaps(view, source):  # address ranges only: interleaved device views are refused too
+        raise ValueError(f"{op}: out must not share memory with x (on the GPU: its address range must not overlap x's); pass a separate array")
     return view
 
 
