@@ -245,20 +245,28 @@ def shape_tuple(value, dims: int, name: str, op: str, channels_last: bool) -> tu
     return shape
 
 
-def check_out(out, shape: tuple[int, ...], dtype: np.dtype, op: str, source: np.ndarray) -> np.ndarray:
-    """The user's preallocated ``out``, once its type, shape, dtype and memory are known to be usable."""
+def check_out(
+    out, shape: tuple[int, ...], dtype: np.dtype, op: str, source: np.ndarray, source_name: str = "x"
+) -> np.ndarray:
+    """The user's preallocated ``out``, once its type, shape, dtype and memory are known to be usable.
+
+    ``source`` is the array the op reads whose dtype ``out`` takes, named ``source_name`` in messages.
+    """
     if not isinstance(out, np.ndarray) or isinstance(out, (np.ma.MaskedArray, np.matrix)):
         raise TypeError(f"{op}: out must be a plain NumPy array or None; got {type(out).__name__}")
     if out.shape != shape:
         raise ValueError(f"{op}: out must have shape {shape} (the output's shape in this layout); got {out.shape}")
     if out.dtype != dtype:
-        raise TypeError(f"{op}: out must have dtype {dtype} (the input's dtype); got {out.dtype}")
+        raise TypeError(f"{op}: out must have dtype {dtype} (the dtype of {source_name}); got {out.dtype}")
     if not out.flags.writeable:
         raise ValueError(f"{op}: out is read-only; pass a writeable array")
     check_elements_distinct(out.shape, out.strides, out.itemsize, op)
     # may_share_memory compares address ranges (cheap); shares_memory then settles interleaved views exactly.
     if np.may_share_memory(out, source) and _share_elements(out, source):
-        raise ValueError(f"{op}: out must not share memory with x (an element of out is also an element of x); pass a separate array")
+        raise ValueError(
+            f"{op}: out must not share memory with {source_name} (an element of out is also an element of "
+            f"{source_name}); pass a separate array"
+        )
     return out
 
 
