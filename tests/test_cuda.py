@@ -427,10 +427,11 @@ def test_global_max_over_planes_larger_than_a_block(dtype):
     x = random_values(rng, (2, 3, 20, 15), dtype)
     x[0, 0] = 7  # all ties: the first element wins
     if dtype == np.float32:
-        x[0, 1, 5:, :] = np.nan  # the first NaN wins
+        x[0, 1, 5:, :] = np.nan  # the last NaN wins
     expected = nb.global_max_pool2d(x, return_indices=True)
     assert_same(nb.global_max_pool2d(to_device(x), return_indices=True), expected)
     assert expected[1][0, 0] == 0
+    assert dtype != np.float32 or expected[1][0, 1] == 299
 
 
 def test_torch_family_allocation_and_export_arithmetic():
