@@ -56,6 +56,23 @@ def _new_output(backend, plan, dtype, channels_last_memory: bool, like):
     return plan.layout.empty(plan.batch, plan.channels, plan.output_spatial, dtype, channels_last_memory, allocate)
 
 
+def _gradient_output(backend, op, layout, input_shape, grad_output, out, memory_like, also_read=()):
+    """The array a backward pass writes, and whether its memory is channels-last (the kernel follows it).
+
+    Without ``out``, a new array whose memory follows ``memory_like``'s. With it, ``out`` once checked: the
+    input's shape, grad_output's dtype, and no element shared with grad_output or with the arrays of
+    ``also_read`` ((name, array) pairs), which the kernel reads while it writes.
+    """
+    if out is None:
+        last = _memory_is_channels_last(layout, memory_like)
+        allocate = _allocator(backend, memory_like)
+        return layout.empty(*layout.split(input_shape), grad_output.dtype, last, allocate), last
+    out = backend.check_out(out, input_shape, grad_output.dtype, op, grad_output, "grad_output")
+    for name, array in also_read:
+        backend.check_out(out, input_shape, grad_output.dtype, op, array, name)
+    return out, _memory_is_channels_last(layout, out)
+
+
 # --------------------------------------------------------------------------- max pooling
 
 
@@ -133,16 +150,17 @@ def _gradient_plan(op, dims, grad_shape, input_shape, channels_last):
     return input_shape, layout, spatial, output_spatial
 
 
-def _routed_backward(op, dims, grad_output, indices, input_shape, channels_last):
+def _routed_backward(op, dims, grad_output, indices, input_shape, channels_last, out=None):
     """Backward of every pooling that picks one element per window (max, stochastic, global/adaptive max)."""
     channels_last = _spec.check_flag(channels_last, "channels_last", op)
-    backend = backend_for(op, grad_output=grad_output, indices=indices)
+    backend = backend_for(op, grad_output=grad_output, indices=indices, out=out)
     grad_output, input_shape, layout, spatial, _ = _gradient_against_input(
         backend, op, dims, grad_output, input_shape, channels_last
     )
     indices = _checked_indices(backend, layout, indices, grad_output, spatial, op)
-    last = _memory_is_channels_last(layout, grad_output)
-    grad_input = layout.empty(*layout.split(input_shape), grad_output.dtype, last, _allocator(backend, grad_output))
+    grad_input, last = _gradient_output(
+        backend, op, layout, input_shape, grad_output, out, grad_output, also_read=(("indices", indices),)
+    )
     views = _views(layout, last, grad_output, indices, grad_input)
     if backend is cpu and all(view.flags.c_contiguous for view in views):  # a faster CPU kernel for plain memory
         backend.max_pool_backward_flat(*(_images_positions_channels(view, last) for view in views))
@@ -188,13 +206,14 @@ def _run_avg_pool(backend, op, x, plan, scales, out=None):
 
 
 def _avg_pool_backward(
-    dims, grad_output, input_shape, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, channels_last
+    dims, grad_output, input_shape, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
+    channels_last, out,
 ):
     op = f"avg_pool{dims}d_backward"
     channels_last = _spec.check_flag(channels_last, "channels_last", op)
     count_include_pad = _spec.check_flag(count_include_pad, "count_include_pad", op)
     divisor = _spec.optional_nonzero_int(divisor_override, "divisor_override", op)
-    backend = backend_for(op, grad_output=grad_output)
+    backend = backend_for(op, grad_output=grad_output, out=out)
     grad_output = backend.asarray(grad_output, "grad_output", op)
     _spec.check_dtype(grad_output, _spec.FLOAT_DTYPES, "grad_output", op)
     input_shape = _spec.shape_tuple(input_shape, dims, "input_shape", op, channels_last)
@@ -206,9 +225,7 @@ def _avg_pool_backward(
             f"{op}: grad_output must have the forward output's shape {plan.output_shape} for input_shape "
             f"{input_shape} and these window parameters; got {grad_output.shape}"
         )
-    last = _memory_is_channels_last(plan.layout, grad_output)
-    allocate = _allocator(backend, grad_output)
-    grad_input = plan.layout.empty(plan.batch, plan.channels, plan.input_spatial, grad_output.dtype, last, allocate)
+    grad_input, last = _gradient_output(backend, op, plan.layout, input_shape, grad_output, out, grad_output)
     scales = _spec.avg_scales(plan, count_include_pad, divisor)
     grad_view, grad_input_view = _views(plan.layout, last, grad_output, grad_input)
     if last:
@@ -263,10 +280,10 @@ def _run_stochastic_pool(backend, x, plan, draws, training, return_indices, out=
     return backend.export((y, indices) if return_indices else y)
 
 
-def _stochastic_pool_inference_backward(dims, grad_output, x, kernel_size, stride, padding, ceil_mode, channels_last):
+def _stochastic_pool_inference_backward(dims, grad_output, x, kernel_size, stride, padding, ceil_mode, channels_last, out):
     op = f"stochastic_pool{dims}d_inference_backward"
     channels_last = _spec.check_flag(channels_last, "channels_last", op)
-    backend = backend_for(op, grad_output=grad_output, x=x)
+    backend = backend_for(op, grad_output=grad_output, x=x, out=out)
     x = backend.asarray(x, "x", op)
     _spec.check_dtype(x, _spec.FLOAT_DTYPES, "x", op)
     grad_output = backend.asarray(grad_output, "grad_output", op)
@@ -274,10 +291,8 @@ def _stochastic_pool_inference_backward(dims, grad_output, x, kernel_size, strid
     plan = _spec.plan_window(op, dims, x.shape, kernel_size, stride, padding, 1, ceil_mode, channels_last)
     if grad_output.shape != plan.output_shape:
         raise ValueError(f"{op}: grad_output must have the forward output's shape {plan.output_shape}; got {grad_output.shape}")
-    last = _memory_is_channels_last(plan.layout, x)  # the gradient follows the input's memory format
-    grad_input = plan.layout.empty(
-        plan.batch, plan.channels, plan.input_spatial, grad_output.dtype, last, _allocator(backend, x)
-    )
+    # A new gradient follows the input's memory format.
+    grad_input, _ = _gradient_output(backend, op, plan.layout, x.shape, grad_output, out, x, also_read=(("x", x),))
     kernel, stride, padding, _ = plan.canonical_parameters
     to_canonical = plan.layout.canonical
     backend.stochastic_pool_inference_backward(
@@ -340,14 +355,17 @@ def _global_avg_pool(dims, x, keepdims, channels_last):
     return backend.export(pooled.reshape(kept if keepdims else flat))
 
 
-def _global_avg_pool_backward(dims, grad_output, input_shape, channels_last):
+def _global_avg_pool_backward(dims, grad_output, input_shape, channels_last, out):
     op = f"global_avg_pool{dims}d_backward"
     channels_last = _spec.check_flag(channels_last, "channels_last", op)
-    backend = backend_for(op, grad_output=grad_output)
+    backend = backend_for(op, grad_output=grad_output, out=out)
     grad_output, input_shape, layout, spatial = _global_gradient(backend, op, dims, grad_output, input_shape, channels_last)
     batch, channels, _ = layout.split(input_shape)
-    last = channels > 1 and channels_last  # no memory to follow: use the layout the user works in
-    grad_input = layout.empty(batch, channels, spatial, grad_output.dtype, last, _allocator(backend, grad_output))
+    if out is None:
+        last = channels > 1 and channels_last  # no memory to follow: use the layout the user works in
+        grad_input = layout.empty(batch, channels, spatial, grad_output.dtype, last, _allocator(backend, grad_output))
+    else:
+        grad_input, last = _gradient_output(backend, op, layout, input_shape, grad_output, out, grad_output)
     per_plane = grad_output.reshape(batch, channels)
     _kernel(backend, "global_avg_backward", last)(per_plane, _views(layout, last, grad_input)[0])
     return backend.export(grad_input)
@@ -378,16 +396,17 @@ def _global_max_pool(dims, x, keepdims, return_indices, channels_last):
     return backend.export((pooled.reshape(shape), indices.reshape(shape)) if return_indices else pooled.reshape(shape))
 
 
-def _global_max_pool_backward(dims, grad_output, indices, input_shape, channels_last):
+def _global_max_pool_backward(dims, grad_output, indices, input_shape, channels_last, out):
     op = f"global_max_pool{dims}d_backward"
     channels_last = _spec.check_flag(channels_last, "channels_last", op)
-    backend = backend_for(op, grad_output=grad_output, indices=indices)
+    backend = backend_for(op, grad_output=grad_output, indices=indices, out=out)
     grad_output = backend.asarray(grad_output, "grad_output", op)
     grad_output_kept, input_shape, _, _ = _global_gradient(backend, op, dims, grad_output, input_shape, channels_last)
     indices = backend.asarray(indices, "indices", op)
     if indices.shape != grad_output.shape:
         raise ValueError(f"{op}: indices must have grad_output's shape {grad_output.shape}; got {indices.shape}")
-    return _routed_backward(op, dims, grad_output_kept, indices.reshape(grad_output_kept.shape), input_shape, channels_last)
+    kept_indices = indices.reshape(grad_output_kept.shape)
+    return _routed_backward(op, dims, grad_output_kept, kept_indices, input_shape, channels_last, out)
 
 
 # --------------------------------------------------------------------------- adaptive pooling
@@ -422,17 +441,17 @@ def _adaptive_pool(kind, dims, x, output_size, return_indices, channels_last):
     return backend.export((y, indices) if return_indices else y)
 
 
-def _adaptive_avg_pool_backward(dims, grad_output, input_shape, channels_last):
+def _adaptive_avg_pool_backward(dims, grad_output, input_shape, channels_last, out):
     op = f"adaptive_avg_pool{dims}d_backward"
     channels_last = _spec.check_flag(channels_last, "channels_last", op)
-    backend = backend_for(op, grad_output=grad_output)
+    backend = backend_for(op, grad_output=grad_output, out=out)
     grad_output, input_shape, layout, spatial, output_spatial = _gradient_against_input(
         backend, op, dims, grad_output, input_shape, channels_last
     )
     bins, lengths = _adaptive_bins(spatial, output_spatial)
     cover = tuple(_spec.covering_bins(b, length) for b, length in zip(bins, lengths))
-    last = _memory_is_channels_last(layout, grad_output)  # gradients follow grad_output's memory format
-    grad_input = layout.empty(*layout.split(input_shape), grad_output.dtype, last, _allocator(backend, grad_output))
+    # A new gradient follows grad_output's memory format (the kernel takes canonical views of any memory).
+    grad_input, _ = _gradient_output(backend, op, layout, input_shape, grad_output, out, grad_output)
     backend.adaptive_avg_backward(layout.canonical(grad_output), *bins, *cover, layout.canonical(grad_input))
     return backend.export(grad_input)
 
@@ -533,9 +552,14 @@ def _make_max_pool(dims: int) -> Callable:
 
 def _make_max_pool_backward(dims: int) -> Callable:
     def max_pool_backward(
-        grad_output: np.ndarray, indices: np.ndarray, input_shape: Sequence[int], *, channels_last: bool = False
+        grad_output: np.ndarray,
+        indices: np.ndarray,
+        input_shape: Sequence[int],
+        *,
+        channels_last: bool = False,
+        out: Optional[np.ndarray] = None,
     ) -> np.ndarray:
-        return _routed_backward(f"max_pool{dims}d_backward", dims, grad_output, indices, input_shape, channels_last)
+        return _routed_backward(f"max_pool{dims}d_backward", dims, grad_output, indices, input_shape, channels_last, out)
 
     return _named(max_pool_backward, f"max_pool{dims}d_backward", _docs.max_pool_backward_doc(dims))
 
@@ -572,10 +596,11 @@ def _make_avg_pool_backward(dims: int) -> Callable:
         divisor_override: Optional[int] = None,
         *,
         channels_last: bool = False,
+        out: Optional[np.ndarray] = None,
     ) -> np.ndarray:
         return _avg_pool_backward(
             dims, grad_output, input_shape, kernel_size, stride, padding, ceil_mode, count_include_pad,
-            divisor_override, channels_last,
+            divisor_override, channels_last, out,
         )
 
     return _named(avg_pool_backward, f"avg_pool{dims}d_backward", _docs.avg_pool_backward_doc(dims))
@@ -604,10 +629,15 @@ def _make_stochastic_pool(dims: int) -> Callable:
 
 def _make_stochastic_pool_backward(dims: int) -> Callable:
     def stochastic_pool_backward(
-        grad_output: np.ndarray, indices: np.ndarray, input_shape: Sequence[int], *, channels_last: bool = False
+        grad_output: np.ndarray,
+        indices: np.ndarray,
+        input_shape: Sequence[int],
+        *,
+        channels_last: bool = False,
+        out: Optional[np.ndarray] = None,
     ) -> np.ndarray:
         op = f"stochastic_pool{dims}d_backward"
-        return _routed_backward(op, dims, grad_output, indices, input_shape, channels_last)
+        return _routed_backward(op, dims, grad_output, indices, input_shape, channels_last, out)
 
     return _named(stochastic_pool_backward, f"stochastic_pool{dims}d_backward", _docs.stochastic_pool_backward_doc(dims))
 
@@ -622,9 +652,10 @@ def _make_stochastic_pool_inference_backward(dims: int) -> Callable:
         ceil_mode: bool = False,
         *,
         channels_last: bool = False,
+        out: Optional[np.ndarray] = None,
     ) -> np.ndarray:
         return _stochastic_pool_inference_backward(
-            dims, grad_output, x, kernel_size, stride, padding, ceil_mode, channels_last
+            dims, grad_output, x, kernel_size, stride, padding, ceil_mode, channels_last, out
         )
 
     name = f"stochastic_pool{dims}d_inference_backward"
@@ -640,9 +671,13 @@ def _make_global_avg_pool(dims: int) -> Callable:
 
 def _make_global_avg_pool_backward(dims: int) -> Callable:
     def global_avg_pool_backward(
-        grad_output: np.ndarray, input_shape: Sequence[int], *, channels_last: bool = False
+        grad_output: np.ndarray,
+        input_shape: Sequence[int],
+        *,
+        channels_last: bool = False,
+        out: Optional[np.ndarray] = None,
     ) -> np.ndarray:
-        return _global_avg_pool_backward(dims, grad_output, input_shape, channels_last)
+        return _global_avg_pool_backward(dims, grad_output, input_shape, channels_last, out)
 
     return _named(global_avg_pool_backward, f"global_avg_pool{dims}d_backward", _docs.global_pool_backward_doc(dims, "avg"))
 
@@ -656,9 +691,14 @@ def _make_global_max_pool(dims: int) -> Callable:
 
 def _make_global_max_pool_backward(dims: int) -> Callable:
     def global_max_pool_backward(
-        grad_output: np.ndarray, indices: np.ndarray, input_shape: Sequence[int], *, channels_last: bool = False
+        grad_output: np.ndarray,
+        indices: np.ndarray,
+        input_shape: Sequence[int],
+        *,
+        channels_last: bool = False,
+        out: Optional[np.ndarray] = None,
     ) -> np.ndarray:
-        return _global_max_pool_backward(dims, grad_output, indices, input_shape, channels_last)
+        return _global_max_pool_backward(dims, grad_output, indices, input_shape, channels_last, out)
 
     return _named(global_max_pool_backward, f"global_max_pool{dims}d_backward", _docs.global_pool_backward_doc(dims, "max"))
 
@@ -676,9 +716,13 @@ def _make_adaptive_pool(dims: int, kind: str) -> Callable:
 
 def _make_adaptive_avg_pool_backward(dims: int) -> Callable:
     def adaptive_avg_pool_backward(
-        grad_output: np.ndarray, input_shape: Sequence[int], *, channels_last: bool = False
+        grad_output: np.ndarray,
+        input_shape: Sequence[int],
+        *,
+        channels_last: bool = False,
+        out: Optional[np.ndarray] = None,
     ) -> np.ndarray:
-        return _adaptive_avg_pool_backward(dims, grad_output, input_shape, channels_last)
+        return _adaptive_avg_pool_backward(dims, grad_output, input_shape, channels_last, out)
 
     name = f"adaptive_avg_pool{dims}d_backward"
     return _named(adaptive_avg_pool_backward, name, _docs.adaptive_avg_pool_backward_doc(dims))
@@ -686,10 +730,15 @@ def _make_adaptive_avg_pool_backward(dims: int) -> Callable:
 
 def _make_adaptive_max_pool_backward(dims: int) -> Callable:
     def adaptive_max_pool_backward(
-        grad_output: np.ndarray, indices: np.ndarray, input_shape: Sequence[int], *, channels_last: bool = False
+        grad_output: np.ndarray,
+        indices: np.ndarray,
+        input_shape: Sequence[int],
+        *,
+        channels_last: bool = False,
+        out: Optional[np.ndarray] = None,
     ) -> np.ndarray:
         op = f"adaptive_max_pool{dims}d_backward"
-        return _routed_backward(op, dims, grad_output, indices, input_shape, channels_last)
+        return _routed_backward(op, dims, grad_output, indices, input_shape, channels_last, out)
 
     name = f"adaptive_max_pool{dims}d_backward"
     return _named(adaptive_max_pool_backward, name, _docs.max_pool_backward_doc(dims).replace("max_pool", "adaptive_max_pool"))
