@@ -9,6 +9,13 @@ channels_last : bool, default False
     Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
     (N, C, *spatial) / (C, *spatial); outputs use the same layout."""
 
+_BACKWARD_OUT_DOC = """\
+out : numpy.ndarray, optional
+    Preallocated gradient of shape {shape} and ``grad_output``'s dtype, in any
+    memory layout (strided views too), sharing no element with {read};
+    written and returned as given. Reusing one buffer across training steps
+    saves a fresh input-sized allocation (and its page faults) per call."""
+
 _WINDOW_DOC = """\
 kernel_size : int or tuple of {dims} ints
     Window size.
@@ -79,6 +86,7 @@ indices : numpy.ndarray
 input_shape : tuple of int
     Shape of the forward input.
 {_LAYOUT_DOC}
+{_BACKWARD_OUT_DOC.format(shape="``input_shape``", read="``grad_output`` or ``indices``")}
 
 Returns
 -------
@@ -153,6 +161,7 @@ input_shape : tuple of int
 kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
     As given to ``avg_pool{dims}d``.
 {_LAYOUT_DOC}
+{_BACKWARD_OUT_DOC.format(shape="``input_shape``", read="``grad_output``")}
 
 Returns
 -------
@@ -238,6 +247,7 @@ indices : numpy.ndarray
 input_shape : tuple of int
     Shape of the forward input.
 {_LAYOUT_DOC}
+{_BACKWARD_OUT_DOC.format(shape="``input_shape``", read="``grad_output`` or ``indices``")}
 
 Returns
 -------
@@ -278,6 +288,7 @@ x : numpy.ndarray
 kernel_size, stride, padding, ceil_mode
     As given to ``stochastic_pool{dims}d``.
 {_LAYOUT_DOC}
+{_BACKWARD_OUT_DOC.format(shape="``x.shape``", read="``grad_output`` or ``x``")}
 
 Returns
 -------
@@ -335,6 +346,7 @@ array({example})
 def global_pool_backward_doc(dims: int, kind: str) -> str:
     route = "spread evenly over its plane" if kind == "avg" else "sent to the plane's maximum"
     indices = "" if kind == "avg" else "\nindices : numpy.ndarray\n    The indices the forward call returned."
+    read = "``grad_output``" if kind == "avg" else "``grad_output`` or ``indices``"
     return f"""Gradient of ``global_{kind}_pool{dims}d``: each output gradient {route}.
 
 Parameters
@@ -344,6 +356,7 @@ grad_output : numpy.ndarray
 input_shape : tuple of int
     Shape of the forward input.
 {_LAYOUT_DOC}
+{_BACKWARD_OUT_DOC.format(shape="``input_shape``", read=read)}
 
 Returns
 -------
@@ -407,6 +420,7 @@ grad_output : numpy.ndarray
 input_shape : tuple of int
     Shape of the forward input.
 {_LAYOUT_DOC}
+{_BACKWARD_OUT_DOC.format(shape="``input_shape``", read="``grad_output``")}
 
 Returns
 -------
