@@ -5,7 +5,13 @@
     numba-pool bench --ops max_forward avg_backward --layout nhwc --json out.json
 
 Every case is timed interleaved (ours, torch, numpy, ours, torch, ...), and the
-median of the repeats after a warm-up call is reported. The memory floor of a
+median of the repeats after a warm-up call is reported. Where scikit-image or
+SciPy is installed, the table also times what a NumPy user would pick instead,
+on the cases those libraries express exactly (``skimage.measure.block_reduce``
+for non-overlapping max/mean windows; ``scipy.ndimage.maximum_filter`` /
+``uniform_filter`` sampled every ``stride``-th pixel for any window): each
+peer's result is checked against numba_pool's before it is timed, and a peer
+that disagrees is left out of the row (``excluded`` in the JSON). The memory floor of a
 case is bytes read / read bandwidth + bytes written / write bandwidth, with
 both bandwidths measured in this run by trivial parallel streaming kernels.
 Read the ratios: absolute times on a shared machine are noise.
@@ -35,6 +41,14 @@ try:
     import torch.nn.functional as F
 except ImportError:  # the comparison with PyTorch is optional
     torch = None
+try:  # NumPy-world peers: optional columns of the table
+    from skimage.measure import block_reduce
+except ImportError:
+    block_reduce = None
+try:
+    from scipy import ndimage
+except ImportError:
+    ndimage = None
 
 LARGE_SHAPES = [(64, 256, 28, 28), (32, 64, 112, 112)]
 QUICK_SHAPES = [(8, 32, 28, 28)]
@@ -45,6 +59,7 @@ OPS = [
     "global_avg_forward", "global_avg_backward", "stochastic_forward_indices",
 ]
 WINDOWLESS_OPS = {"global_avg_forward", "global_avg_backward"}
+PEERS = ("skimage", "scipy")  # NumPy-world peers, columns when installed
 
 
 # --------------------------------------------------------------------------- memory bandwidth
@@ -96,6 +111,7 @@ class Case:
     bytes_read: int = 0
     bytes_written: int = 0
     functions: dict = field(default_factory=dict, repr=False)
+    excluded: dict = field(default_factory=dict)  # peer name -> why it is not timed
 
     @property
     def label(self) -> str:
@@ -105,6 +121,93 @@ class Case:
 
 def _numpy_windows(x_nchw: np.ndarray, kernel: int, stride: int) -> np.ndarray:
     return sliding_window_view(x_nchw, (kernel, kernel), axis=(2, 3))[:, :, ::stride, ::stride]
+
+
+# --------------------------------------------------------------------------- NumPy-world peers
+
+
+def _spatial_axes(channels_last: bool) -> tuple:
+    return (1, 2) if channels_last else (2, 3)
+
+
+def block_reduce_pool2d(x: np.ndarray, kernel: int, reducer: Callable, channels_last: bool = False) -> np.ndarray:
+    """k x k pooling with stride k and no padding by ``skimage.measure.block_reduce``.
+
+    block_reduce pads a partial block at the end with a constant; pooling drops it
+    (floor mode), so the input is first cut to the whole blocks.
+    """
+    covered, block = [slice(None)] * x.ndim, [1] * x.ndim
+    for axis in _spatial_axes(channels_last):
+        covered[axis] = slice(0, x.shape[axis] // kernel * kernel)
+        block[axis] = kernel
+    return block_reduce(x[tuple(covered)], tuple(block), reducer)
+
+
+def filter_pool2d(x: np.ndarray, kernel: int, stride: int, window_filter: Callable, channels_last: bool = False) -> np.ndarray:
+    """Pooling without padding by a full-resolution ``scipy.ndimage`` filter sampled every stride-th pixel.
+
+    With origin 0 the filter's window at pixel j covers j - kernel // 2 ... j - kernel // 2 + kernel - 1,
+    so pooling window i (starting at i * stride) is the filter's value at i * stride + kernel // 2.
+    Those windows lie inside the input, so the filter's border mode never matters.
+    """
+    size, picked = [1] * x.ndim, [slice(None)] * x.ndim
+    for axis in _spatial_axes(channels_last):
+        pooled_length = (x.shape[axis] - kernel) // stride + 1
+        first = kernel // 2
+        size[axis] = kernel
+        picked[axis] = slice(first, first + (pooled_length - 1) * stride + 1, stride)
+    return window_filter(x, size=tuple(size))[tuple(picked)]
+
+
+def _peer_functions(op: str, x: np.ndarray, kernel: int, stride: int, channels_last: bool) -> dict:
+    """The installed NumPy-world peers that can express ``op`` (forward max/avg pooling, no padding)."""
+    reducers = {"max_forward": (np.max, "maximum_filter"), "avg_forward": (np.mean, "uniform_filter")}
+    if op not in reducers:
+        return {}
+    reducer, filter_name = reducers[op]
+    peers = {}
+    if block_reduce is not None and kernel == stride:  # block_reduce has no overlapping windows
+        peers["skimage"] = lambda: block_reduce_pool2d(x, kernel, reducer, channels_last)
+    if ndimage is not None:
+        window_filter = getattr(ndimage, filter_name)
+        peers["scipy"] = lambda: filter_pool2d(x, kernel, stride, window_filter, channels_last)
+    return peers
+
+
+def same_pooled_values(op: str, peer_result: np.ndarray, ours: np.ndarray) -> bool:
+    """Whether a peer computed the same pooling: max exactly, averages to float32 rounding.
+
+    The peers sum in other orders (uniform_filter runs one axis at a time and rounds to
+    the input's dtype in between), so averages agree to a few units in the last place.
+    """
+    if peer_result.shape != ours.shape or peer_result.dtype != ours.dtype:
+        return False
+    if op == "max_forward":
+        return bool(np.array_equal(peer_result, ours, equal_nan=True))
+    resolution = np.finfo(ours.dtype).resolution
+    return bool(np.allclose(peer_result, ours, rtol=10 * resolution, atol=10 * resolution, equal_nan=True))
+
+
+def _difference(result: np.ndarray, expected: np.ndarray) -> str:
+    if result.shape != expected.shape or result.dtype != expected.dtype:
+        return f"{result.shape} {result.dtype} instead of {expected.shape} {expected.dtype}"
+    return f"largest difference {np.nanmax(np.abs(result.astype(np.float64) - expected)):.3g}"
+
+
+def checked_peers(op: str, peers: dict, ours: Callable) -> tuple[dict, dict]:
+    """(peers that compute the same values as ``ours``, {name: why the others are left out})."""
+    if not peers:
+        return {}, {}
+    expected = ours()
+    agreeing, excluded = {}, {}
+    for name, function in peers.items():
+        result = np.asarray(function())
+        if same_pooled_values(op, result, expected):
+            agreeing[name] = function
+        else:
+            excluded[name] = f"{name} computed other values: {_difference(result, expected)}"
+            print(f"bench: {op}: {excluded[name]}; not timed", file=sys.stderr)
+    return agreeing, excluded
 
 
 def build_case(op: str, shape: tuple, kernel: int, stride: int, layout: str, dtype=np.float32) -> Case:
@@ -146,12 +249,14 @@ def build_case(op: str, shape: tuple, kernel: int, stride: int, layout: str, dty
     functions = {"numba_pool": ours[op]}
     if op in numpy_baseline:
         functions["numpy"] = numpy_baseline[op]
+    peers, excluded = checked_peers(op, _peer_functions(op, x, kernel, stride, channels_last), ours[op])
+    functions.update(peers)
     if torch is not None:
         torch_function = _torch_function(op, x_nchw, kernel, stride, channels_last)
         if torch_function is not None:
             functions["torch"] = torch_function
     read, written = traffic[op]
-    return Case(op, shape, kernel, stride, layout, np.dtype(dtype).name, read, written, functions)
+    return Case(op, shape, kernel, stride, layout, np.dtype(dtype).name, read, written, functions, excluded)
 
 
 def _torch_function(op: str, x_nchw: np.ndarray, kernel: int, stride: int, channels_last: bool) -> Optional[Callable]:
@@ -226,11 +331,17 @@ def run(ops, layouts, quick: bool, repeats: int, progress=None) -> dict:
         "versions": {
             "numba_pool": __version__, "numba": numba.__version__, "numpy": np.__version__,
             "torch": torch.__version__ if torch is not None else None, "python": platform.python_version(),
+            "scikit-image": _version_of("skimage") if block_reduce is not None else None,
+            "scipy": _version_of("scipy") if ndimage is not None else None,
         },
         "read_bandwidth_gbs": read_bandwidth / 1e9,
         "write_bandwidth_gbs": write_bandwidth / 1e9,
         "rows": rows,
     }
+
+
+def _version_of(module_name: str) -> str:
+    return sys.modules[module_name].__version__
 
 
 def format_table(result: dict) -> str:
@@ -240,17 +351,22 @@ def format_table(result: dict) -> str:
     def ratio(a, b):
         return f" {a / b:7.3g}" if a is not None and b else f"{'-':>8}"
 
+    # The NumPy-world peers get a column only when some row timed them (they are optional installs).
+    peers = [name for name in PEERS if any(name in row["seconds"] for row in result["rows"])]
     lines = [
         f"threads {result['threads']} ({result['threading_layer']}), read {result['read_bandwidth_gbs']:.1f} GB/s, "
         f"write {result['write_bandwidth_gbs']:.1f} GB/s; times in ms, medians",
-        f"{'case':<34}{'op':<28}{'ours':>9}{'torch':>9}{'numpy':>9}{'floor':>9}{'/torch':>8}{'/floor':>8}",
+        f"{'case':<34}{'op':<28}{'ours':>9}{'torch':>9}{'numpy':>9}"
+        + "".join(f"{name:>9}" for name in peers)
+        + f"{'floor':>9}{'/torch':>8}{'/floor':>8}",
     ]
     for row in result["rows"]:
         seconds = row["seconds"]
         ours, theirs, numpy_time = seconds["numba_pool"], seconds.get("torch"), seconds.get("numpy")
         lines.append(
-            f"{row['label']:<34}{row['op']:<28}{ms(ours)}{ms(theirs)}{ms(numpy_time)}{ms(row['floor_seconds'])}"
-            f"{ratio(ours, theirs)}{ratio(ours, row['floor_seconds'])}"
+            f"{row['label']:<34}{row['op']:<28}{ms(ours)}{ms(theirs)}{ms(numpy_time)}"
+            + "".join(ms(seconds.get(name)) for name in peers)
+            + f"{ms(row['floor_seconds'])}{ratio(ours, theirs)}{ratio(ours, row['floor_seconds'])}"
         )
     return "\n".join(lines)
 
