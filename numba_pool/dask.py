@@ -29,14 +29,18 @@ serialised; the ``omp`` and ``tbb`` layers run them concurrently.
 from __future__ import annotations
 
 import inspect
+import itertools
 import math
+import operator
 import re
 from dataclasses import replace
+from functools import partial
 from typing import Callable
 
 import dask.array as da
 import numpy as np
-from dask import delayed
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 
 from . import _rng, _spec, cpu, functional
 
@@ -71,7 +75,7 @@ def call(name: str, function: Callable, args: tuple, kwargs: dict):
     if base in _WINDOW_FORWARDS and suffix == "":
         result = _window_forward(name, base, dims, function, options, channel_axis)
     else:
-        result = _on_whole_planes(function, options, channel_axis)
+        result = _on_whole_planes(name, function, options, channel_axis)
     if batched:
         return result
     return tuple(r[0] for r in result) if isinstance(result, tuple) else result[0]
@@ -104,43 +108,121 @@ def _add_batch_axis(options: dict, dims: int) -> None:
         options["output_size"] = (1, *size)
 
 
-# --------------------------------------------------------------------------- running blocks in worker threads
+# --------------------------------------------------------------------------- building the graph
+#
+# Each op adds one graph layer with one task per output block (plus one small layer per output when a
+# call returns several arrays). A task names the input chunks it reads by their keys, so building the
+# graph is a loop over the output blocks with a few tuple operations each: no dask collection is
+# sliced, wrapped in delayed() or concatenated per block (each of those walks the whole graph built so
+# far, which made building quadratic in the number of chunks).
 
 
-def _run_in_worker(function: Callable, *args, **kwargs):
-    """Call ``function`` in a dask worker thread; the CPU kernels serialise themselves where Numba's
-    threading layer needs it (numba_pool._threading), so no lock here."""
-    return function(*args, **kwargs)
+def _lazy_outputs(op: str, token: str, tasks: dict, dependencies: list, outputs: list) -> tuple:
+    """Dask arrays for the outputs of ``tasks`` (one task per grid position, computing every output).
+
+    ``outputs`` holds one ``(chunks, dtype, block_index)`` per output, ``block_index`` mapping a grid
+    position to that output's block index.
+    """
+    blocks_name = f"{op}-{token}"
+    if len(outputs) == 1:
+        chunks, dtype, block_index = outputs[0]
+        layer = {(blocks_name, *block_index(position)): task for position, task in tasks.items()}
+        graph = HighLevelGraph.from_collections(blocks_name, layer, dependencies=dependencies)
+        return (da.Array(graph, blocks_name, chunks, meta=np.empty((0,) * len(chunks), dtype)),)
+    blocks_graph = HighLevelGraph.from_collections(
+        blocks_name, {(blocks_name, *position): task for position, task in tasks.items()}, dependencies=dependencies
+    )
+    results = []
+    for i, (chunks, dtype, block_index) in enumerate(outputs):
+        name = f"{op}-output{i}-{token}"
+        layer = {(name, *block_index(position)): (operator.getitem, (blocks_name, *position), i) for position in tasks}
+        graph = HighLevelGraph(
+            {**blocks_graph.layers, name: MaterializedLayer(layer)},
+            {**blocks_graph.dependencies, name: {blocks_name}},
+        )
+        results.append(da.Array(graph, name, chunks, meta=np.empty((0,) * len(chunks), dtype)))
+    return tuple(results)
+
+
+def _token(op: str, options: dict, arrays: dict) -> str:
+    """A deterministic name: the same call on the same arrays gives the same graph keys."""
+    constants = {k: v for k, v in options.items() if k not in arrays}
+    return tokenize(op, sorted(constants.items()), sorted((p, a.name) for p, a in arrays.items()))
+
+
+def _chunk_starts(chunks) -> np.ndarray:
+    return np.cumsum((0, *chunks))
+
+
+def _chunks_reading(starts: np.ndarray, low: int, high: int) -> tuple[range, slice]:
+    """The chunks that hold input [low, high) along one axis, and the range's slice of their concatenation."""
+    first = int(np.searchsorted(starts[1:], low, side="right"))  # the first chunk that ends after low
+    stop = max(first + 1, int(np.searchsorted(starts[:-1], high, side="left")))  # chunks that start before high
+    offset = int(starts[first])
+    return range(first, stop), slice(low - offset, high - offset)
+
+
+def _nested_keys(name: str, chunk_ranges: list[range]):
+    """Nested lists of chunk keys, one level per axis, as np.block takes them."""
+
+    def nest(axis, prefix):
+        if axis == len(chunk_ranges):
+            return (name, *prefix)
+        return [nest(axis + 1, (*prefix, i)) for i in chunk_ranges[axis]]
+
+    return nest(0, ())
+
+
+def _joined(pieces):
+    """np.block of nested lists of chunks, without a copy when there is only one chunk."""
+    single = pieces
+    while isinstance(single, list) and len(single) == 1:
+        single = single[0]
+    return np.block(pieces) if isinstance(single, list) else single
 
 
 # --------------------------------------------------------------------------- ops on whole planes
 
 
-def _on_whole_planes(function: Callable, options: dict, channel_axis: int):
+def _on_whole_planes(name: str, function: Callable, options: dict, channel_axis: int):
     """Blockwise over batch and channel chunks, with the spatial axes in one chunk."""
     arrays = {p: options[p] for p in _ARRAY_PARAMETERS if p in options}
     lead = arrays.get("x", arrays.get("grad_output"))
     batch_chunks, channel_chunks = lead.chunks[0], lead.chunks[channel_axis]
     arrays = {p: _whole_planes(a, batch_chunks, channel_chunks, channel_axis) for p, a in arrays.items()}
     templates = _output_templates(function, options, arrays)
-    grid = {}
+    constants = {p: v for p, v in options.items() if p not in arrays}
+    reshaped = isinstance(options.get("input_shape"), (tuple, list))
+    tasks = {}
     for b, (b0, b1) in enumerate(_bounds(batch_chunks)):
         for c, (c0, c1) in enumerate(_bounds(channel_chunks)):
-            block = dict(options)
-            for parameter, array in arrays.items():
-                block[parameter] = _take(array, channel_axis, (b0, b1), (c0, c1))
-            if isinstance(options.get("input_shape"), (tuple, list)):
-                block["input_shape"] = _resized(options["input_shape"], channel_axis, b1 - b0, c1 - c0)
-            outputs = delayed(_run_in_worker, pure=True)(function, **block)
-            grid[b, c] = [
-                _lazy(outputs, i, len(templates), _resized(t.shape, _output_channel_axis(t, channel_axis), b1 - b0, c1 - c0), t.dtype)
-                for i, t in enumerate(templates)
-            ]
-    results = tuple(
-        _assemble({key: pieces[i] for key, pieces in grid.items()}, templates[i].ndim, _output_channel_axis(templates[i], channel_axis))
-        for i in range(len(templates))
-    )
+            block_constants = constants
+            if reshaped:
+                block_constants = dict(constants, input_shape=_resized(options["input_shape"], channel_axis, b1 - b0, c1 - c0))
+            keys = [(a.name, *_plane_index(a.ndim, channel_axis, (b, c))) for a in arrays.values()]
+            tasks[b, c] = (partial(_call_on_planes, function, block_constants, tuple(arrays)), *keys)
+    outputs = []
+    for template in templates:
+        axis = _output_channel_axis(template, channel_axis)
+        chunks = tuple(
+            batch_chunks if i == 0 else channel_chunks if i == axis else (length,) for i, length in enumerate(template.shape)
+        )
+        outputs.append((chunks, template.dtype, partial(_plane_index, template.ndim, axis)))
+    results = _lazy_outputs(name, _token(name, options, arrays), tasks, list(arrays.values()), outputs)
     return results if len(results) > 1 else results[0]
+
+
+def _plane_index(ndim: int, channel_axis: int, position: tuple[int, int]) -> tuple[int, ...]:
+    """The block index of (batch block, channel block) ``position`` in an array whose planes are whole."""
+    index = [0] * ndim
+    index[0], index[channel_axis % ndim] = position
+    return tuple(index)
+
+
+def _call_on_planes(function: Callable, constants: dict, parameters: tuple, *blocks):
+    """One block of a whole-plane op, run in a dask worker; the CPU kernels serialise themselves where
+    Numba's threading layer needs it (numba_pool._threading), so no lock here."""
+    return function(**constants, **dict(zip(parameters, blocks)))
 
 
 def _whole_planes(array, batch_chunks, channel_chunks, channel_axis):
@@ -188,23 +270,48 @@ def _window_forward(name: str, base: str, dims: int, function: Callable, options
     if base == "avg_pool":
         divisor = _spec.optional_nonzero_int(options["divisor_override"], "divisor_override", name)
         scales = _spec.avg_scales(plan, options["count_include_pad"], divisor)
+    block_options = {key: options.get(key) for key in ("return_indices", "seed", "training")}
     spatial_axes = [a % x.ndim for a in range(2, 2 + dims)] if channel_axis == 1 else list(range(1, 1 + dims))
-    output_ranges = [_output_blocks(x.chunks[axis], plan, i) for i, axis in enumerate(spatial_axes)]
-    grid = {}
+    axes = [0, channel_axis % x.ndim, *spatial_axes]  # grid position i -> array axis
+    per_axis = [_spatial_reads(x.chunks[axis], plan, i) for i, axis in enumerate(spatial_axes)]
+    tasks = {}
     for b, (b0, b1) in enumerate(_bounds(x.chunks[0])):
         for c, (c0, c1) in enumerate(_bounds(x.chunks[channel_axis])):
-            for position in np.ndindex(*(len(r) for r in output_ranges)):
-                blocks = [output_ranges[i][j] for i, j in enumerate(position)]
-                window = _Window(plan, (b0, c0), blocks, (b1 - b0, c1 - c0))
-                region = _take(x, channel_axis, (b0, b1), (c0, c1), dict(zip(spatial_axes, window.input_ranges)))
-                outputs = delayed(_run_in_worker, pure=True)(
-                    _window_block, base, region, window, options, scales
-                )
-                shape = plan.layout.join(b1 - b0, c1 - c0, window.output_sizes)
-                grid[(b, c, *position)] = [_lazy(outputs, i, len(templates), shape, t.dtype) for i, t in enumerate(templates)]
-    axes = [0, channel_axis % x.ndim, *spatial_axes]
-    results = tuple(_assemble_window(grid, i, axes, x.ndim) for i in range(len(templates)))
+            for position in itertools.product(*(range(len(reads)) for reads in per_axis)):
+                reads = [per_axis[i][j] for i, j in enumerate(position)]
+                window = _Window(plan, (b0, c0), [output for output, _, _ in reads], (b1 - b0, c1 - c0))
+                chunk_ranges, local_index = [None] * x.ndim, [slice(None)] * x.ndim
+                chunk_ranges[0], chunk_ranges[axes[1]] = range(b, b + 1), range(c, c + 1)
+                for axis, (_, chunk_range, part) in zip(spatial_axes, reads):
+                    chunk_ranges[axis], local_index[axis] = chunk_range, part
+                block_scales = None if scales is None else tuple(s[part] for s, part in zip(scales, window.canonical_slices()))
+                task = partial(_window_task, base, window, block_options, block_scales, tuple(local_index))
+                tasks[(b, c, *position)] = (task, _nested_keys(x.name, chunk_ranges))
+    chunks = [None] * x.ndim
+    chunks[0], chunks[axes[1]] = x.chunks[0], x.chunks[axes[1]]
+    for axis, reads in zip(spatial_axes, per_axis):
+        chunks[axis] = tuple(stop - first for (first, stop), _, _ in reads)
+
+    def block_index(position):
+        index = [0] * x.ndim
+        for axis, i in zip(axes, position):
+            index[axis] = i
+        return tuple(index)
+
+    outputs = [(tuple(chunks), template.dtype, block_index) for template in templates]
+    results = _lazy_outputs(name, _token(name, options, {"x": x}), tasks, [x], outputs)
     return results if len(results) > 1 else results[0]
+
+
+def _spatial_reads(input_chunks, plan, axis: int) -> list[tuple[tuple[int, int], range, slice]]:
+    """Per output block along a spatial axis: its output range, the input chunks its windows read and
+    the part of those chunks' concatenation they read."""
+    starts = _chunk_starts(input_chunks)
+    reads = []
+    for first, stop in _output_blocks(input_chunks, plan, axis):
+        low, high, _ = _input_range(plan, axis, first, stop)
+        reads.append(((first, stop), *_chunks_reading(starts, low, high)))
+    return reads
 
 
 def _output_blocks(input_chunks, plan, axis: int) -> list[tuple[int, int]]:
@@ -216,6 +323,14 @@ def _output_blocks(input_chunks, plan, axis: int) -> list[tuple[int, int]]:
     return list(zip(cuts[:-1], cuts[1:]))
 
 
+def _input_range(plan, axis: int, first: int, stop: int) -> tuple[int, int, int]:
+    """The input [low, high) that outputs [first, stop) read along ``axis``, and where their first
+    window starts (before ``low`` when it starts in the padding)."""
+    k, s, p, d = plan.kernel_size[axis], plan.stride[axis], plan.padding[axis], plan.dilation[axis]
+    start = first * s - p
+    return max(0, start), min(plan.input_spatial[axis], (stop - 1) * s - p + d * (k - 1) + 1), start
+
+
 class _Window:
     """One output block of a sliding-window pooling: its outputs, the input region they read, its plan."""
 
@@ -224,11 +339,8 @@ class _Window:
         self.output_sizes = tuple(b - a for a, b in output_ranges)
         self.input_ranges = []
         local_padding = []
-        for (first, stop), length, k, s, p, d in zip(
-            output_ranges, plan.input_spatial, plan.kernel_size, plan.stride, plan.padding, plan.dilation
-        ):
-            start = first * s - p  # where the block's first window starts in the whole input
-            low, high = max(0, start), min(length, (stop - 1) * s - p + d * (k - 1) + 1)
+        for axis, (first, stop) in enumerate(output_ranges):
+            low, high, start = _input_range(plan, axis, first, stop)
             self.input_ranges.append((low, high))
             local_padding.append(low - start)  # only the whole input's left edge pads a block
         self.plan = replace(
@@ -256,12 +368,17 @@ class _Window:
         return np.ravel_multi_index(shifted, self.whole_input_spatial).astype(np.int64)
 
 
+def _window_task(base: str, window: _Window, options: dict, scales, local_index: tuple, pieces):
+    """One output block, run in a dask worker: join the input chunks its windows read, then pool."""
+    return _window_block(base, _joined(pieces)[local_index], window, options, scales)
+
+
 def _window_block(base: str, region: np.ndarray, window: _Window, options: dict, scales):
-    """One output block, computed from its input region with the whole array's window geometry."""
+    """One output block, computed from its input region with the whole array's window geometry
+    (``scales``: the average's per-axis scales for this block's outputs)."""
     op = f"{base}{window.plan.layout.dims}d"
     if base == "avg_pool":
-        block_scales = tuple(scale[part] for scale, part in zip(scales, window.canonical_slices()))
-        return functional._run_avg_pool(cpu, op, region, window.plan, block_scales)
+        return functional._run_avg_pool(cpu, op, region, window.plan, scales)
     if base == "max_pool":
         result = functional._run_max_pool(cpu, op, region, window.plan, options["return_indices"])
     else:
@@ -275,7 +392,7 @@ def _window_block(base: str, region: np.ndarray, window: _Window, options: dict,
     return result
 
 
-# --------------------------------------------------------------------------- assembling blocks
+# --------------------------------------------------------------------------- block geometry
 
 
 def _bounds(chunks) -> list[tuple[int, int]]:
@@ -283,59 +400,10 @@ def _bounds(chunks) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
 
 
-def _take(array, channel_axis: int, batch_range, channel_range, spatial_ranges=None):
-    index = [slice(None)] * array.ndim
-    index[0] = slice(*batch_range)
-    index[channel_axis] = slice(*channel_range)
-    for axis, span in (spatial_ranges or {}).items():
-        index[axis] = slice(*span)
-    return array[tuple(index)]
-
-
 def _resized(shape, channel_axis: int, batch: int, channels: int) -> tuple[int, ...]:
     shape = list(shape)
     shape[0], shape[channel_axis] = batch, channels
     return tuple(shape)
-
-
-def _lazy(outputs, index: int, count: int, shape, dtype):
-    """A dask array for output ``index`` of a delayed call (which returns a tuple when ``count`` > 1)."""
-    value = outputs[index] if count > 1 else outputs
-    return da.from_delayed(value, shape=tuple(shape), dtype=dtype)
-
-
-def _assemble(pieces: dict, ndim: int, channel_axis: int):
-    """da.block over a (batch, channel) grid of blocks."""
-    batches = 1 + max(b for b, _ in pieces)
-    channels = 1 + max(c for _, c in pieces)
-
-    def nest(b, c, axis):
-        if axis == ndim:
-            return pieces[b, c]
-        if axis == 0:
-            return [nest(i, c, 1) for i in range(batches)]
-        if axis == channel_axis:
-            return [nest(b, i, axis + 1) for i in range(channels)]
-        return [nest(b, c, axis + 1)]
-
-    return da.block(nest(0, 0, 0))
-
-
-def _assemble_window(grid: dict, output: int, axes: list[int], ndim: int):
-    """da.block over the (batch, channel, spatial blocks...) grid of a sliding-window pooling."""
-    counts = [1 + max(key[i] for key in grid) for i in range(len(axes))]
-    order = {axis: i for i, axis in enumerate(axes)}  # array axis -> position in the grid key
-
-    def nest(key, axis):
-        if axis == ndim:
-            return grid[tuple(key)][output]
-        nested = []
-        for i in range(counts[order[axis]]):
-            key[order[axis]] = i
-            nested.append(nest(key, axis + 1))
-        return nested
-
-    return da.block(nest([0] * len(axes), 0))
 
 
 # --------------------------------------------------------------------------- multiscale pyramids
