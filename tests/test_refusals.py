@@ -5,6 +5,8 @@ only interleaves with x) accepted."""
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -152,3 +154,22 @@ def test_layer_backward_needs_the_forward_output_shape(layer, x):
     with pytest.raises(ValueError, match=f"{type(layer).__name__}.backward: grad_output must have the shape"):
         layer.backward(wrong)
     assert layer.backward(np.ones_like(y)).shape == x.shape
+
+
+def test_kernels_with_windows_far_larger_than_the_input_finish():
+    """Kernel loops run over the taps that meet the input, never over the whole (here 2**40) window.
+
+    In a subprocess with a timeout, so that a regression fails instead of hanging the suite.
+    """
+    script = """
+import numpy as np, numba_pool as nb
+x = np.arange(1.0, 5.0).reshape(1, 1, 4)
+nhwc = np.ones((1, 4, 4, 3))
+k, p = 2**40, 2**39
+assert nb.max_pool1d(x, k, padding=p, return_indices=True)[0][0, 0, 0] == 4.0
+assert nb.avg_pool1d(x, k, padding=p)[0, 0, 0] == 10.0 / k
+assert nb.stochastic_pool1d(x, k, padding=p, training=False)[0, 0, 0] == 3.0
+assert (nb.max_pool2d(nhwc, k, padding=p, channels_last=True) == 1.0).all()
+assert (nb.avg_pool2d(nhwc, k, padding=p, channels_last=True) == 16.0 / k**2).all()
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=600)

@@ -15,6 +15,8 @@ from ._common import KERNEL_OPTIONS, interior_windows, next_row, unravel_row, wi
 @njit(inline="always", cache=True)
 def _sum_interior(columns, sums, first, stop, kernel, stride, offset):
     """Window sums over the column sums for windows first..stop-1 (wholly inside), tap by tap (vectorised)."""
+    if first >= stop:  # no interior window (a kernel wider than the input): skip the tap loop, O(kernel)
+        return
     for ow in range(first, stop):
         sums[ow] = columns[ow * stride + offset]
     for k in range(1, kernel):

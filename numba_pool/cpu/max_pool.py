@@ -77,6 +77,8 @@ def _reduce_interior(best, keys, out_row, index_row, first, stop, kernel, stride
     rows, so the loops vectorise. Column maxima come from different rows, so
     ties and NaNs are decided by flat index (``beats_maximum``).
     """
+    if first >= stop:  # no interior window (a kernel wider than the input): skip the tap loop, O(kernel)
+        return
     for ow in range(first, stop):
         w = ow * stride + offset
         out_row[ow] = best[w]
