@@ -1,0 +1,164 @@
+"""out= on every backward function, and the layers' opt-in reuse of their gradient buffer.
+
+A backward pass with ``out`` must give exactly the fresh result whatever the
+memory of ``out`` (the kernel follows out's memory, and the sums run in the
+same order in every layout), write every element (``out`` starts as NaN),
+return ``out`` itself, and refuse an ``out`` it cannot use safely.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import numba_pool as nb
+from cases import strided_view
+
+BACKWARDS = ("max", "avg", "stochastic", "stochastic_inference", "global_avg", "global_max", "adaptive_avg", "adaptive_max")
+# How ``out`` is laid out in memory: the views of cases.py, plus the other memory format.
+OUT_VIEWS = ("contiguous", "step", "reversed", "fortran", "other_format")
+
+
+def _function(name: str, dims: int, suffix: str = "_backward"):
+    return getattr(nb, name.format(d=dims) + suffix)
+
+
+def backward_call(kind: str, dims: int, channels_last: bool, batched: bool, dtype=np.float32):
+    """(call, input shape): ``call(**options)`` runs ``kind``'s backward on fixed arguments from a real forward."""
+    rng = np.random.default_rng(dims * 10 + channels_last)
+    spatial = (7,) * dims if dims < 3 else (5,) * dims
+    shape = (2, *spatial, 3) if channels_last else (2, 3, *spatial)
+    x = rng.standard_normal(shape).astype(dtype)
+    x = x if batched else x[0]
+    layout = {"channels_last": channels_last}
+
+    def gradient_like(y):
+        return rng.standard_normal(np.shape(y)).astype(dtype)
+
+    if kind in ("max", "stochastic", "adaptive_max", "global_max"):
+        if kind == "max":
+            y, indices = nb.__dict__[f"max_pool{dims}d"](x, 3, 2, 1, return_indices=True, **layout)
+        elif kind == "stochastic":
+            y, indices = nb.__dict__[f"stochastic_pool{dims}d"](x, 2, seed=0, return_indices=True, **layout)
+        elif kind == "adaptive_max":
+            y, indices = nb.__dict__[f"adaptive_max_pool{dims}d"](x, 3, True, **layout)
+        else:
+            y, indices = nb.__dict__[f"global_max_pool{dims}d"](x, return_indices=True, **layout)
+        backward = _function(f"{kind}_pool{{d}}d", dims)
+        g = gradient_like(y)
+        return (lambda **options: backward(g, indices, x.shape, **layout, **options)), x.shape
+    if kind == "avg":
+        g = gradient_like(nb.__dict__[f"avg_pool{dims}d"](x, 3, 2, 1, **layout))
+        backward = _function("avg_pool{d}d", dims)
+        return (lambda **options: backward(g, x.shape, 3, 2, 1, **layout, **options)), x.shape
+    if kind == "stochastic_inference":
+        g = gradient_like(nb.__dict__[f"stochastic_pool{dims}d"](x, 2, training=False, **layout))
+        backward = _function("stochastic_pool{d}d", dims, "_inference_backward")
+        return (lambda **options: backward(g, x, 2, **layout, **options)), x.shape
+    forward = {"global_avg": lambda: nb.__dict__[f"global_avg_pool{dims}d"](x, **layout),
+               "adaptive_avg": lambda: nb.__dict__[f"adaptive_avg_pool{dims}d"](x, 3, **layout)}[kind]
+    g = gradient_like(forward())
+    backward = _function(f"{kind}_pool{{d}}d", dims)
+    return (lambda **options: backward(g, x.shape, **layout, **options)), x.shape
+
+
+def poisoned_out(shape, dtype, view: str, channels_last: bool, batched: bool) -> np.ndarray:
+    """A NaN-filled array of ``shape`` laid out as ``view`` says (NaN shows any element left unwritten)."""
+    if view != "other_format":
+        return strided_view(np.full(shape, np.nan, dtype), view)
+    # Channels-first memory behind a channels-last shape, and the other way round.
+    lead = 1 if batched else 0  # the batch axis stays in front
+    channel_axis, other_axis = (len(shape) - 1, lead) if channels_last else (lead, len(shape) - 1)
+    memory = np.full(np.moveaxis(np.empty(shape, dtype), channel_axis, other_axis).shape, np.nan, dtype)
+    return np.moveaxis(memory, other_axis, channel_axis)
+
+
+@pytest.mark.parametrize("kind", BACKWARDS)
+@pytest.mark.parametrize("dims", (1, 2, 3))
+def test_out_equals_the_fresh_result_in_every_memory_layout(kind, dims):
+    for channels_last in (False, True):
+        for batched in (True, False):
+            call, input_shape = backward_call(kind, dims, channels_last, batched)
+            fresh = call()
+            for view in OUT_VIEWS:
+                out = poisoned_out(input_shape, np.float32, view, channels_last, batched)
+                result = call(out=out)
+                assert result is out, (view, channels_last, batched)
+                np.testing.assert_array_equal(out, fresh, err_msg=f"{kind} {dims}d {view} cl={channels_last} batched={batched}")
+            again = call(out=out)  # a reused buffer holding the last gradient is overwritten, not added to
+            np.testing.assert_array_equal(again, fresh)
+
+
+def test_float64_out():
+    for kind in BACKWARDS:
+        call, input_shape = backward_call(kind, 2, False, True, dtype=np.float64)
+        out = np.full(input_shape, np.nan)
+        assert call(out=out) is out
+        np.testing.assert_array_equal(out, call())
+
+
+def test_out_of_the_wrong_shape_dtype_or_type_is_refused():
+    for kind in BACKWARDS:
+        call, input_shape = backward_call(kind, 2, False, True)
+        op = f"{kind.replace('stochastic_inference', 'stochastic')}_pool2d"
+        with pytest.raises(ValueError, match=rf"^{op}\w*backward: out must have shape {re.escape(str(input_shape))}"):
+            call(out=np.empty(input_shape[:-1] + (input_shape[-1] + 1,), np.float32))
+        with pytest.raises(TypeError, match=r"backward: out must have dtype float32 \(the dtype of grad_output\); got float64"):
+            call(out=np.empty(input_shape))
+        with pytest.raises(TypeError, match="backward: out must be a plain NumPy array or None; got list"):
+            call(out=np.zeros(input_shape, np.float32).tolist())
+
+
+def test_read_only_and_broadcast_out_are_refused():
+    call, input_shape = backward_call("avg", 2, True, True)
+    read_only = np.zeros(input_shape, np.float32)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="avg_pool2d_backward: out is read-only"):
+        call(out=read_only)
+    broadcast = np.lib.stride_tricks.as_strided(np.zeros(1, np.float32), input_shape, (0,) * len(input_shape))
+    with pytest.raises(ValueError, match="avg_pool2d_backward: out has elements that share memory"):
+        call(out=broadcast)
+    np.testing.assert_array_equal(read_only, 0)
+
+
+def test_out_sharing_memory_with_what_the_kernel_reads_is_refused():
+    # kernel 1, stride 1: grad_output has the input's shape, so it could be passed as out
+    x = np.random.default_rng(3).standard_normal((1, 2, 4, 4)).astype(np.float32)
+    y, indices = nb.max_pool2d(x, 1, return_indices=True)
+    g = np.ones_like(y)
+    with pytest.raises(ValueError, match="max_pool2d_backward: out must not share memory with grad_output"):
+        nb.max_pool2d_backward(g, indices, x.shape, out=g)
+    with pytest.raises(ValueError, match="avg_pool2d_backward: out must not share memory with grad_output"):
+        nb.avg_pool2d_backward(g, x.shape, 1, out=g[:, :, ::-1])
+    with pytest.raises(ValueError, match="stochastic_pool2d_inference_backward: out must not share memory with x"):
+        nb.stochastic_pool2d_inference_backward(g, x, 1, out=x)
+    as_floats = np.zeros(x.size, np.int64)  # indices whose memory out (float32) reinterprets
+    index_memory = as_floats.reshape(x.shape)
+    index_memory[...] = indices
+    with pytest.raises(ValueError, match="max_pool2d_backward: out must not share memory with indices"):
+        nb.max_pool2d_backward(g, index_memory, x.shape, out=as_floats.view(np.float32)[: x.size].reshape(x.shape))
+    np.testing.assert_array_equal(g, 1)  # nothing was written
+    assert np.array_equal(index_memory, indices)
+
+
+def test_out_interleaved_with_grad_output_but_not_overlapping_is_accepted():
+    x = np.random.default_rng(4).standard_normal((1, 1, 4, 4)).astype(np.float32)
+    y, indices = nb.max_pool2d(x, 1, return_indices=True)
+    buffer = np.zeros(2 * x.size, np.float32)
+    g = buffer[0::2].reshape(x.shape)
+    g[...] = np.arange(x.size).reshape(x.shape)
+    out = buffer[1::2].reshape(x.shape)
+    assert nb.max_pool2d_backward(g, indices, x.shape, out=out) is out
+    np.testing.assert_array_equal(out, nb.max_pool2d_backward(g.copy(), indices, x.shape))
+
+
+def test_dask_backward_refuses_out_and_runs_without_it():
+    da = pytest.importorskip("dask.array")
+    x = np.random.default_rng(5).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    g = da.from_array(np.ones((2, 3, 4, 4), np.float32), chunks=(1, 3, 4, 4))
+    expected = nb.avg_pool2d_backward(np.ones((2, 3, 4, 4), np.float32), x.shape, 2)
+    np.testing.assert_array_equal(nb.avg_pool2d_backward(g, x.shape, 2).compute(), expected)
+    with pytest.raises(TypeError, match="out= is not supported with dask arrays"):
+        nb.avg_pool2d_backward(g, x.shape, 2, out=np.empty(x.shape, np.float32))
