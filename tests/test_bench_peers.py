@@ -83,3 +83,59 @@ def test_peer_columns_appear_in_the_table_only_when_some_row_timed_them():
     result = dict(threads=2, threading_layer="omp", read_bandwidth_gbs=1.0, write_bandwidth_gbs=1.0, rows=[row])
     header = benchmark.format_table(result).splitlines()[1]
     assert "scipy" in header and "skimage" not in header
+
+
+# --------------------------------------------------------------------------- bench/models.py on its tiny stand-in
+
+
+def _models():
+    pytest.importorskip("torch", reason="bench/models.py needs torch")
+    from bench import models
+
+    return models
+
+
+def test_every_pooling_layer_is_swapped_for_the_numba_pool_module_with_the_same_parameters():
+    models = _models()
+    import numba_pool.torch as nt
+    from torch import nn
+
+    model = nn.Sequential(
+        nn.MaxPool2d(3, 2, 1, ceil_mode=True), nn.Sequential(nn.AvgPool2d(3, 2, 1, count_include_pad=False)),
+        nn.AdaptiveAvgPool2d((1, 1)), nn.AdaptiveAvgPool2d((7, None)), nn.MaxPool2d(2, return_indices=True),
+    )
+    assert models.swap_pooling(model) == ["0", "1.0", "2", "3"]
+    max_pool, avg_pool, global_pool, adaptive_pool = model[0], model[1][0], model[2], model[3]
+    assert isinstance(max_pool, nt.MaxPool2d) and (max_pool.layer.kernel_size, max_pool.layer.stride) == (3, 2)
+    assert max_pool.layer.padding == 1 and max_pool.layer.ceil_mode
+    assert isinstance(avg_pool, nt.AvgPool2d) and avg_pool.layer.count_include_pad is False
+    assert isinstance(global_pool, nt.GlobalAvgPool2d) and global_pool.layer.keepdims
+    assert isinstance(adaptive_pool, nt.AdaptiveAvgPool2d) and adaptive_pool.layer.output_size == (7, None)
+    assert isinstance(model[4], nn.MaxPool2d)  # (values, indices) output: left to PyTorch
+
+
+@pytest.mark.parametrize("memory_format", ["contiguous", "channels_last"])
+def test_the_tiny_model_run_reports_equal_outputs_and_gradients_and_times_every_layer(memory_format):
+    models = _models()
+    result = models.run_model("tiny", memory_format, batch=1, size=12, repeats=1, source="builtin")
+    assert result["swapped"] == ["2", "5", "6"]
+    assert [d["tensor"] for d in result["differences"]][:2] == ["output", "grad input"]
+    assert all(d["equal_to_rounding"] for d in result["differences"]), result["differences"]
+    assert [layer["layer"] for layer in result["layers"]] == ["2", "5", "6"]
+    assert result["layers"][0]["input_shape"] == [1, 8, 12, 12]
+    assert result["layers"][0]["channels_last"] == (memory_format == "channels_last")
+    assert set(result["seconds"]) == {"numba_pool", "torch"}
+    assert "tiny (built-in)" in models.format_result(result)
+
+
+def test_a_model_that_computes_something_else_is_reported_different():
+    models = _models()
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    reference = nn.Sequential(nn.Conv2d(3, 4, 3), nn.MaxPool2d(2))
+    other = nn.Sequential(reference[0], nn.AvgPool2d(2))
+    x = torch.randn(1, 3, 8, 8)
+    differences = models.compare_models(other, reference, x, torch.ones(1, 4, 3, 3))
+    assert not differences[0].equal_to_rounding and not differences[1].equal_to_rounding
