@@ -8,6 +8,15 @@ Each layer holds its parameters, remembers in ``forward`` what its
 >>> y = pool(np.arange(16.0).reshape(1, 1, 4, 4))
 >>> pool.backward(np.ones_like(y))[0, 0, 1]
 array([0., 1., 0., 1.])
+
+Every layer takes ``reuse_buffers=False``. With ``True``, ``backward`` writes
+into the array it returned last time (as ``out=``) when the new gradient has
+the same shape, dtype and memory layout, so a training loop stops paying for a
+fresh input-sized array (and its page faults) each step. The price: the
+previous gradient is overwritten, so a caller that keeps it must copy it.
+It is opt-in because the layer cannot tell whether the caller still holds
+that array (a reference count cannot: a loop's own variable still holds the
+last gradient when the next backward runs).
 """
 
 from __future__ import annotations
@@ -26,9 +35,12 @@ class _PoolLayer:
 
     dims: int  # set by each concrete class
 
-    def __init__(self, channels_last: bool = False) -> None:
+    def __init__(self, channels_last: bool = False, reuse_buffers: bool = False) -> None:
         self.channels_last = channels_last
+        self.reuse_buffers = _spec.check_flag(reuse_buffers, "reuse_buffers", type(self).__name__)
         self._saved: Optional[dict] = None
+        # (what the latest backward's result depended on, that result), kept when reuse_buffers.
+        self._gradient_buffer: Optional[tuple] = None
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.forward(x)
@@ -42,6 +54,26 @@ class _PoolLayer:
 
     def _function(self, name: str):
         return getattr(functional, name.format(d=self.dims))
+
+    def _run_backward(self, backward, grad_output, *arguments, memory_source=None):
+        """``backward(grad_output, *arguments)`` in this layer's layout, into the last gradient array when allowed.
+
+        A fresh gradient's shape, dtype and memory follow ``arguments`` (the input shape or
+        x), grad_output, and ``memory_source`` (x, for the stochastic inference gradient);
+        the last array is reused only when all of these are as they were for it.
+        """
+        if not self.reuse_buffers or type(grad_output) is not np.ndarray:
+            return backward(grad_output, *arguments, channels_last=self.channels_last)
+        key = (backward, self.channels_last, *map(_layout_key, (grad_output, memory_source, *arguments)))
+        out = None
+        if self._gradient_buffer is not None and self._gradient_buffer[0] == key:
+            out = self._gradient_buffer[1]
+            # The caller passed (a view of) the last gradient back in: it cannot be overwritten while read.
+            if np.may_share_memory(out, grad_output) or np.may_share_memory(out, memory_source):
+                out = None
+        result = backward(grad_output, *arguments, channels_last=self.channels_last, out=out)
+        self._gradient_buffer = (key, result)
+        return result
 
     def _remember(self, output: np.ndarray, **saved) -> None:
         """Keep what backward needs, and the output's shape, which the gradient must have."""
@@ -63,6 +95,13 @@ class _PoolLayer:
         return f"{type(self).__name__}({settings})"
 
 
+def _layout_key(value):
+    """An array's shape, dtype and strides (what a fresh gradient can take from it); any other value itself."""
+    if isinstance(value, np.ndarray):
+        return (value.shape, value.dtype, value.strides)
+    return value
+
+
 class _RoutedPool(_PoolLayer):
     """Layers whose forward returns indices and whose backward sends each gradient there."""
 
@@ -78,9 +117,8 @@ class _RoutedPool(_PoolLayer):
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
         saved = self._recall(grad_output)
-        return self._function(self._backward_name)(
-            grad_output, saved["indices"], saved["input_shape"], channels_last=self.channels_last
-        )
+        backward = self._function(self._backward_name)
+        return self._run_backward(backward, grad_output, saved["indices"], saved["input_shape"])
 
 
 class _ShapePool(_PoolLayer):
@@ -99,7 +137,7 @@ class _ShapePool(_PoolLayer):
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
         input_shape = self._recall(grad_output)["input_shape"]
-        return self._function(self._backward_name)(grad_output, input_shape, channels_last=self.channels_last)
+        return self._run_backward(self._function(self._backward_name), grad_output, input_shape)
 
 
 class _MaxPool(_RoutedPool):
@@ -114,8 +152,9 @@ class _MaxPool(_RoutedPool):
         ceil_mode: bool = False,
         *,
         channels_last: bool = False,
+        reuse_buffers: bool = False,
     ) -> None:
-        super().__init__(channels_last)
+        super().__init__(channels_last, reuse_buffers)
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.dilation, self.ceil_mode = dilation, ceil_mode
 
@@ -137,8 +176,9 @@ class _AvgPool(_PoolLayer):
         divisor_override: Optional[int] = None,
         *,
         channels_last: bool = False,
+        reuse_buffers: bool = False,
     ) -> None:
-        super().__init__(channels_last)
+        super().__init__(channels_last, reuse_buffers)
         self.kernel_size, self.stride, self.padding, self.ceil_mode = kernel_size, stride, padding, ceil_mode
         self.count_include_pad, self.divisor_override = count_include_pad, divisor_override
 
@@ -152,9 +192,7 @@ class _AvgPool(_PoolLayer):
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
         input_shape = self._recall(grad_output)["input_shape"]
-        return self._function("avg_pool{d}d_backward")(
-            grad_output, input_shape, *self._window(), channels_last=self.channels_last
-        )
+        return self._run_backward(self._function("avg_pool{d}d_backward"), grad_output, input_shape, *self._window())
 
 
 class _StochasticPool(_PoolLayer):
@@ -174,8 +212,9 @@ class _StochasticPool(_PoolLayer):
         seed: Union[int, np.random.Generator, None] = None,
         *,
         channels_last: bool = False,
+        reuse_buffers: bool = False,
     ) -> None:
-        super().__init__(channels_last)
+        super().__init__(channels_last, reuse_buffers)
         self.kernel_size, self.stride, self.padding, self.ceil_mode = kernel_size, stride, padding, ceil_mode
         self.training = True
         self._generator = np.random.default_rng(seed)
@@ -206,19 +245,17 @@ class _StochasticPool(_PoolLayer):
         """Training: to the sampled elements. Eval: the exact gradient of the expected value."""
         saved = self._recall(grad_output)
         if saved["training"]:
-            return self._function("stochastic_pool{d}d_backward")(
-                grad_output, saved["indices"], saved["input_shape"], channels_last=self.channels_last
-            )
-        return self._function("stochastic_pool{d}d_inference_backward")(
-            grad_output, saved["x"], *self._window(), channels_last=self.channels_last
-        )
+            backward = self._function("stochastic_pool{d}d_backward")
+            return self._run_backward(backward, grad_output, saved["indices"], saved["input_shape"])
+        backward = self._function("stochastic_pool{d}d_inference_backward")
+        return self._run_backward(backward, grad_output, saved["x"], *self._window(), memory_source=saved["x"])
 
 
 class _GlobalAvgPool(_ShapePool):
     _forward_name, _backward_name = "global_avg_pool{d}d", "global_avg_pool{d}d_backward"
 
-    def __init__(self, keepdims: bool = False, *, channels_last: bool = False) -> None:
-        super().__init__(channels_last)
+    def __init__(self, keepdims: bool = False, *, channels_last: bool = False, reuse_buffers: bool = False) -> None:
+        super().__init__(channels_last, reuse_buffers)
         self.keepdims = keepdims
 
     def _arguments(self) -> tuple:
@@ -228,8 +265,8 @@ class _GlobalAvgPool(_ShapePool):
 class _GlobalMaxPool(_RoutedPool):
     _backward_name = "global_max_pool{d}d_backward"
 
-    def __init__(self, keepdims: bool = False, *, channels_last: bool = False) -> None:
-        super().__init__(channels_last)
+    def __init__(self, keepdims: bool = False, *, channels_last: bool = False, reuse_buffers: bool = False) -> None:
+        super().__init__(channels_last, reuse_buffers)
         self.keepdims = keepdims
 
     def _pool_with_indices(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -239,8 +276,8 @@ class _GlobalMaxPool(_RoutedPool):
 class _AdaptiveAvgPool(_ShapePool):
     _forward_name, _backward_name = "adaptive_avg_pool{d}d", "adaptive_avg_pool{d}d_backward"
 
-    def __init__(self, output_size, *, channels_last: bool = False) -> None:
-        super().__init__(channels_last)
+    def __init__(self, output_size, *, channels_last: bool = False, reuse_buffers: bool = False) -> None:
+        super().__init__(channels_last, reuse_buffers)
         self.output_size = output_size
 
     def _arguments(self) -> tuple:
@@ -250,8 +287,8 @@ class _AdaptiveAvgPool(_ShapePool):
 class _AdaptiveMaxPool(_RoutedPool):
     _backward_name = "adaptive_max_pool{d}d_backward"
 
-    def __init__(self, output_size, *, channels_last: bool = False) -> None:
-        super().__init__(channels_last)
+    def __init__(self, output_size, *, channels_last: bool = False, reuse_buffers: bool = False) -> None:
+        super().__init__(channels_last, reuse_buffers)
         self.output_size = output_size
 
     def _pool_with_indices(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -263,7 +300,9 @@ def _concrete(base: type, name: str, dims: int) -> type:
     function = name[0].lower() + "".join("_" + ch.lower() if ch.isupper() else ch for ch in name[1:-2])
     doc = (
         f"{dims}-D {name[:-2]} layer: ``forward(x)`` (or calling it) and ``backward(grad_output)``.\n\n"
-        f"Parameters are those of ``numba_pool.{function}{dims}d``; see its docstring.\n\n"
+        f"Parameters are those of ``numba_pool.{function}{dims}d``; see its docstring. With\n"
+        "``reuse_buffers=True`` (default False), ``backward`` writes into the gradient array it\n"
+        "returned last time when shape, dtype and memory layout allow: copy a gradient you keep.\n\n"
         + (base.__doc__ or "")
     )
     return type(name, (base,), {"dims": dims, "__doc__": doc, "__module__": __name__})

@@ -162,3 +162,74 @@ def test_dask_backward_refuses_out_and_runs_without_it():
     np.testing.assert_array_equal(nb.avg_pool2d_backward(g, x.shape, 2).compute(), expected)
     with pytest.raises(TypeError, match="out= is not supported with dask arrays"):
         nb.avg_pool2d_backward(g, x.shape, 2, out=np.empty(x.shape, np.float32))
+
+
+# --------------------------------------------------------------------------- layers
+
+
+def layer_cases():
+    """(layer factory, input) for one layer of each kind."""
+    x = np.random.default_rng(6).standard_normal((2, 3, 6, 6)).astype(np.float32)
+    return {
+        "MaxPool2d": (lambda **o: nb.MaxPool2d(3, 2, 1, **o), x),
+        "AvgPool2d": (lambda **o: nb.AvgPool2d(2, **o), x),
+        "StochasticPool2d": (lambda **o: nb.StochasticPool2d(2, seed=0, **o), x),
+        "StochasticPool2d eval": (lambda **o: nb.StochasticPool2d(2, **o).eval(), x),
+        "GlobalAvgPool2d": (lambda **o: nb.GlobalAvgPool2d(**o), x),
+        "GlobalMaxPool2d": (lambda **o: nb.GlobalMaxPool2d(**o), x),
+        "AdaptiveAvgPool2d": (lambda **o: nb.AdaptiveAvgPool2d(4, **o), x),
+        "AdaptiveMaxPool2d": (lambda **o: nb.AdaptiveMaxPool2d(4, **o), x),
+    }
+
+
+@pytest.mark.parametrize("name", list(layer_cases()))
+def test_layers_reuse_their_gradient_array_only_when_asked(name):
+    make, x = layer_cases()[name]
+    rng = np.random.default_rng(7)
+    reusing, fresh = make(reuse_buffers=True), make()
+    gradients = []
+    for step in range(3):
+        y = reusing(x)
+        fresh(x)
+        g = rng.standard_normal(y.shape).astype(np.float32)
+        result = reusing.backward(g)
+        np.testing.assert_array_equal(result, fresh.backward(g))
+        gradients.append(result)
+    assert gradients[0] is gradients[1] is gradients[2], "the same array each step"
+    plain = make()
+    plain(x)
+    g = np.ones(y.shape, np.float32)
+    assert plain.backward(g) is not plain.backward(g), "no reuse by default"
+
+
+def test_layer_takes_a_fresh_array_when_shape_dtype_or_memory_changes():
+    pool = nb.AvgPool2d(2, reuse_buffers=True)
+    x = np.random.default_rng(8).standard_normal((2, 3, 6, 6)).astype(np.float32)
+    first = pool.backward(np.ones(pool(x).shape, np.float32))
+    assert pool.backward(np.ones((2, 3, 3, 3), np.float32)) is first
+    pool(x[:1])
+    smaller = pool.backward(np.ones((1, 3, 3, 3), np.float32))  # another input shape
+    assert smaller is not first and smaller.shape == (1, 3, 6, 6)
+    pool(x[:1].astype(np.float64))
+    assert pool.backward(np.ones((1, 3, 3, 3))).dtype == np.float64  # another dtype
+    pool(x[:1])
+    channels_last_memory = np.moveaxis(np.ones((1, 3, 3, 3), np.float32), 1, -1).copy()
+    result = pool.backward(np.moveaxis(channels_last_memory, -1, 1))  # another memory format follows grad_output
+    assert result.strides == np.moveaxis(np.empty((1, 6, 6, 3), np.float32), -1, 1).strides
+    np.testing.assert_array_equal(result, 0.25)
+
+
+def test_layer_does_not_overwrite_a_gradient_passed_back_in():
+    pool = nb.MaxPool2d(1, reuse_buffers=True)  # kernel 1: the gradient has the input's shape
+    x = np.random.default_rng(9).standard_normal((1, 2, 4, 4)).astype(np.float32)
+    pool(x)
+    first = pool.backward(np.full(x.shape, 2, np.float32))
+    second = pool.backward(first)  # reading first while writing into it would be wrong
+    assert second is not first
+    np.testing.assert_array_equal(second, 2)
+    np.testing.assert_array_equal(first, 2)
+
+
+def test_reuse_buffers_must_be_a_bool():
+    with pytest.raises(TypeError, match="MaxPool2d: reuse_buffers must be True or False; got 1"):
+        nb.MaxPool2d(2, reuse_buffers=1)
