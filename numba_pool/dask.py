@@ -35,7 +35,7 @@ import operator
 import re
 from dataclasses import replace
 from functools import partial
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import dask.array as da
 import numpy as np
@@ -162,23 +162,15 @@ def _chunks_reading(starts: np.ndarray, low: int, high: int) -> tuple[range, sli
     return range(first, stop), slice(low - offset, high - offset)
 
 
-def _nested_keys(name: str, chunk_ranges: list[range]):
-    """Nested lists of chunk keys, one level per axis, as np.block takes them."""
-
-    def nest(axis, prefix):
-        if axis == len(chunk_ranges):
-            return (name, *prefix)
-        return [nest(axis + 1, (*prefix, i)) for i in chunk_ranges[axis]]
-
-    return nest(0, ())
-
-
-def _joined(pieces):
-    """np.block of nested lists of chunks, without a copy when there is only one chunk."""
-    single = pieces
-    while isinstance(single, list) and len(single) == 1:
-        single = single[0]
-    return np.block(pieces) if isinstance(single, list) else single
+def _join_chunks(chunks: list, grid_shape: tuple[int, ...]):
+    """The chunks (listed in C order over a grid of ``grid_shape`` blocks) joined into one array;
+    no copy when there is only one."""
+    if len(chunks) == 1:
+        return chunks[0]
+    grid = np.empty(len(chunks), dtype=object)
+    for i, chunk in enumerate(chunks):
+        grid[i] = chunk
+    return np.block(grid.reshape(grid_shape).tolist())
 
 
 # --------------------------------------------------------------------------- ops on whole planes
@@ -273,24 +265,25 @@ def _window_forward(name: str, base: str, dims: int, function: Callable, options
     block_options = {key: options.get(key) for key in ("return_indices", "seed", "training")}
     spatial_axes = [a % x.ndim for a in range(2, 2 + dims)] if channel_axis == 1 else list(range(1, 1 + dims))
     axes = [0, channel_axis % x.ndim, *spatial_axes]  # grid position i -> array axis
-    per_axis = [_spatial_reads(x.chunks[axis], plan, i) for i, axis in enumerate(spatial_axes)]
+    per_axis = [_axis_blocks(x.chunks[axis], plan, i, scales) for i, axis in enumerate(spatial_axes)]
+    whole = _WholeGeometry(plan, scales)
     tasks = {}
     for b, (b0, b1) in enumerate(_bounds(x.chunks[0])):
         for c, (c0, c1) in enumerate(_bounds(x.chunks[channel_axis])):
-            for position in itertools.product(*(range(len(reads)) for reads in per_axis)):
-                reads = [per_axis[i][j] for i, j in enumerate(position)]
-                window = _Window(plan, (b0, c0), [output for output, _, _ in reads], (b1 - b0, c1 - c0))
+            for position in itertools.product(*(range(len(blocks)) for blocks in per_axis)):
+                blocks = [per_axis[i][j] for i, j in enumerate(position)]
+                window = _Window(whole, (b0, c0), blocks, (b1 - b0, c1 - c0))
                 chunk_ranges, local_index = [None] * x.ndim, [slice(None)] * x.ndim
                 chunk_ranges[0], chunk_ranges[axes[1]] = range(b, b + 1), range(c, c + 1)
-                for axis, (_, chunk_range, part) in zip(spatial_axes, reads):
-                    chunk_ranges[axis], local_index[axis] = chunk_range, part
-                block_scales = None if scales is None else tuple(s[part] for s, part in zip(scales, window.canonical_slices()))
-                task = partial(_window_task, base, window, block_options, block_scales, tuple(local_index))
-                tasks[(b, c, *position)] = (task, _nested_keys(x.name, chunk_ranges))
+                for axis, block in zip(spatial_axes, blocks):
+                    chunk_ranges[axis], local_index[axis] = block.chunks, block.part
+                grid_shape = tuple(len(r) for r in chunk_ranges)
+                task = partial(_window_task, base, window, block_options, grid_shape, tuple(local_index))
+                tasks[(b, c, *position)] = (task, [(x.name, *index) for index in itertools.product(*chunk_ranges)])
     chunks = [None] * x.ndim
     chunks[0], chunks[axes[1]] = x.chunks[0], x.chunks[axes[1]]
-    for axis, reads in zip(spatial_axes, per_axis):
-        chunks[axis] = tuple(stop - first for (first, stop), _, _ in reads)
+    for axis, blocks in zip(spatial_axes, per_axis):
+        chunks[axis] = tuple(stop - first for block in blocks for first, stop in [block.outputs])
 
     def block_index(position):
         index = [0] * x.ndim
@@ -303,15 +296,30 @@ def _window_forward(name: str, base: str, dims: int, function: Callable, options
     return results if len(results) > 1 else results[0]
 
 
-def _spatial_reads(input_chunks, plan, axis: int) -> list[tuple[tuple[int, int], range, slice]]:
-    """Per output block along a spatial axis: its output range, the input chunks its windows read and
-    the part of those chunks' concatenation they read."""
+class _AxisBlock(NamedTuple):
+    """One output block along one spatial axis."""
+
+    outputs: tuple[int, int]  # the output range [first, stop)
+    inputs: tuple[int, int]  # the input range [low, high) its windows read
+    padding: int  # the padding before ``low`` (only the whole input's left edge pads a block)
+    chunks: range  # the input chunks holding [low, high)
+    part: slice  # [low, high) within those chunks joined
+    scales: np.ndarray | None  # the average's scales for these outputs
+
+
+def _axis_blocks(input_chunks, plan, axis: int, scales) -> list[_AxisBlock]:
+    """The output blocks along a spatial axis, following the input's chunk edges, and what each reads."""
     starts = _chunk_starts(input_chunks)
-    reads = []
+    k, s, p, d = plan.kernel_size[axis], plan.stride[axis], plan.padding[axis], plan.dilation[axis]
+    canonical_axis = _spec.CANONICAL_SPATIAL_DIMS - plan.layout.dims + axis
+    blocks = []
     for first, stop in _output_blocks(input_chunks, plan, axis):
-        low, high, _ = _input_range(plan, axis, first, stop)
-        reads.append(((first, stop), *_chunks_reading(starts, low, high)))
-    return reads
+        start = first * s - p  # where the block's first window starts in the whole input
+        low, high = max(0, start), min(plan.input_spatial[axis], (stop - 1) * s - p + d * (k - 1) + 1)
+        chunks, part = _chunks_reading(starts, low, high)
+        block_scales = None if scales is None else scales[canonical_axis][first:stop]
+        blocks.append(_AxisBlock((first, stop), (low, high), low - start, chunks, part, block_scales))
+    return blocks
 
 
 def _output_blocks(input_chunks, plan, axis: int) -> list[tuple[int, int]]:
@@ -323,43 +331,33 @@ def _output_blocks(input_chunks, plan, axis: int) -> list[tuple[int, int]]:
     return list(zip(cuts[:-1], cuts[1:]))
 
 
-def _input_range(plan, axis: int, first: int, stop: int) -> tuple[int, int, int]:
-    """The input [low, high) that outputs [first, stop) read along ``axis``, and where their first
-    window starts (before ``low`` when it starts in the padding)."""
-    k, s, p, d = plan.kernel_size[axis], plan.stride[axis], plan.padding[axis], plan.dilation[axis]
-    start = first * s - p
-    return max(0, start), min(plan.input_spatial[axis], (stop - 1) * s - p + d * (k - 1) + 1), start
+class _WholeGeometry:
+    """What every block of one call shares: the whole plan, its output shape, the scales of missing axes."""
+
+    def __init__(self, plan, scales):
+        self.plan = plan
+        self.output_shape = functional._canonical_output_shape(plan)
+        self.missing = _spec.CANONICAL_SPATIAL_DIMS - plan.layout.dims
+        self.missing_scales = None if scales is None else tuple(scales[:self.missing])
 
 
 class _Window:
     """One output block of a sliding-window pooling: its outputs, the input region they read, its plan."""
 
-    def __init__(self, plan, origin, output_ranges, block_sizes):
-        self.output_ranges = output_ranges
-        self.output_sizes = tuple(b - a for a, b in output_ranges)
-        self.input_ranges = []
-        local_padding = []
-        for axis, (first, stop) in enumerate(output_ranges):
-            low, high, start = _input_range(plan, axis, first, stop)
-            self.input_ranges.append((low, high))
-            local_padding.append(low - start)  # only the whole input's left edge pads a block
+    def __init__(self, whole: _WholeGeometry, origin, blocks: list[_AxisBlock], block_sizes):
+        self.input_ranges = [block.inputs for block in blocks]
         self.plan = replace(
-            plan,
+            whole.plan,
             batch=block_sizes[0],
             channels=block_sizes[1],
             input_spatial=tuple(high - low for low, high in self.input_ranges),
-            output_spatial=self.output_sizes,
-            padding=tuple(local_padding),
+            output_spatial=tuple(stop - first for block in blocks for first, stop in [block.outputs]),
+            padding=tuple(block.padding for block in blocks),
         )
-        self.whole_input_spatial = plan.input_spatial
-        missing = (0,) * (_spec.CANONICAL_SPATIAL_DIMS - plan.layout.dims)
-        self.origin = (*origin, *missing, *(first for first, _ in output_ranges))
-        self.whole_output_shape = functional._canonical_output_shape(plan)
-
-    def canonical_slices(self):
-        """Per canonical axis (D, H, W), the slice of the whole plan's per-axis arrays this block uses."""
-        missing = [slice(0, 1)] * (_spec.CANONICAL_SPATIAL_DIMS - len(self.output_ranges))
-        return missing + [slice(a, b) for a, b in self.output_ranges]
+        self.whole_input_spatial = whole.plan.input_spatial
+        self.origin = (*origin, *(0,) * whole.missing, *(block.outputs[0] for block in blocks))
+        self.whole_output_shape = whole.output_shape
+        self.scales = None if whole.missing_scales is None else (*whole.missing_scales, *(block.scales for block in blocks))
 
     def global_indices(self, local: np.ndarray) -> np.ndarray:
         """Flat indices within the region's planes -> flat indices within the whole input's planes."""
@@ -368,17 +366,16 @@ class _Window:
         return np.ravel_multi_index(shifted, self.whole_input_spatial).astype(np.int64)
 
 
-def _window_task(base: str, window: _Window, options: dict, scales, local_index: tuple, pieces):
+def _window_task(base: str, window: _Window, options: dict, grid_shape: tuple, local_index: tuple, chunks: list):
     """One output block, run in a dask worker: join the input chunks its windows read, then pool."""
-    return _window_block(base, _joined(pieces)[local_index], window, options, scales)
+    return _window_block(base, _join_chunks(chunks, grid_shape)[local_index], window, options)
 
 
-def _window_block(base: str, region: np.ndarray, window: _Window, options: dict, scales):
-    """One output block, computed from its input region with the whole array's window geometry
-    (``scales``: the average's per-axis scales for this block's outputs)."""
+def _window_block(base: str, region: np.ndarray, window: _Window, options: dict):
+    """One output block, computed from its input region with the whole array's window geometry."""
     op = f"{base}{window.plan.layout.dims}d"
     if base == "avg_pool":
-        return functional._run_avg_pool(cpu, op, region, window.plan, scales)
+        return functional._run_avg_pool(cpu, op, region, window.plan, window.scales)
     if base == "max_pool":
         result = functional._run_max_pool(cpu, op, region, window.plan, options["return_indices"])
     else:
