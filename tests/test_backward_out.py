@@ -233,3 +233,37 @@ def test_layer_does_not_overwrite_a_gradient_passed_back_in():
 def test_reuse_buffers_must_be_a_bool():
     with pytest.raises(TypeError, match="MaxPool2d: reuse_buffers must be True or False; got 1"):
         nb.MaxPool2d(2, reuse_buffers=1)
+
+
+# --------------------------------------------------------------------------- CUDA (the simulator without a GPU)
+
+
+def test_backward_out_on_the_device():
+    pytest.importorskip("numba_cuda", reason="needs numba-cuda")
+    from numba import cuda
+
+    x = np.random.default_rng(10).standard_normal((1, 2, 4, 4)).astype(np.float32)
+    y, indices = nb.max_pool2d(x, 2, return_indices=True)
+    g = np.random.default_rng(11).standard_normal(y.shape).astype(np.float32)
+    device_g, device_indices, device_x = cuda.to_device(g), cuda.to_device(indices), cuda.to_device(x)
+    calls = {
+        "max": (
+            lambda **o: nb.max_pool2d_backward(device_g, device_indices, x.shape, **o),
+            nb.max_pool2d_backward(g, indices, x.shape),
+        ),
+        "avg": (lambda **o: nb.avg_pool2d_backward(device_g, x.shape, 2, **o), nb.avg_pool2d_backward(g, x.shape, 2)),
+        "inference": (
+            lambda **o: nb.stochastic_pool2d_inference_backward(device_g, device_x, 2, **o),
+            nb.stochastic_pool2d_inference_backward(g, x, 2),
+        ),
+    }
+    for name, (call, expected) in calls.items():
+        out = cuda.to_device(np.full(x.shape, np.nan, np.float32))
+        assert call(out=out) is out, name
+        np.testing.assert_allclose(out.copy_to_host(), expected, rtol=1e-6, atol=1e-6, err_msg=name)
+    with pytest.raises(ValueError, match="stochastic_pool2d_inference_backward: out must not share memory with x"):
+        nb.stochastic_pool2d_inference_backward(device_g, device_x, 2, out=device_x)
+    with pytest.raises(TypeError, match="out must have dtype float32 \\(the dtype of grad_output\\)"):
+        nb.avg_pool2d_backward(device_g, x.shape, 2, out=cuda.device_array(x.shape, np.float64))
+    with pytest.raises(TypeError, match=r"grad_output is on the GPU .* out is on the host"):
+        nb.avg_pool2d_backward(device_g, x.shape, 2, out=np.empty(x.shape, np.float32))
