@@ -185,14 +185,14 @@ def _on_whole_planes(name: str, function: Callable, options: dict, channel_axis:
     templates = _output_templates(function, options, arrays)
     constants = {p: v for p, v in options.items() if p not in arrays}
     reshaped = isinstance(options.get("input_shape"), (tuple, list))
+    key_of = [partial(_plane_key, a.name, a.ndim, channel_axis) for a in arrays.values()]
     tasks = {}
     for b, (b0, b1) in enumerate(_bounds(batch_chunks)):
         for c, (c0, c1) in enumerate(_bounds(channel_chunks)):
             block_constants = constants
             if reshaped:
                 block_constants = dict(constants, input_shape=_resized(options["input_shape"], channel_axis, b1 - b0, c1 - c0))
-            keys = [(a.name, *_plane_index(a.ndim, channel_axis, (b, c))) for a in arrays.values()]
-            tasks[b, c] = (partial(_call_on_planes, function, block_constants, tuple(arrays)), *keys)
+            tasks[b, c] = (partial(_call_on_planes, function, block_constants, tuple(arrays)), *(key((b, c)) for key in key_of))
     outputs = []
     for template in templates:
         axis = _output_channel_axis(template, channel_axis)
@@ -209,6 +209,10 @@ def _plane_index(ndim: int, channel_axis: int, position: tuple[int, int]) -> tup
     index = [0] * ndim
     index[0], index[channel_axis % ndim] = position
     return tuple(index)
+
+
+def _plane_key(name: str, ndim: int, channel_axis: int, position: tuple[int, int]) -> tuple:
+    return (name, *_plane_index(ndim, channel_axis, position))
 
 
 def _call_on_planes(function: Callable, constants: dict, parameters: tuple, *blocks):
