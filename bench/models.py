@@ -249,6 +249,13 @@ def pooling_inputs(model: nn.Module, names: list[str], x: torch.Tensor) -> dict[
     return seen
 
 
+def short_description(module: nn.Module) -> str:
+    """E.g. ``MaxPool2d k3 s2 p1`` or ``AdaptiveAvgPool2d (7, 7)``: the settings that matter for speed."""
+    if isinstance(module, nn.AdaptiveAvgPool2d):
+        return f"{type(module).__name__} {module.output_size}"
+    return f"{type(module).__name__} k{module.kernel_size} s{module.stride} p{module.padding}"
+
+
 def time_pooling_layers(ours: nn.Module, reference: nn.Module, names: list[str], x: torch.Tensor, repeats: int) -> list[dict]:
     """Each swapped layer alone, forward + backward, on the input it gets inside the model."""
     rows = []
@@ -262,7 +269,7 @@ def time_pooling_layers(ours: nn.Module, reference: nn.Module, names: list[str],
             "torch": training_step(reference_modules[name], layer_input, grad_output),
         }
         seconds = interleaved_seconds(steps, repeats)
-        rows.append(dict(layer=name, module=repr(reference_modules[name]), input_shape=list(shape),
+        rows.append(dict(layer=name, module=short_description(reference_modules[name]), input_shape=list(shape),
                          channels_last=channels_last, seconds=seconds))
     return rows
 
@@ -324,7 +331,7 @@ def format_result(result: dict) -> str:
     for layer in result["layers"]:
         ours_layer, theirs_layer = layer["seconds"]["numba_pool"], layer["seconds"]["torch"]
         lines.append(
-            f"  layer {layer['layer']:<10} {layer['module'][:48]:<48} {str(tuple(layer['input_shape'])):<20} "
+            f"  layer {layer['layer']:<10} {layer['module']:<28} {str(tuple(layer['input_shape'])):<20} "
             f"{'channels_last' if layer['channels_last'] else 'contiguous':<14}"
             f"ours {_ms(ours_layer)}  torch {_ms(theirs_layer)}  ratio {ours_layer['median'] / theirs_layer['median']:.3f}"
         )
