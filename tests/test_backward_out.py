@@ -16,7 +16,9 @@ import pytest
 import numba_pool as nb
 from cases import strided_view
 
-BACKWARDS = ("max", "avg", "stochastic", "stochastic_inference", "global_avg", "global_max", "adaptive_avg", "adaptive_max")
+BACKWARDS = (
+    "max", "avg", "stochastic", "stochastic_inference", "global_avg", "global_max", "adaptive_avg", "adaptive_max"
+)
 # How ``out`` is laid out in memory: the views of cases.py, plus the other memory format.
 OUT_VIEWS = ("contiguous", "step", "reversed", "fortran", "other_format")
 
@@ -39,27 +41,26 @@ def backward_call(kind: str, dims: int, channels_last: bool, batched: bool, dtyp
 
     if kind in ("max", "stochastic", "adaptive_max", "global_max"):
         if kind == "max":
-            y, indices = nb.__dict__[f"max_pool{dims}d"](x, 3, 2, 1, return_indices=True, **layout)
+            y, indices = getattr(nb, f"max_pool{dims}d")(x, 3, 2, 1, return_indices=True, **layout)
         elif kind == "stochastic":
-            y, indices = nb.__dict__[f"stochastic_pool{dims}d"](x, 2, seed=0, return_indices=True, **layout)
+            y, indices = getattr(nb, f"stochastic_pool{dims}d")(x, 2, seed=0, return_indices=True, **layout)
         elif kind == "adaptive_max":
-            y, indices = nb.__dict__[f"adaptive_max_pool{dims}d"](x, 3, True, **layout)
+            y, indices = getattr(nb, f"adaptive_max_pool{dims}d")(x, 3, True, **layout)
         else:
-            y, indices = nb.__dict__[f"global_max_pool{dims}d"](x, return_indices=True, **layout)
+            y, indices = getattr(nb, f"global_max_pool{dims}d")(x, return_indices=True, **layout)
         backward = _function(f"{kind}_pool{{d}}d", dims)
         g = gradient_like(y)
         return (lambda **options: backward(g, indices, x.shape, **layout, **options)), x.shape
     if kind == "avg":
-        g = gradient_like(nb.__dict__[f"avg_pool{dims}d"](x, 3, 2, 1, **layout))
+        g = gradient_like(getattr(nb, f"avg_pool{dims}d")(x, 3, 2, 1, **layout))
         backward = _function("avg_pool{d}d", dims)
         return (lambda **options: backward(g, x.shape, 3, 2, 1, **layout, **options)), x.shape
     if kind == "stochastic_inference":
-        g = gradient_like(nb.__dict__[f"stochastic_pool{dims}d"](x, 2, training=False, **layout))
+        g = gradient_like(getattr(nb, f"stochastic_pool{dims}d")(x, 2, training=False, **layout))
         backward = _function("stochastic_pool{d}d", dims, "_inference_backward")
         return (lambda **options: backward(g, x, 2, **layout, **options)), x.shape
-    forward = {"global_avg": lambda: nb.__dict__[f"global_avg_pool{dims}d"](x, **layout),
-               "adaptive_avg": lambda: nb.__dict__[f"adaptive_avg_pool{dims}d"](x, 3, **layout)}[kind]
-    g = gradient_like(forward())
+    size = () if kind == "global_avg" else (3,)  # adaptive average pooling to 3 bins per axis
+    g = gradient_like(getattr(nb, f"{kind}_pool{dims}d")(x, *size, **layout))
     backward = _function(f"{kind}_pool{{d}}d", dims)
     return (lambda **options: backward(g, x.shape, **layout, **options)), x.shape
 
@@ -86,7 +87,8 @@ def test_out_equals_the_fresh_result_in_every_memory_layout(kind, dims):
                 out = poisoned_out(input_shape, np.float32, view, channels_last, batched)
                 result = call(out=out)
                 assert result is out, (view, channels_last, batched)
-                np.testing.assert_array_equal(out, fresh, err_msg=f"{kind} {dims}d {view} cl={channels_last} batched={batched}")
+                where = f"{kind} {dims}d {view} channels_last={channels_last} batched={batched}"
+                np.testing.assert_array_equal(out, fresh, err_msg=where)
             again = call(out=out)  # a reused buffer holding the last gradient is overwritten, not added to
             np.testing.assert_array_equal(again, fresh)
 
@@ -105,7 +107,8 @@ def test_out_of_the_wrong_shape_dtype_or_type_is_refused():
         op = f"{kind.replace('stochastic_inference', 'stochastic')}_pool2d"
         with pytest.raises(ValueError, match=rf"^{op}\w*backward: out must have shape {re.escape(str(input_shape))}"):
             call(out=np.empty(input_shape[:-1] + (input_shape[-1] + 1,), np.float32))
-        with pytest.raises(TypeError, match=r"backward: out must have dtype float32 \(the dtype of grad_output\); got float64"):
+        dtype_message = r"backward: out must have dtype float32 \(the dtype of grad_output\); got float64"
+        with pytest.raises(TypeError, match=dtype_message):
             call(out=np.empty(input_shape))
         with pytest.raises(TypeError, match="backward: out must be a plain NumPy array or None; got list"):
             call(out=np.zeros(input_shape, np.float32).tolist())
