@@ -158,12 +158,12 @@ def numba_pool_equivalent(module: nn.Module):
 def swap_pooling(model: nn.Module) -> list[str]:
     """Replace every swappable pooling layer of ``model`` in place; the names of the layers replaced."""
     swapped = []
-    for name, parent in list(model.named_modules()):
-        for child_name, child in list(parent.named_children()):
-            replacement = numba_pool_equivalent(child)
-            if replacement is not None:
-                setattr(parent, child_name, replacement)
-                swapped.append(f"{name}.{child_name}" if name else child_name)
+    for name, module in list(model.named_modules())[1:]:  # the model itself is not a layer to replace
+        replacement = numba_pool_equivalent(module)
+        if replacement is not None:
+            parent_name, _, attribute = name.rpartition(".")
+            setattr(model.get_submodule(parent_name), attribute, replacement)
+            swapped.append(name)
     return swapped
 
 

@@ -20,6 +20,7 @@ Read the ratios: absolute times on a shared machine are noise.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import statistics
@@ -41,14 +42,6 @@ try:
     import torch.nn.functional as F
 except ImportError:  # the comparison with PyTorch is optional
     torch = None
-try:  # NumPy-world peers: optional columns of the table
-    from skimage.measure import block_reduce
-except ImportError:
-    block_reduce = None
-try:
-    from scipy import ndimage
-except ImportError:
-    ndimage = None
 
 LARGE_SHAPES = [(64, 256, 28, 28), (32, 64, 112, 112)]
 QUICK_SHAPES = [(8, 32, 28, 28)]
@@ -126,6 +119,23 @@ def _numpy_windows(x_nchw: np.ndarray, kernel: int, stride: int) -> np.ndarray:
 # --------------------------------------------------------------------------- NumPy-world peers
 
 
+@functools.lru_cache(maxsize=None)
+def _peer_modules() -> tuple:
+    """(skimage.measure, scipy.ndimage), each None where not installed.
+
+    Imported on first use, not with this module: the command line imports it for every command.
+    """
+    try:
+        from skimage import measure
+    except ImportError:
+        measure = None
+    try:
+        from scipy import ndimage
+    except ImportError:
+        ndimage = None
+    return measure, ndimage
+
+
 def _spatial_axes(channels_last: bool) -> tuple:
     return (1, 2) if channels_last else (2, 3)
 
@@ -140,7 +150,7 @@ def block_reduce_pool2d(x: np.ndarray, kernel: int, reducer: Callable, channels_
     for axis in _spatial_axes(channels_last):
         covered[axis] = slice(0, x.shape[axis] // kernel * kernel)
         block[axis] = kernel
-    return block_reduce(x[tuple(covered)], tuple(block), reducer)
+    return _peer_modules()[0].block_reduce(x[tuple(covered)], tuple(block), reducer)
 
 
 def filter_pool2d(x: np.ndarray, kernel: int, stride: int, window_filter: Callable, channels_last: bool = False) -> np.ndarray:
@@ -165,8 +175,9 @@ def _peer_functions(op: str, x: np.ndarray, kernel: int, stride: int, channels_l
     if op not in reducers:
         return {}
     reducer, filter_name = reducers[op]
+    measure, ndimage = _peer_modules()
     peers = {}
-    if block_reduce is not None and kernel == stride:  # block_reduce has no overlapping windows
+    if measure is not None and kernel == stride:  # block_reduce has no overlapping windows
         peers["skimage"] = lambda: block_reduce_pool2d(x, kernel, reducer, channels_last)
     if ndimage is not None:
         window_filter = getattr(ndimage, filter_name)
@@ -331,8 +342,8 @@ def run(ops, layouts, quick: bool, repeats: int, progress=None) -> dict:
         "versions": {
             "numba_pool": __version__, "numba": numba.__version__, "numpy": np.__version__,
             "torch": torch.__version__ if torch is not None else None, "python": platform.python_version(),
-            "scikit-image": _version_of("skimage") if block_reduce is not None else None,
-            "scipy": _version_of("scipy") if ndimage is not None else None,
+            "scikit-image": _version_of("skimage") if _peer_modules()[0] is not None else None,
+            "scipy": _version_of("scipy") if _peer_modules()[1] is not None else None,
         },
         "read_bandwidth_gbs": read_bandwidth / 1e9,
         "write_bandwidth_gbs": write_bandwidth / 1e9,
