@@ -213,3 +213,45 @@ print("ok")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=environment)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def _new_layers(result, source):
+    """The graph layers an op added on top of ``source``'s, with their task counts."""
+    layers = result.dask.layers
+    return {name: len(layer) for name, layer in layers.items() if name not in source.dask.layers}
+
+
+def test_building_the_graph_for_many_chunks_reads_no_data_and_adds_one_task_per_block():
+    touched = []
+
+    def touch(block):
+        touched.append(block.shape)
+        return block
+
+    x = da.zeros((1, 2, 64, 64), chunks=(1, 1, 2, 2)).map_blocks(touch, meta=np.empty((0, 0, 0, 0)))
+    assert x.npartitions == 2048
+    values, indices = nb.max_pool2d(x, 3, 2, 1, return_indices=True)
+    assert values.numblocks == indices.numblocks == x.numblocks  # each input chunk edge starts an output block
+    values_layers, indices_layers = _new_layers(values, x), _new_layers(indices, x)
+    # one task per output block computes both outputs; each output picks its part of them
+    assert len(values_layers) == len(indices_layers) == 2 and len(values_layers.keys() & indices_layers.keys()) == 1
+    assert set(values_layers.values()) == set(indices_layers.values()) == {values.npartitions}
+    for result in (nb.avg_pool2d(x, 2), nb.stochastic_pool2d(x, 3, 2, seed=1)):
+        assert _new_layers(result, x) == {result.name: result.npartitions}
+    for result in (nb.global_avg_pool2d(x), nb.max_pool2d_backward(values, indices, x.shape)):  # after a rechunk
+        assert result.numblocks[:2] == (1, 2) and len(result.dask.layers[result.name]) == 2
+    assert touched == []
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_windows_spanning_many_one_element_chunks_equal_numpy(channels_last):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 12, 11, 3) if channels_last else (2, 3, 12, 11)).astype(np.float32)
+    lazy_x = da.from_array(x, chunks=1)  # 792 chunks; a 3x3 window reads up to 9 of them
+    options = dict(channels_last=channels_last)
+    assert_lazy_equal(nb.max_pool2d(lazy_x, 3, 2, 1, return_indices=True, **options),
+                      nb.max_pool2d(x, 3, 2, 1, return_indices=True, **options))
+    assert_lazy_equal(nb.avg_pool2d(lazy_x, 3, 2, 1, **options), nb.avg_pool2d(x, 3, 2, 1, **options))
+    assert_lazy_equal(nb.stochastic_pool2d(lazy_x, 3, 1, seed=7, return_indices=True, **options),
+                      nb.stochastic_pool2d(x, 3, 1, seed=7, return_indices=True, **options))
+    assert_lazy_equal(nb.global_max_pool2d(lazy_x, **options), nb.global_max_pool2d(x, **options))
