@@ -74,7 +74,26 @@ def graph_building(chunk_counts: list[int], repeat: int) -> None:
             print(f"{label:36} {chunks:7d} {_spread(times)} {tasks:7d}")
 
 
-def pyramid_compute(shape: tuple[int, ...], chunk: int, levels: int, workers: int, repeat: int) -> None:
+def _cluster_times(client, run, repeat: int) -> list[float]:
+    """Times of ``run()``, each once the cluster has dropped the results of the one before: the graph keys
+    are deterministic, so a rerun would otherwise find some of its results still in the workers."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        results = run()
+        times.append(time.perf_counter() - start)
+        del results
+        while client.run_on_scheduler(_holds_pooling_results):
+            time.sleep(0.01)
+    return times
+
+
+def _holds_pooling_results(dask_scheduler=None) -> bool:
+    return any("avg_pool" in str(key) for key in dask_scheduler.tasks)
+
+
+def pyramid_compute(shape: tuple[int, ...], chunk: int, levels: int, workers: int, threads: int, numba_threads: int | None,
+                    repeat: int) -> None:
     import dask.array as da
     import distributed
 
@@ -93,8 +112,10 @@ def pyramid_compute(shape: tuple[int, ...], chunk: int, levels: int, workers: in
     expected = numpy_levels(x)
     del x
     chunks = (1, 1, chunk, chunk)
+    environment = {} if numba_threads is None else {"NUMBA_NUM_THREADS": str(numba_threads)}
     with distributed.LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        n_workers=workers, threads_per_worker=threads, processes=True, host="127.0.0.1", dashboard_address=None,
+        env=environment,
     ) as cluster, distributed.Client(cluster) as client:
         lazy_x = da.random.default_rng(0).random(shape, dtype=np.float32, chunks=chunks)
         lazy_x = client.persist(lazy_x)  # made in the workers: not counted below
@@ -102,11 +123,8 @@ def pyramid_compute(shape: tuple[int, ...], chunk: int, levels: int, workers: in
         client.compute(pyramid(lazy_x[..., :64, :64], 1)[1], sync=True)  # compile in every worker
         client.run(lambda: nb.avg_pool2d(np.zeros((1, 1, 4, 4), np.float32), 2))
 
-        def persisted():
-            distributed.wait(client.persist(pyramid(lazy_x, levels)[1:]))
-
-        persist_times = _timed(persisted, repeat)
-        compute_times = _timed(lambda: client.compute(pyramid(lazy_x, levels)[1:], sync=True), repeat)
+        persist_times = _cluster_times(client, lambda: distributed.wait(client.persist(pyramid(lazy_x, levels)[1:])), repeat)
+        compute_times = _cluster_times(client, lambda: client.gather(client.compute(pyramid(lazy_x, levels)[1:])), repeat)
         got = client.compute(pyramid(lazy_x, levels)[-1], sync=True)
         # the workers' input differs from this process's (another generator); check the shape and run a
         # same-input check on a part of it instead
@@ -117,7 +135,8 @@ def pyramid_compute(shape: tuple[int, ...], chunk: int, levels: int, workers: in
         tasks = sum(len(level.dask.layers[level.name]) for level in pyramid(lazy_x, levels)[1:])
     median = statistics.median(numpy_times)
     print(f"\npyramid of {shape} float32, {levels} levels of avg_pool2d k2, chunks {chunks}, {tasks} pooling tasks, "
-          f"LocalCluster of {workers} worker processes x 1 thread")
+          f"LocalCluster of {workers} worker processes x {threads} threads, "
+          f"Numba threads per worker: {numba_threads or 'all cores'}")
     print(f"{'':34} {'min':>8} {'median':>8} {'max':>8} {'/ NumPy':>8}")
     for label, times in [("NumPy, one process", numpy_times), ("dask, persist in workers", persist_times),
                          ("dask, compute into the client", compute_times)]:
@@ -133,13 +152,17 @@ def main(argv=None) -> int:
     parser.add_argument("--chunk", type=int, default=2048, help="the pyramid input's spatial chunk side")
     parser.add_argument("--levels", type=int, default=4, help="pyramid levels")
     parser.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes")
+    parser.add_argument("--threads", type=int, default=1, help="threads per worker")
+    parser.add_argument("--numba-threads", type=int, default=None,
+                        help="NUMBA_NUM_THREADS in each worker (default: all cores, as in a plain process)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure")
     parser.add_argument("--no-compute", action="store_true", help="skip the LocalCluster table")
     arguments = parser.parse_args(argv)
     if arguments.chunks:
         graph_building(arguments.chunks, arguments.repeat)
     if not arguments.no_compute:
-        pyramid_compute(tuple(arguments.shape), arguments.chunk, arguments.levels, arguments.workers, arguments.repeat)
+        pyramid_compute(tuple(arguments.shape), arguments.chunk, arguments.levels, arguments.workers,
+                        arguments.threads, arguments.numba_threads, arguments.repeat)
     return 0
 
 
