@@ -12,7 +12,8 @@ Two tables:
   into this process, as ``.compute()`` does.
 
 Each figure is min / median / max over ``--repeat`` runs. Timings are only comparable within one run
-on one otherwise idle machine.
+on one otherwise idle machine. The "no-op tasks" row runs a graph of the pyramid's shape whose tasks
+only take strided views: what the cluster's scheduling costs without any pooling.
 """
 
 from __future__ import annotations
@@ -89,7 +90,15 @@ def _cluster_times(client, run, repeat: int) -> list[float]:
 
 
 def _holds_pooling_results(dask_scheduler=None) -> bool:
-    return any("avg_pool" in str(key) for key in dask_scheduler.tasks)
+    return any("avg_pool" in str(key) or "getitem" in str(key) for key in dask_scheduler.tasks)
+
+
+def _strided_levels(x, levels: int) -> list:
+    """A graph of the pyramid's shape whose tasks do nothing (strided views): the scheduling floor."""
+    result = [x]
+    for _ in range(levels):
+        result.append(result[-1][..., ::2, ::2])
+    return result[1:]
 
 
 def pyramid_compute(shape: tuple[int, ...], chunk: int, levels: int, workers: int, threads: int, numba_threads: int | None,
@@ -124,6 +133,7 @@ def pyramid_compute(shape: tuple[int, ...], chunk: int, levels: int, workers: in
         client.run(lambda: nb.avg_pool2d(np.zeros((1, 1, 4, 4), np.float32), 2))
 
         persist_times = _cluster_times(client, lambda: distributed.wait(client.persist(pyramid(lazy_x, levels)[1:])), repeat)
+        floor_times = _cluster_times(client, lambda: distributed.wait(client.persist(_strided_levels(lazy_x, levels))), repeat)
         compute_times = _cluster_times(client, lambda: client.gather(client.compute(pyramid(lazy_x, levels)[1:])), repeat)
         got = client.compute(pyramid(lazy_x, levels)[-1], sync=True)
         # the workers' input differs from this process's (another generator); check the shape and run a
@@ -139,6 +149,7 @@ def pyramid_compute(shape: tuple[int, ...], chunk: int, levels: int, workers: in
           f"Numba threads per worker: {numba_threads or 'all cores'}")
     print(f"{'':34} {'min':>8} {'median':>8} {'max':>8} {'/ NumPy':>8}")
     for label, times in [("NumPy, one process", numpy_times), ("dask, persist in workers", persist_times),
+                         ("dask, same graph, no-op tasks", floor_times),
                          ("dask, compute into the client", compute_times)]:
         print(f"{label:34} {_spread(times)} {statistics.median(times) / median:8.2f}")
 
