@@ -21,6 +21,9 @@ How blocks are formed, so that every result equals the NumPy result exactly:
   spatial axes are rechunked to one chunk first (a backward pass's indices can
   point anywhere in a plane, and an exact global sum needs the whole plane).
 
+Each op adds one graph layer with one task per output block (a task names the input chunks its
+windows read), so building the graph takes time linear in the number of blocks and reads no data.
+
 The kernels run inside dask's workers. With Numba's ``workqueue`` threading
 layer, which is not thread-safe, kernel calls from several worker threads are
 serialised; the ``omp`` and ``tbb`` layers run them concurrently.
