@@ -185,10 +185,11 @@ def test_on_a_local_cluster_of_processes():
         n_workers=2, threads_per_worker=2, processes=True, host="127.0.0.1", dashboard_address=None
     ) as cluster, distributed.Client(cluster) as client:
         y, indices = nb.max_pool2d(lazy_x, 3, 2, 1, return_indices=True)
-        results = client.compute(
-            [y, indices, nb.avg_pool2d(lazy_x, 3, 2, 1), nb.max_pool2d_backward(y, indices, x.shape), pyramid(lazy_x, 2)[2]],
-            sync=True,
+        futures = client.compute(
+            [y, indices, nb.avg_pool2d(lazy_x, 3, 2, 1), nb.max_pool2d_backward(y, indices, x.shape), pyramid(lazy_x, 2)[2]]
         )
+        distributed.wait(futures, timeout=600)  # a dead worker fails the test instead of hanging the suite
+        results = client.gather(futures)
     expected_y, expected_indices = nb.max_pool2d(x, 3, 2, 1, return_indices=True)
     np.testing.assert_array_equal(results[0], expected_y)
     np.testing.assert_array_equal(results[1], expected_indices)
