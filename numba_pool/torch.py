@@ -404,6 +404,11 @@ class _Pool(torch.nn.Module):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__()
+        if "reuse_buffers" in kwargs:
+            raise TypeError(
+                f"{type(self).__name__}: reuse_buffers is an option of the NumPy layers only; torch modules never "
+                "reuse gradient buffers, since autograd may keep a gradient (x.grad, hooks)"
+            )
         self.layer = self.layer_class(*args, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -417,7 +422,9 @@ class _Pool(torch.nn.Module):
         raise NotImplementedError
 
     def extra_repr(self) -> str:
-        settings = {k: v for k, v in vars(self.layer).items() if not k.startswith("_") and k != "training"}
+        # reuse_buffers is a NumPy-layer option; the modules never reuse buffers (autograd may keep a gradient)
+        hidden = {"training", "reuse_buffers"}
+        settings = {k: v for k, v in vars(self.layer).items() if not k.startswith("_") and k not in hidden}
         return ", ".join(f"{k}={v!r}" for k, v in settings.items())
 
 

@@ -93,6 +93,11 @@ def test_stochastic_module_follows_train_and_eval():
     torch.testing.assert_close(module.eval()(x), expected)
 
 
+def test_reuse_buffers_is_refused_by_torch_modules():
+    with pytest.raises(TypeError, match="MaxPool2d: reuse_buffers is an option of the NumPy layers only"):
+        nt.MaxPool2d(2, reuse_buffers=True)
+
+
 def test_repr_shows_the_settings():
     assert repr(nt.MaxPool2d(3, 2)).startswith("MaxPool2d(channels_last=False, kernel_size=3, stride=2")
 
