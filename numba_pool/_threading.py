@@ -4,8 +4,8 @@ Numba picks its threading layer once per process, at the first parallel
 launch, and the layers differ (see README, "Threads, processes and fork"):
 
 - ``tbb``: safe with concurrent calls from Python threads and after ``fork``.
-  Preferred: :func:`load_tbb` makes pip's TBB visible to Numba, whose default
-  order tries it first.
+  Used when asked for (``NUMBA_THREADING_LAYER=tbb``; :func:`load_tbb` makes
+  pip's TBB visible to Numba), not by default: it costs more per call.
 - ``omp`` (GNU OpenMP): safe with threads, but a process forked after a
   parallel launch is killed by Numba as soon as it runs a parallel region.
   There the kernels switch to serial twins (compiled once, cached on disk).
@@ -45,27 +45,32 @@ _serial_twins_installed = False
 
 
 def load_tbb() -> bool:
-    """Load the TBB library of the ``tbb`` wheel, so that Numba's layer choice can find it.
+    """When the user asks for Numba's TBB layer, load the ``tbb`` wheel's library so that Numba finds it.
 
     Numba opens ``libtbb.so.12`` by name, and pip puts it in ``<prefix>/lib``,
     which is not on the library search path outside conda. A library already
-    loaded is found by name, so loading it by full path here is enough. Does
-    nothing once Numba has chosen its layer; the user's ``NUMBA_THREADING_LAYER``
-    still decides among the loadable layers.
+    loaded is found by name, so loading it by full path here is enough.
+
+    Only ``NUMBA_THREADING_LAYER=tbb`` (or ``numba.config.THREADING_LAYER = "tbb"``)
+    triggers it: otherwise Numba's own choice stands (OpenMP on most Linux
+    machines), because TBB measured slower here for small calls (about 2x the
+    per-call overhead) and next to PyTorch in one process (PyTorch's OpenMP
+    threads take the cores TBB's workers wait for). Does nothing once Numba has
+    chosen its layer.
 
     Returns
     -------
     bool
         Whether TBB's library is now loaded by this call.
     """
-    if active_layer() is not None:
+    if str(numba.config.THREADING_LAYER).lower() != "tbb" or active_layer() is not None:
         return False
     path = _tbb_library_path()
     if path is None:
         return False
     try:
         ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
-    except OSError:  # a broken or foreign-architecture install: Numba falls back to omp or workqueue
+    except OSError:  # a broken or foreign-architecture install: Numba then reports that it cannot load TBB
         return False
     return True
 

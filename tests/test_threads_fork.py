@@ -96,10 +96,16 @@ def layer(request) -> str:
 # --------------------------------------------------------------------------- which layer
 
 
-@pytest.mark.skipif(not _tbb_wheel_installed(), reason="the tbb wheel is not installed")
-def test_numba_chooses_tbb_by_default_when_the_tbb_wheel_is_installed():
+def test_numba_pool_leaves_the_default_layer_to_numba():
+    """Importing numba_pool must not change which layer Numba picks by default (TBB only when asked)."""
+    plain = subprocess.run(
+        [sys.executable, "-c", "import numba, numpy as np\n"
+         "f = numba.njit(parallel=True)(lambda a: a.sum())\nf(np.ones(10)); print(numba.threading_layer())"],
+        env={k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"},
+        capture_output=True, text=True, timeout=TIMEOUT_S, check=True,
+    )
     output = _run("work(0); print(numba.threading_layer()); print('ok')", layer=None)
-    assert output.split() == ["tbb", "ok"]
+    assert output.split() == [plain.stdout.strip(), "ok"]
 
 
 def test_a_thread_safe_layer_takes_the_fast_path_without_the_lock():

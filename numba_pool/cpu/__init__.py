@@ -71,7 +71,7 @@ __all__ = [
     "stochastic_pool_inference_backward",
 ]
 
-load_tbb()  # before the first parallel launch (a call, not an import), so that Numba's default choice can pick TBB
+load_tbb()  # only if the user asked for TBB; before the first parallel launch, so that Numba finds pip's TBB
 
 _ARRAY_HELPERS = {"as_int64", "asarray", "check_out", "empty", "export", "index_range"}
 for _name in __all__:
