@@ -246,11 +246,12 @@ def shape_tuple(value, dims: int, name: str, op: str, channels_last: bool) -> tu
 
 
 def check_out(
-    out, shape: tuple[int, ...], dtype: np.dtype, op: str, source: np.ndarray, source_name: str = "x"
+    out, shape: tuple[int, ...], dtype: np.dtype, op: str, source: np.ndarray, source_name: str = "x", also_read=()
 ) -> np.ndarray:
     """The user's preallocated ``out``, once its type, shape, dtype and memory are known to be usable.
 
-    ``source`` is the array the op reads whose dtype ``out`` takes, named ``source_name`` in messages.
+    ``source`` is the array the op reads whose dtype ``out`` takes, named ``source_name`` in messages;
+    ``also_read`` holds (name, array) pairs of other arrays the kernel reads, which ``out`` must not overlap either.
     """
     if not isinstance(out, np.ndarray) or isinstance(out, (np.ma.MaskedArray, np.matrix)):
         raise TypeError(f"{op}: out must be a plain NumPy array or None; got {type(out).__name__}")
@@ -261,12 +262,13 @@ def check_out(
     if not out.flags.writeable:
         raise ValueError(f"{op}: out is read-only; pass a writeable array")
     check_elements_distinct(out.shape, out.strides, out.itemsize, op)
-    # may_share_memory compares address ranges (cheap); shares_memory then settles interleaved views exactly.
-    if np.may_share_memory(out, source) and _share_elements(out, source):
-        raise ValueError(
-            f"{op}: out must not share memory with {source_name} (an element of out is also an element of "
-            f"{source_name}); pass a separate array"
-        )
+    for name, array in ((source_name, source), *also_read):
+        # may_share_memory compares address ranges (cheap); shares_memory then settles interleaved views exactly.
+        if np.may_share_memory(out, array) and _share_elements(out, array):
+            raise ValueError(
+                f"{op}: out must not share memory with {name} (an element of out is also an element of "
+                f"{name}); pass a separate array"
+            )
     return out
 
 

@@ -67,9 +67,7 @@ def _gradient_output(backend, op, layout, input_shape, grad_output, out, memory_
         last = _memory_is_channels_last(layout, memory_like)
         allocate = _allocator(backend, memory_like)
         return layout.empty(*layout.split(input_shape), grad_output.dtype, last, allocate), last
-    out = backend.check_out(out, input_shape, grad_output.dtype, op, grad_output, "grad_output")
-    for name, array in also_read:
-        backend.check_out(out, input_shape, grad_output.dtype, op, array, name)
+    out = backend.check_out(out, input_shape, grad_output.dtype, op, grad_output, "grad_output", also_read)
     return out, _memory_is_channels_last(layout, out)
 
 

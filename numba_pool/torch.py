@@ -269,10 +269,22 @@ def _as_planes(tensor: torch.Tensor, dims: int, channels_last: bool) -> torch.Te
     return tensor.reshape(-1, math.prod(tensor.shape[-dims:]))
 
 
+def _pooled(x: torch.Tensor, op) -> torch.Tensor:
+    """The forward of an op whose only tensor argument is its input."""
+    return _as_tensor(op.pool(_for_kernels(x)))
+
+
+def _vmap_over_input(function, info, in_dims, x, op):
+    """The vmap rule of a Function ``function(x, op)``: the mapped dim joins the batch."""
+    x = _batch_first(x, in_dims[0], info.batch_size)
+    fold = _Fold(info.batch_size, op.dims, x.dim() - 1)
+    return fold.unfold(function.apply(fold.fold(x), op)), 0
+
+
 class _LinearPool(_Function):
     @staticmethod
     def forward(x, op):
-        return _as_tensor(op.pool(_for_kernels(x)))
+        return _pooled(x, op)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -285,9 +297,7 @@ class _LinearPool(_Function):
 
     @staticmethod
     def vmap(info, in_dims, x, op):
-        x = _batch_first(x, in_dims[0], info.batch_size)
-        fold = _Fold(info.batch_size, op.dims, x.dim() - 1)
-        return fold.unfold(_LinearPool.apply(fold.fold(x), op)), 0
+        return _vmap_over_input(_LinearPool, info, in_dims, x, op)
 
 
 class _LinearAdjoint(_Function):
@@ -315,7 +325,7 @@ class _LinearAdjoint(_Function):
 class _StochasticInference(_Function):
     @staticmethod
     def forward(x, op):
-        return _as_tensor(op.pool(_for_kernels(x)))
+        return _pooled(x, op)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -332,9 +342,7 @@ class _StochasticInference(_Function):
 
     @staticmethod
     def vmap(info, in_dims, x, op):
-        x = _batch_first(x, in_dims[0], info.batch_size)
-        fold = _Fold(info.batch_size, op.dims, x.dim() - 1)
-        return fold.unfold(_StochasticInference.apply(fold.fold(x), op)), 0
+        return _vmap_over_input(_StochasticInference, info, in_dims, x, op)
 
 
 def _stochastic_inference_gradient(grad_output, x, op: _StochasticInferenceOp) -> torch.Tensor:

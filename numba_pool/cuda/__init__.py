@@ -44,19 +44,21 @@ def empty(shape, dtype, like: DeviceView) -> DeviceView:
     return _empty(shape, dtype, like)
 
 
-def check_out(out, shape, dtype, op: str, source: DeviceView, source_name: str = "x") -> DeviceView:
-    """The user's preallocated device ``out``, once its shape, dtype and memory are known to be usable."""
+def check_out(out, shape, dtype, op: str, source: DeviceView, source_name: str = "x", also_read=()) -> DeviceView:
+    """The user's preallocated device ``out``, once its shape, dtype and memory are known to be usable
+    (``also_read``: (name, array) pairs of further arrays the kernel reads, which ``out`` must not overlap)."""
     view = as_view(out, "out", op)
     if view.shape != shape:
         raise ValueError(f"{op}: out must have shape {shape} (the output's shape in this layout); got {view.shape}")
     if view.dtype != dtype:
         raise TypeError(f"{op}: out must have dtype {dtype} (the dtype of {source_name}); got {view.dtype}")
     check_elements_distinct(view.shape, view.strides, view.dtype.itemsize, op)
-    if overlaps(view, source):  # address ranges only: interleaved device views are refused too
-        raise ValueError(
-            f"{op}: out must not share memory with {source_name} (on the GPU: its address range must not "
-            f"overlap {source_name}'s); pass a separate array"
-        )
+    for name, array in ((source_name, source), *also_read):
+        if overlaps(view, array):  # address ranges only: interleaved device views are refused too
+            raise ValueError(
+                f"{op}: out must not share memory with {name} (on the GPU: its address range must not "
+                f"overlap {name}'s); pass a separate array"
+            )
     return view
 
 
