@@ -16,11 +16,12 @@ overflow. A window holding +inf gives its infinite elements equal probability
 
 import math
 
+import numba
 import numpy as np
 from numba import njit, prange
 
-from .._rng import output_counter, uniform
-from ._common import KERNEL_OPTIONS, flat_plane_index, unravel_row, window_extent
+from .._rng import _GOLDEN_GAMMA, _TO_UNIT, mix64, output_counter, uniform
+from ._common import KERNEL_OPTIONS, flat_plane_index, interior_windows, next_row, unravel_row, window_extent
 
 # The scale of a window whose largest weight is +inf: its weights are 1 for +inf, 0 otherwise.
 INFINITE_WEIGHTS = 0.0
@@ -163,127 +164,263 @@ def window_output(plane, box, training, seed, counter):
     return expected_value(weight_sum, square_sum, plain_sum, count, scale), first_nan
 
 
+# --------------------------------------------------------------------------- many windows at once
+#
+# The forward kernels compute ``window_output`` for a tile of windows at once, one window per
+# lane: the windows of one output row (channels-first) or the channels of one window
+# (channels-last). Each window's taps are first copied, as float64, into a (taps, lanes) buffer;
+# then every pass runs over the taps in window order with the lanes innermost, contiguous and
+# branch-free (selects), so the compiler vectorises it while each lane adds its window's terms in
+# exactly the order ``window_output`` does: the results are bit for bit the same.
+
+LANE_TILE = 128  # lanes per tile: the buffers of one tile stay in the L1 cache
+TAP_VALUES_BUDGET = 2048  # at most this many buffered values per tile (fewer lanes for large windows)
+_STATISTICS_ROWS = 7  # largest, plain sum, scale, weight sum, square sum, pick target, running weight
+_MARK_ROWS = 3  # tap of the first NaN, tap of the last candidate, whether the pick is done
+
+
+@njit(inline="always", cache=True)
+def draw_after_mix(mixed_seed, counter):
+    """``uniform(seed, counter)`` given ``mixed_seed = mix64(seed)``, which a kernel computes once per call."""
+    state = mixed_seed + (np.uint64(counter) + np.uint64(1)) * _GOLDEN_GAMMA
+    return np.float64(mix64(state) >> np.uint64(11)) * _TO_UNIT
+
+
+@njit(inline="always", cache=True)
+def lane_weight_scales(largest, scale, lanes):
+    """``scale[j] = weight_scale(largest[j])`` for the first ``lanes`` lanes, from the exponent bits.
+
+    For a positive normal ``largest`` with biased exponent E, frexp's exponent is E - 1022, so the
+    factor is 2**min(1022 - E, 1021); subnormals (E = 0) take the cap too. 2**p is built as
+    2**(p + 2) / 4 so that the two subnormal factors (E = 2045, 2046) come out exactly as well.
+    """
+    largest_bits = largest.view(np.uint64)
+    scale_bits = scale.view(np.uint64)
+    for j in range(lanes):
+        exponent = np.int64((largest_bits[j] >> np.uint64(52)) & np.uint64(0x7FF))
+        power = min(1022 - exponent, 1021)  # -1025 for inf and NaN: replaced below
+        scale_bits[j] = np.uint64(max(power + 1025, 0)) << np.uint64(52)
+    for j in range(lanes):
+        value = largest[j]
+        factor = scale[j] * 0.25 if value > 0 else 1.0
+        scale[j] = INFINITE_WEIGHTS if value == np.inf else factor
+
+
+@njit(inline="always", cache=True)
+def _statistics_pass(taps, tap_count, lanes, largest, plain_sum, first_nan):
+    """``window_statistics``' first pass per lane: the largest weight, the plain sum, the tap of the first NaN (or -1)."""
+    for j in range(lanes):
+        largest[j] = 0.0
+        plain_sum[j] = 0.0
+        first_nan[j] = -1
+    for tap in range(tap_count):
+        values = taps[tap]
+        for j in range(lanes):
+            value = values[j]
+            first_nan[j] = tap if (value != value) & (first_nan[j] < 0) else first_nan[j]
+            largest[j] = max(largest[j], value)
+            plain_sum[j] += value
+
+
+@njit(inline="always", cache=True)
+def _weight_pass(taps, tap_count, lanes, scale, weight_sum, square_sum):
+    """``window_statistics``' second pass per lane: the sums of the scaled weights and of their squares."""
+    for j in range(lanes):
+        weight_sum[j] = 0.0
+        square_sum[j] = 0.0
+    for tap in range(tap_count):
+        values = taps[tap]
+        for j in range(lanes):
+            weight = scaled_weight(values[j], scale[j])
+            weight_sum[j] += weight
+            square_sum[j] += weight * weight
+
+
+@njit(inline="always", cache=True)
+def _pick_pass(taps, tap_count, lanes, scale, weight_sum, target, running, last, done):
+    """``pick_element`` per lane: ``last`` ends as the tap picked (the first candidate whose running
+    sum passes the target, else the last candidate); later taps no longer move it once ``done``."""
+    for j in range(lanes):
+        running[j] = 0.0
+        last[j] = -1
+        done[j] = 0
+    for tap in range(tap_count):
+        values = taps[tap]
+        for j in range(lanes):
+            weight = scaled_weight(values[j], scale[j])
+            weighted = weight_sum[j] > 0
+            running[j] += weight if weighted else 1.0  # a skipped weight is +0.0: the sum is unchanged
+            moves = ((weight > 0) | (not weighted)) & (done[j] == 0)
+            last[j] = tap if moves else last[j]
+            done[j] = 1 if moves & (running[j] > target[j]) else done[j]
+
+
+@njit(inline="always", cache=True)
+def _lane_window_outputs(taps, tap_flats, tap_count, lanes, flat_step, training, mixed_seed, counter_first, counter_step,
+                         statistics, marks, out_lanes, index_lanes, store_indices):
+    """``window_output`` for ``lanes`` windows whose ``tap_count`` in-input elements are ``taps[:, j]``.
+
+    Tap ``t`` of lane ``j`` is the element at flat plane index ``tap_flats[t] + j * flat_step``, and
+    lane ``j`` draws with counter ``counter_first + j * counter_step``.
+    """
+    largest, plain_sum, scale, weight_sum = statistics[0], statistics[1], statistics[2], statistics[3]
+    square_sum, target, running = statistics[4], statistics[5], statistics[6]
+    first_nan, last, done = marks[0], marks[1], marks[2]
+    _statistics_pass(taps, tap_count, lanes, largest, plain_sum, first_nan)
+    lane_weight_scales(largest, scale, lanes)
+    _weight_pass(taps, tap_count, lanes, scale, weight_sum, square_sum)
+    if training:
+        for j in range(lanes):
+            draw = draw_after_mix(mixed_seed, counter_first + j * counter_step)
+            target[j] = pick_target(draw, weight_sum[j], tap_count)
+        _pick_pass(taps, tap_count, lanes, scale, weight_sum, target, running, last, done)
+        for j in range(lanes):
+            nan = first_nan[j] >= 0
+            tap = first_nan[j] if nan else last[j]
+            out_lanes[j] = np.nan if nan else taps[tap, j]
+            if store_indices:
+                index_lanes[j] = tap_flats[tap] + j * flat_step
+    else:
+        for j in range(lanes):
+            expected = expected_value(weight_sum[j], square_sum[j], plain_sum[j], tap_count, scale[j])
+            out_lanes[j] = np.nan if first_nan[j] >= 0 else expected
+
+
+def _lane_scratch(blocks, taps, lanes_wanted):
+    """Per block of rows: the (taps, lanes) value buffer, the taps' flat indices, the lane statistics and marks."""
+    lane_tile = max(1, min(LANE_TILE, lanes_wanted, TAP_VALUES_BUDGET // max(taps, 1)))
+    return (
+        np.empty((blocks, taps, lane_tile), np.float64),
+        np.empty((blocks, taps), np.int64),
+        np.empty((blocks, _STATISTICS_ROWS, lane_tile), np.float64),
+        np.empty((blocks, _MARK_ROWS, lane_tile), np.int64),
+    )
+
+
 @njit(**KERNEL_OPTIONS)
+def _stochastic_pool_forward_kernel(x, kernel, stride, padding, draws, training, out, indices, store_indices,
+                                    taps_scratch, flats_scratch, statistics_scratch, marks_scratch):
+    """``stochastic_pool_forward`` with the scratch buffers given, one set per block of rows.
+
+    The windows that lie wholly inside the input along W run as lanes; the few clipped ones at the
+    ends of a row run ``window_output`` directly.
+    """
+    seed, origin, logical = draws
+    mixed_seed = mix64(seed)
+    batch, channels, depth, height, width = x.shape
+    out_depth, out_height, out_width = out.shape[2], out.shape[3], out.shape[4]
+    kernel_w, stride_w, padding_w = kernel[2], stride[2], padding[2]
+    interior_first, interior_stop = interior_windows(out_width, width, kernel_w, stride_w, padding_w, 1)
+    blocks, lane_tile = taps_scratch.shape[0], taps_scratch.shape[2]
+    rows = batch * channels * out_depth * out_height
+    for block in prange(blocks):
+        taps, tap_flats = taps_scratch[block], flats_scratch[block]
+        first_row = block * rows // blocks
+        n, c, od, oh = unravel_row(first_row, channels, out_depth, out_height)
+        for _ in range(first_row, (block + 1) * rows // blocks):
+            plane = x[n, c]
+            d_first, d_stop, _ = window_extent(od * stride[0] - padding[0], kernel[0], depth, padding[0])
+            h_first, h_stop, _ = window_extent(oh * stride[1] - padding[1], kernel[1], height, padding[1])
+            out_row = out[n, c, od, oh]
+            index_row = indices[n, c, od, oh] if store_indices else indices[0, 0, 0, 0]
+            row_counter = output_counter(origin, logical, n, c, od, oh, 0)  # output ow draws with row_counter + ow
+            for ow in range(out_width):
+                if interior_first <= ow < interior_stop:
+                    continue
+                w_first, w_stop, _ = window_extent(ow * stride_w - padding_w, kernel_w, width, padding_w)
+                box = (d_first, d_stop, h_first, h_stop, w_first, w_stop)
+                value, picked = window_output(plane, box, training, seed, row_counter + ow)
+                out_row[ow] = value
+                if store_indices:
+                    index_row[ow] = picked
+            for lane_first in range(interior_first, interior_stop, lane_tile):
+                lanes = min(lane_tile, interior_stop - lane_first)
+                w_start = lane_first * stride_w - padding_w
+                tap = 0
+                for d in range(d_first, d_stop):
+                    for h in range(h_first, h_stop):
+                        source = plane[d, h]
+                        for w in range(w_start, w_start + kernel_w):
+                            values = taps[tap]
+                            for j in range(lanes):
+                                values[j] = np.float64(source[w + j * stride_w])
+                            tap_flats[tap] = flat_plane_index(d, h, w, height, width)
+                            tap += 1
+                lane_stop = lane_first + lanes
+                _lane_window_outputs(
+                    taps, tap_flats, tap, lanes, stride_w, training, mixed_seed, row_counter + lane_first, 1,
+                    statistics_scratch[block], marks_scratch[block], out_row[lane_first:lane_stop],
+                    index_row[lane_first:lane_stop] if store_indices else index_row, store_indices,
+                )
+            n, c, od, oh = next_row(n, c, od, oh, channels, out_depth, out_height)
+
+
 def stochastic_pool_forward(x, kernel, stride, padding, draws, training, out, indices, store_indices):
     """Training: the picked element (and its flat index); inference: the expected value.
 
     ``draws`` is (seed, origin, shape): the random number of an output comes from its position in a
     whole output of size ``shape`` where this one starts at ``origin`` (a block of a dask array).
+    The scratch buffers are allocated here, not in the compiled kernel, so that a failed allocation
+    raises MemoryError.
     """
-    seed, origin, logical = draws
-    batch, channels, depth, height, width = x.shape
-    out_depth, out_height, out_width = out.shape[2], out.shape[3], out.shape[4]
-    for row in prange(batch * channels * out_depth * out_height):
-        n, c, od, oh = unravel_row(row, channels, out_depth, out_height)
-        plane = x[n, c]
-        d_first, d_stop, _ = window_extent(od * stride[0] - padding[0], kernel[0], depth, padding[0])
-        h_first, h_stop, _ = window_extent(oh * stride[1] - padding[1], kernel[1], height, padding[1])
-        for ow in range(out_width):
-            w_first, w_stop, _ = window_extent(ow * stride[2] - padding[2], kernel[2], width, padding[2])
-            box = (d_first, d_stop, h_first, h_stop, w_first, w_stop)
-            counter = output_counter(origin, logical, n, c, od, oh, ow)
-            value, picked = window_output(plane, box, training, seed, counter)
-            out[n, c, od, oh, ow] = value
-            if store_indices:
-                indices[n, c, od, oh, ow] = picked
+    rows = x.shape[0] * x.shape[1] * out.shape[2] * out.shape[3]
+    blocks = max(1, min(rows, 8 * numba.config.NUMBA_NUM_THREADS))
+    scratch = _lane_scratch(blocks, kernel[0] * kernel[1] * kernel[2], out.shape[4])
+    _stochastic_pool_forward_kernel(x, kernel, stride, padding, draws, training, out, indices, store_indices, *scratch)
 
 
 @njit(**KERNEL_OPTIONS)
-def stochastic_pool_forward_channels_last(x, kernel, stride, padding, draws, training, blocks, out, indices, store_indices):
-    """``stochastic_pool_forward`` on (N, D, H, W, C) views, all channels of a window at once.
-
-    The same arithmetic in the same order as ``window_output``, so the same
-    seed picks the same elements in either memory layout.
-    """
+def _stochastic_pool_forward_channels_last_kernel(x, kernel, stride, padding, draws, training, out, indices, store_indices,
+                                                  taps_scratch, flats_scratch, statistics_scratch, marks_scratch):
+    """``stochastic_pool_forward_channels_last`` with the scratch buffers given, one set per block of rows."""
     seed, origin, logical = draws
+    mixed_seed = mix64(seed)
     batch, depth, height, width, channels = x.shape
     out_depth, out_height, out_width = out.shape[1], out.shape[2], out.shape[3]
+    channel_step = logical[2] * logical[3] * logical[4]  # counter distance between channels c and c + 1
+    blocks, lane_tile = taps_scratch.shape[0], taps_scratch.shape[2]
     rows = batch * out_depth * out_height
     for block in prange(blocks):
-        largest = np.empty(channels, np.float64)
-        scale = np.empty(channels, np.float64)
-        weight_sum = np.empty(channels, np.float64)
-        square_sum = np.empty(channels, np.float64)
-        plain_sum = np.empty(channels, np.float64)
-        first_nan = np.empty(channels, np.int64)
-        target = np.empty(channels, np.float64)
-        picked = np.empty(channels, np.int64)
-        last = np.empty(channels, np.int64)
+        taps, tap_flats = taps_scratch[block], flats_scratch[block]
         for row in range(block * rows // blocks, (block + 1) * rows // blocks):
             n, _, od, oh = unravel_row(row, 1, out_depth, out_height)
             d_first, d_stop, _ = window_extent(od * stride[0] - padding[0], kernel[0], depth, padding[0])
             h_first, h_stop, _ = window_extent(oh * stride[1] - padding[1], kernel[1], height, padding[1])
             for ow in range(out_width):
                 w_first, w_stop, _ = window_extent(ow * stride[2] - padding[2], kernel[2], width, padding[2])
-                count = (d_stop - d_first) * (h_stop - h_first) * (w_stop - w_first)
-                largest[:] = 0.0
-                plain_sum[:] = 0.0
-                first_nan[:] = -1
-                for d in range(d_first, d_stop):  # first pass: NaN, largest weight, plain sum
-                    for h in range(h_first, h_stop):
-                        for w in range(w_first, w_stop):
-                            flat = flat_plane_index(d, h, w, height, width)
-                            source = x[n, d, h, w]
-                            for c in range(channels):
-                                value = np.float64(source[c])
-                                if value != value and first_nan[c] < 0:
-                                    first_nan[c] = flat
-                                largest[c] = max(largest[c], value)
-                                plain_sum[c] += value
-                for c in range(channels):
-                    scale[c] = weight_scale(largest[c])
-                weight_sum[:] = 0.0
-                square_sum[:] = 0.0
-                for d in range(d_first, d_stop):  # second pass: scaled weights
-                    for h in range(h_first, h_stop):
-                        for w in range(w_first, w_stop):
-                            source = x[n, d, h, w]
-                            for c in range(channels):
-                                weight = scaled_weight(np.float64(source[c]), scale[c])
-                                weight_sum[c] += weight
-                                square_sum[c] += weight * weight
-                target_row = out[n, od, oh, ow]
-                if training:
-                    for c in range(channels):
-                        draw = uniform(seed, output_counter(origin, logical, n, c, od, oh, ow))
-                        target[c] = pick_target(draw, weight_sum[c], count)
-                        picked[c] = -1
-                        last[c] = -1
-                    running = plain_sum  # reused as the running weight sums
-                    running[:] = 0.0
+                counter = output_counter(origin, logical, n, 0, od, oh, ow)
+                out_window = out[n, od, oh, ow]
+                index_window = indices[n, od, oh, ow] if store_indices else indices[0, 0, 0, 0]
+                for lane_first in range(0, channels, lane_tile):
+                    lanes = min(lane_tile, channels - lane_first)
+                    tap = 0
                     for d in range(d_first, d_stop):
                         for h in range(h_first, h_stop):
                             for w in range(w_first, w_stop):
-                                flat = flat_plane_index(d, h, w, height, width)
                                 source = x[n, d, h, w]
-                                for c in range(channels):
-                                    value = source[c]
-                                    if weight_sum[c] > 0:
-                                        weight = scaled_weight(np.float64(value), scale[c])
-                                        if not weight > 0:
-                                            continue
-                                        running[c] += weight
-                                    else:
-                                        running[c] += 1.0
-                                    last[c] = flat
-                                    if picked[c] < 0 and running[c] > target[c]:
-                                        picked[c] = flat
-                                        target_row[c] = value
-                    for c in range(channels):
-                        if picked[c] < 0:  # rounding left the target at the very top: the last candidate
-                            picked[c] = last[c]
-                            target_row[c] = x[n, last[c] // (height * width), (last[c] // width) % height, last[c] % width, c]
-                else:
-                    for c in range(channels):
-                        target_row[c] = expected_value(weight_sum[c], square_sum[c], plain_sum[c], count, scale[c])
-                for c in range(channels):
-                    if first_nan[c] >= 0:
-                        picked[c] = first_nan[c]
-                        target_row[c] = np.nan
-                if store_indices:
-                    index_row = indices[n, od, oh, ow]
-                    for c in range(channels):
-                        index_row[c] = picked[c]
+                                values = taps[tap]
+                                for j in range(lanes):
+                                    values[j] = np.float64(source[lane_first + j])
+                                tap_flats[tap] = flat_plane_index(d, h, w, height, width)
+                                tap += 1
+                    lane_stop = lane_first + lanes
+                    _lane_window_outputs(
+                        taps, tap_flats, tap, lanes, 0, training, mixed_seed, counter + lane_first * channel_step,
+                        channel_step, statistics_scratch[block], marks_scratch[block], out_window[lane_first:lane_stop],
+                        index_window[lane_first:lane_stop] if store_indices else index_window, store_indices,
+                    )
+
+
+def stochastic_pool_forward_channels_last(x, kernel, stride, padding, draws, training, blocks, out, indices, store_indices):
+    """``stochastic_pool_forward`` on (N, D, H, W, C) views, the channels of a window as lanes.
+
+    The same arithmetic in the same order as ``window_output``, so the same
+    seed picks the same elements in either memory layout.
+    """
+    scratch = _lane_scratch(blocks, kernel[0] * kernel[1] * kernel[2], x.shape[4])
+    _stochastic_pool_forward_channels_last_kernel(
+        x, kernel, stride, padding, draws, training, out, indices, store_indices, *scratch
+    )
 
 
 @njit(**KERNEL_OPTIONS)
