@@ -41,9 +41,12 @@ def _where(array) -> str:
 
 def backend_for(op: str, **arrays) -> ModuleType:
     """The backend module for these arrays (keyword names appear in error messages)."""
-    given = {name: array for name, array in arrays.items() if array is not None}
-    if all(type(array) is np.ndarray for array in given.values()):  # the common case, checked first because it is cheap
+    for array in arrays.values():  # the common case, NumPy arrays only, checked first because it is cheap
+        if array is not None and type(array) is not np.ndarray:
+            break
+    else:
         return cpu
+    given = {name: array for name, array in arrays.items() if array is not None}
     on_device = [is_device_array(array) for array in given.values()]
     if not any(on_device):
         return cpu

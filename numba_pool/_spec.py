@@ -37,13 +37,11 @@ def memoized(function):
     """
     cache: dict = {}
 
-    def typed(value):
-        return tuple(map(type, value)) if type(value) is tuple else type(value)
-
     @functools.wraps(function)
     def cached(*args, **options):
-        try:
-            key = (args, tuple(map(typed, args)), tuple(sorted(options.items())))
+        try:  # one list comprehension, no call per argument: this runs on every pooling call
+            types = tuple([tuple(map(type, a)) if type(a) is tuple else type(a) for a in args])
+            key = (args, types, tuple(sorted(options.items()))) if options else (args, types)
             return cache[key]
         except TypeError:  # unhashable
             return function(*args, **options)

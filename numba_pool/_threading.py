@@ -101,12 +101,29 @@ def active_layer() -> str | None:
 # --------------------------------------------------------------------------- calling kernels
 
 
+# Work (elements of a kernel's first array) below which a call runs the kernel's serial twin: launching
+# the thread pool costs a few microseconds, more than a few thousand elements take on one core, and much
+# more when another process keeps the other cores busy. Results do not depend on it (each prange
+# iteration writes its own part of the outputs); tests set it to 0 or to a huge value to run either path.
+SERIAL_BELOW = 8192
+
+
 def thread_and_fork_safe(kernel: Callable) -> Callable:
     """``kernel`` (a parallel CPU kernel, or a Python function that launches one), made safe to call
-    from several Python threads and in forked children, whatever Numba's threading layer."""
+    from several Python threads and in forked children, whatever Numba's threading layer.
+
+    Small work (a first array argument of fewer than ``SERIAL_BELOW`` elements) runs the kernel's
+    serial twin, which launches no threads, so it needs no lock in any layer.
+    """
+    serial = None
 
     @functools.wraps(kernel)
     def call_kernel(*args):
+        nonlocal serial
+        if args[0].size < SERIAL_BELOW:
+            if serial is None:
+                serial = _small_work_twin(kernel)
+            return serial(*args)
         if _fast_path:
             return kernel(*args)
         return _call_carefully(kernel, args)
@@ -176,7 +193,25 @@ def _install_serial_twins() -> None:
         if name.startswith(_KERNEL_PACKAGE + ".") and module is not None:
             for attribute, value in list(vars(module).items()):
                 if _is_parallel_kernel(value) and value.py_func.__module__ == name:
-                    setattr(module, attribute, _serial_twin(value))
+                    setattr(module, attribute, _cached_serial_twin(value))
+
+
+def _small_work_twin(kernel: Callable) -> Callable:
+    """The serial twin of ``kernel``; for a Python function, a copy of it that calls the serial twins of
+    the parallel kernels of its module (only in this copy: the module keeps its parallel kernels)."""
+    if _is_parallel_kernel(kernel):
+        return _cached_serial_twin(kernel)
+    namespace = dict(kernel.__globals__)
+    for name, value in kernel.__globals__.items():
+        if _is_parallel_kernel(value):
+            namespace[name] = _cached_serial_twin(value)
+    copy = types.FunctionType(kernel.__code__, namespace, kernel.__name__, kernel.__defaults__, kernel.__closure__)
+    return functools.wraps(kernel)(copy)
+
+
+@functools.lru_cache(maxsize=None)
+def _cached_serial_twin(kernel) -> Callable:
+    return _serial_twin(kernel)
 
 
 def _is_parallel_kernel(value) -> bool:

@@ -43,7 +43,10 @@ def _row_blocks(rows: int) -> int:
     A few blocks per thread (of the most Numba may use) balance the load; the
     result never depends on it.
     """
-    return max(1, min(rows, 8 * numba.config.NUMBA_NUM_THREADS))
+    return max(1, min(rows, _BLOCKS_PER_CALL))
+
+
+_BLOCKS_PER_CALL = 8 * numba.config.NUMBA_NUM_THREADS  # fixed for the process: Numba reads it once at import
 
 
 def _allocator(backend, like) -> Callable:

@@ -33,6 +33,7 @@ _WORK = """
 import os, sys, threading
 import numpy as np
 import numba, numba_pool
+numba_pool._threading.SERIAL_BELOW = 0  # these arrays are tiny: launch the thread pool all the same
 
 def work(seed):
     x = np.random.default_rng(seed).standard_normal((2, 3, 6, 6)).astype(np.float32)

@@ -1,0 +1,105 @@
+"""Small calls run each kernel's serial twin (no thread launch); larger ones the parallel kernel.
+
+Most arrays in the other tests are below ``SERIAL_BELOW``, so they test the
+serial twins; here every op runs both ways on the same arrays, and the results
+must be identical to the last bit (each prange iteration owns its part of the
+output, so the thread count cannot change a result).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import numba_pool
+from numba_pool import _threading
+
+
+@pytest.fixture
+def serial_below(monkeypatch):
+    def set_threshold(elements: int) -> None:
+        monkeypatch.setattr(_threading, "SERIAL_BELOW", elements)
+
+    return set_threshold
+
+
+def _inputs(seed: int, channels_last: bool):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((2, 5, 9, 11)).astype(np.float32)
+    x[0, 1, 2, 3] = np.nan
+    x[1, 2] = np.round(x[1, 2])  # ties
+    if channels_last:
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    return x
+
+
+def _every_op(x):
+    """The outputs of every CPU op family on ``x`` (forward and backward)."""
+    results = {}
+    y, indices = numba_pool.max_pool2d(x, 3, 2, 1, return_indices=True)
+    results["max"] = (y, indices, numba_pool.max_pool2d_backward(np.ones_like(y), indices, x.shape))
+    results["max_dilated"] = numba_pool.max_pool2d(x, 2, 1, 0, 2, ceil_mode=True)
+    a = numba_pool.avg_pool2d(x, 3, 2, 1, ceil_mode=True)
+    results["avg"] = (a, numba_pool.avg_pool2d_backward(np.ones_like(a), x.shape, 3, 2, 1, ceil_mode=True))
+    s, picked = numba_pool.stochastic_pool2d(np.abs(x), 2, seed=7, return_indices=True)
+    results["stochastic"] = (s, picked, numba_pool.stochastic_pool2d(x, 3, 2, 1, training=False))
+    results["stochastic_inference_backward"] = numba_pool.stochastic_pool2d_inference_backward(
+        np.ones((2, 5, 5, 6), np.float32), x, 3, 2, 1
+    )
+    g = numba_pool.global_avg_pool2d(x)
+    results["global_avg"] = (g, numba_pool.global_avg_pool2d_backward(np.ones_like(g), x.shape))
+    results["global_max"] = numba_pool.global_max_pool2d(x, return_indices=True)
+    results["adaptive"] = (
+        numba_pool.adaptive_avg_pool2d(x, (4, 3)),
+        numba_pool.adaptive_max_pool2d(x, (4, 3), return_indices=True),
+    )
+    results["unpool"] = numba_pool.max_unpool2d(y, indices, 3, 2, 1, output_size=x.shape[-2:])
+    return results
+
+
+def _assert_identical(left, right, where: str) -> None:
+    if isinstance(left, (tuple, list)):
+        for i, (a, b) in enumerate(zip(left, right, strict=True)):
+            _assert_identical(a, b, f"{where}[{i}]")
+        return
+    assert left.dtype == right.dtype and left.shape == right.shape, where
+    assert np.array_equal(left, right, equal_nan=True), where
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_serial_twins_and_parallel_kernels_agree(serial_below, channels_last):
+    x = _inputs(0, channels_last)
+    serial_below(1 << 40)
+    serial = _every_op(x)
+    serial_below(0)
+    parallel = _every_op(x)
+    for name in serial:
+        _assert_identical(serial[name], parallel[name], name)
+
+
+def test_work_below_the_threshold_runs_the_serial_twin(serial_below, monkeypatch):
+    calls = []
+
+    def kernel(x, out):
+        calls.append("parallel")
+
+    monkeypatch.setattr(_threading, "_small_work_twin", lambda kernel: lambda *args: calls.append("serial"))
+    wrapped = _threading.thread_and_fork_safe(kernel)
+    x, out = np.ones(10), np.empty(10)
+    serial_below(11)
+    wrapped(x, out)
+    serial_below(10)
+    wrapped(x, out)
+    assert calls == ["serial", "parallel"]
+
+
+def test_the_serial_copy_of_a_python_wrapper_calls_serial_twins():
+    """A kernel that is a Python function launching compiled kernels gets a copy whose callees are serial."""
+    from numba_pool.cpu import max_pool
+
+    copy = _threading._small_work_twin(max_pool.max_pool_forward)
+    parallel_names = [name for name, value in vars(max_pool).items() if _threading._is_parallel_kernel(value)]
+    assert parallel_names, "max_pool has parallel kernels"
+    for name in parallel_names:
+        assert not _threading._is_parallel_kernel(copy.__globals__[name]), name
+        assert _threading._is_parallel_kernel(getattr(max_pool, name)), f"the module keeps its parallel {name}"
