@@ -174,6 +174,7 @@ def window_output(plane, box, training, seed, counter):
 # exactly the order ``window_output`` does: the results are bit for bit the same.
 
 LANE_TILE = 128  # lanes per tile: the buffers of one tile stay in the L1 cache
+LANE_PADDING = 16  # passes run over a multiple of this many lanes: shorter loops would not run vectorised
 TAP_VALUES_BUDGET = 2048  # at most this many buffered values per tile (fewer lanes for large windows)
 _STATISTICS_ROWS = 7  # largest, plain sum, scale, weight sum, square sum, pick target, running weight
 _MARK_ROWS = 3  # tap of the first NaN, tap of the last candidate, whether the pick is done
@@ -266,14 +267,19 @@ def _lane_window_outputs(taps, tap_flats, tap_count, lanes, flat_step, training,
     largest, plain_sum, scale, weight_sum = statistics[0], statistics[1], statistics[2], statistics[3]
     square_sum, target, running = statistics[4], statistics[5], statistics[6]
     first_nan, last, done = marks[0], marks[1], marks[2]
-    _statistics_pass(taps, tap_count, lanes, largest, plain_sum, first_nan)
-    lane_weight_scales(largest, scale, lanes)
-    _weight_pass(taps, tap_count, lanes, scale, weight_sum, square_sum)
+    padded = -(-lanes // LANE_PADDING) * LANE_PADDING  # the buffers are that wide (see _lane_scratch)
+    for tap in range(tap_count):  # the padding lanes repeat the last window; their results are not stored
+        values = taps[tap]
+        for j in range(lanes, padded):
+            values[j] = values[lanes - 1]
+    _statistics_pass(taps, tap_count, padded, largest, plain_sum, first_nan)
+    lane_weight_scales(largest, scale, padded)
+    _weight_pass(taps, tap_count, padded, scale, weight_sum, square_sum)
     if training:
-        for j in range(lanes):
+        for j in range(padded):
             draw = draw_after_mix(mixed_seed, counter_first + j * counter_step)
             target[j] = pick_target(draw, weight_sum[j], tap_count)
-        _pick_pass(taps, tap_count, lanes, scale, weight_sum, target, running, last, done)
+        _pick_pass(taps, tap_count, padded, scale, weight_sum, target, running, last, done)
         for j in range(lanes):
             nan = first_nan[j] >= 0
             tap = first_nan[j] if nan else last[j]
@@ -289,17 +295,19 @@ def _lane_window_outputs(taps, tap_flats, tap_count, lanes, flat_step, training,
 def _lane_scratch(blocks, taps, lanes_wanted):
     """Per block of rows: the (taps, lanes) value buffer, the taps' flat indices, the lane statistics and marks."""
     lane_tile = max(1, min(LANE_TILE, lanes_wanted, TAP_VALUES_BUDGET // max(taps, 1)))
+    padded = -(-lane_tile // LANE_PADDING) * LANE_PADDING
     return (
-        np.empty((blocks, taps, lane_tile), np.float64),
+        np.empty((blocks, taps, padded), np.float64),
         np.empty((blocks, taps), np.int64),
-        np.empty((blocks, _STATISTICS_ROWS, lane_tile), np.float64),
-        np.empty((blocks, _MARK_ROWS, lane_tile), np.int64),
+        np.empty((blocks, _STATISTICS_ROWS, padded), np.float64),
+        np.empty((blocks, _MARK_ROWS, padded), np.int64),
+        lane_tile,
     )
 
 
 @njit(**KERNEL_OPTIONS)
 def _stochastic_pool_forward_kernel(x, kernel, stride, padding, draws, training, out, indices, store_indices,
-                                    taps_scratch, flats_scratch, statistics_scratch, marks_scratch):
+                                    taps_scratch, flats_scratch, statistics_scratch, marks_scratch, lane_tile):
     """``stochastic_pool_forward`` with the scratch buffers given, one set per block of rows.
 
     The windows that lie wholly inside the input along W run as lanes; the few clipped ones at the
@@ -311,7 +319,7 @@ def _stochastic_pool_forward_kernel(x, kernel, stride, padding, draws, training,
     out_depth, out_height, out_width = out.shape[2], out.shape[3], out.shape[4]
     kernel_w, stride_w, padding_w = kernel[2], stride[2], padding[2]
     interior_first, interior_stop = interior_windows(out_width, width, kernel_w, stride_w, padding_w, 1)
-    blocks, lane_tile = taps_scratch.shape[0], taps_scratch.shape[2]
+    blocks = taps_scratch.shape[0]
     rows = batch * channels * out_depth * out_height
     for block in prange(blocks):
         taps, tap_flats = taps_scratch[block], flats_scratch[block]
@@ -371,14 +379,14 @@ def stochastic_pool_forward(x, kernel, stride, padding, draws, training, out, in
 
 @njit(**KERNEL_OPTIONS)
 def _stochastic_pool_forward_channels_last_kernel(x, kernel, stride, padding, draws, training, out, indices, store_indices,
-                                                  taps_scratch, flats_scratch, statistics_scratch, marks_scratch):
+                                                  taps_scratch, flats_scratch, statistics_scratch, marks_scratch, lane_tile):
     """``stochastic_pool_forward_channels_last`` with the scratch buffers given, one set per block of rows."""
     seed, origin, logical = draws
     mixed_seed = mix64(seed)
     batch, depth, height, width, channels = x.shape
     out_depth, out_height, out_width = out.shape[1], out.shape[2], out.shape[3]
     channel_step = logical[2] * logical[3] * logical[4]  # counter distance between channels c and c + 1
-    blocks, lane_tile = taps_scratch.shape[0], taps_scratch.shape[2]
+    blocks = taps_scratch.shape[0]
     rows = batch * out_depth * out_height
     for block in prange(blocks):
         taps, tap_flats = taps_scratch[block], flats_scratch[block]
