@@ -191,61 +191,197 @@ def _avg_forward_channels_last(x, kernel, stride, padding, scales, columns, tota
                     target[c] = window_sum[c] * scale
 
 
-@njit(**KERNEL_OPTIONS)
 def avg_pool_backward(grad_output, covers, scales, blocks, grad_input):
     """Each input element gathers grad * scale from every window that covers it.
 
-    Per input row, the gradient rows of the covering windows are first combined
-    into one scaled row (a vectorised pass over the output width); each input
-    element then sums the entries of the windows covering it. ``covers`` holds
-    per axis the precomputed range of windows covering each position. The rows
-    are split into ``blocks`` (one row buffer each); every element is written
-    exactly once, by one thread: no zero fill, no atomics.
+    A Python wrapper: the kernel's per-block row of combined gradients is
+    allocated here (an allocation failure inside a parallel loop would surface
+    as a SystemError). ``covers`` holds per axis the precomputed range of
+    windows covering each position; the rows are split into ``blocks``.
     """
-    batch, channels, depth, height, width = grad_input.shape
+    # Two zeros past the end let the first two covering windows be read without bounds checks.
+    combined = np.zeros((max(blocks, 1), grad_output.shape[4] + 2), np.float64)
+    _avg_backward_channels_first(grad_output, covers, scales, combined, grad_input)
+
+
+@njit(inline="always", cache=True)
+def _same_row_windows(d_covers, h_covers, d, h, previous_d, previous_h):
+    """Whether input rows (d, h) and (previous_d, previous_h) are covered by the same windows."""
+    return (
+        d_covers[0, d] == d_covers[0, previous_d] and d_covers[1, d] == d_covers[1, previous_d]
+        and h_covers[0, h] == h_covers[0, previous_h] and h_covers[1, h] == h_covers[1, previous_h]
+    )
+
+
+@njit(inline="always", cache=True)
+def _combine_covering_rows(grad_output, n, c, d_range, h_range, d_scales, h_scales, w_scales, combined):
+    """combined[ow] = 0 + the scaled gradients of the windows (od, oh, ow) covering one input row, in window order."""
     out_width = grad_output.shape[4]
-    d_covers, h_covers, w_covers = covers
-    d_scales, h_scales, w_scales = scales
-    rows = batch * channels * depth * height
-    for block in prange(blocks):
-        # Two zeros past the end let the first two covering windows be read without bounds checks.
-        combined = np.zeros(out_width + 2, np.float64)
-        for row in range(block * rows // blocks, (block + 1) * rows // blocks):
-            n, c, d, h = unravel_row(row, channels, depth, height)
-            combined[:out_width] = 0.0
-            for od in range(d_covers[0, d], d_covers[1, d]):
-                for oh in range(h_covers[0, h], h_covers[1, h]):
-                    row_scale = d_scales[od] * h_scales[oh]
-                    source = grad_output[n, c, od, oh]
-                    for ow in range(out_width):
-                        combined[ow] += source[ow] * (row_scale * w_scales[ow])
-            target = grad_input[n, c, d, h]
-            for w in range(width):
-                # Most positions have one or two covering windows (kernel <= 2 * stride): take
-                # them branch-free, then loop over any further ones, in window order throughout.
-                first = min(w_covers[0, w], out_width)
-                count = w_covers[1, w] - w_covers[0, w]
-                total = (combined[first] if count > 0 else 0.0) + (combined[first + 1] if count > 1 else 0.0)
-                for ow in range(first + 2, first + count):
-                    total += combined[ow]
-                target[w] = total
+    started = False
+    for od in range(d_range[0], d_range[1]):
+        for oh in range(h_range[0], h_range[1]):
+            row_scale = d_scales[od] * h_scales[oh]
+            source = grad_output[n, c, od, oh]
+            if started:
+                for ow in range(out_width):
+                    combined[ow] += source[ow] * (row_scale * w_scales[ow])
+            else:  # the first row starts from 0 (not from a zero-filled buffer: one pass less)
+                for ow in range(out_width):
+                    combined[ow] = 0.0 + source[ow] * (row_scale * w_scales[ow])
+                started = True
+    if not started:
+        combined[:out_width] = 0.0
+
+
+@njit(inline="always", cache=True)
+def _gather_positions(combined, w_covers, first_w, stop_w, target):
+    """target[w] = the sum of combined over the windows covering w, in window order, for w in [first_w, stop_w)."""
+    out_width = combined.shape[0] - 2
+    for w in range(first_w, stop_w):
+        # Most positions have one or two covering windows (kernel <= 2 * stride): take
+        # them branch-free, then loop over any further ones, in window order throughout.
+        first = min(w_covers[0, w], out_width)
+        count = w_covers[1, w] - w_covers[0, w]
+        total = (combined[first] if count > 0 else 0.0) + (combined[first + 1] if count > 1 else 0.0)
+        for ow in range(first + 2, first + count):
+            total += combined[ow]
+        target[w] = total
+
+
+@njit(cache=True)
+def _stride_two_run(w_covers):
+    """The widest run of position pairs (w0 + 2i, w0 + 2i + 1), i < pairs, that the stride-2 interior shapes.
+
+    Both positions of pair i are covered by the windows ending at q0 + i: the even one by
+    ``even_count`` of them, the odd one by ``odd_count`` (1 or 2 each: kernels 2 to 4).
+    Found by checking every position of the covers, so any other pattern gives pairs == 0.
+    Returns (w0, q0, pairs, even_count, odd_count).
+    """
+    width = w_covers.shape[1]
+    if width < 4:
+        return 0, 0, 0, 1, 1
+    middle = width // 2 - 1
+    if w_covers[1, middle] != w_covers[1, middle + 1]:  # pairs start one position further on
+        middle += 1
+    even_count = w_covers[1, middle] - w_covers[0, middle]
+    odd_count = w_covers[1, middle + 1] - w_covers[0, middle + 1]
+    if not (1 <= even_count <= 2 and 1 <= odd_count <= 2):
+        return 0, 0, 0, 1, 1
+    w0, q0 = middle, w_covers[1, middle] - 1
+    while w0 >= 2 and _is_stride_two_pair(w_covers, w0 - 2, q0 - 1, even_count, odd_count):
+        w0, q0 = w0 - 2, q0 - 1
+    w_stop = middle
+    while w_stop + 1 < width and _is_stride_two_pair(w_covers, w_stop, q0 + (w_stop - w0) // 2, even_count, odd_count):
+        w_stop += 2
+    return w0, q0, (w_stop - w0) // 2, even_count, odd_count
+
+
+@njit(inline="always", cache=True)
+def _is_stride_two_pair(w_covers, w, q, even_count, odd_count):
+    return (
+        w_covers[1, w] == q + 1 and w_covers[0, w] == q + 1 - even_count
+        and w_covers[1, w + 1] == q + 1 and w_covers[0, w + 1] == q + 1 - odd_count
+    )
+
+
+@njit(inline="always", cache=True)
+def _gather_stride_two_pairs(combined, q0, pairs, even_count, odd_count, target):
+    """``_gather_positions`` over a ``_stride_two_run``: contiguous loads, one loop per window pattern (vectorised).
+
+    ``target`` starts at the run's first position. A position with one window takes
+    it unchanged, as ``_gather_positions`` does (x + 0 == x: the sums are never -0).
+    """
+    latest = combined[q0:q0 + pairs]
+    earlier = combined[max(q0 - 1, 0):max(q0 - 1, 0) + pairs]  # read only when a position has two windows (q0 >= 1)
+    if even_count == 1 and odd_count == 1:  # kernel 2
+        for i in range(pairs):
+            target[2 * i] = latest[i]
+            target[2 * i + 1] = latest[i]
+    elif even_count == 2 and odd_count == 1:  # kernel 3
+        for i in range(pairs):
+            target[2 * i] = earlier[i] + latest[i]
+            target[2 * i + 1] = latest[i]
+    elif even_count == 1:
+        for i in range(pairs):
+            target[2 * i] = latest[i]
+            target[2 * i + 1] = earlier[i] + latest[i]
+    else:  # kernel 4
+        for i in range(pairs):
+            target[2 * i] = earlier[i] + latest[i]
+            target[2 * i + 1] = earlier[i] + latest[i]
 
 
 @njit(**KERNEL_OPTIONS)
-def avg_pool_backward_channels_last(grad_output, covers, scales, grad_input):
-    """``avg_pool_backward`` on (N, D, H, W, C) views, gathering all channels at once."""
-    batch, depth, height, width, channels = grad_input.shape
+def _avg_backward_channels_first(grad_output, covers, scales, scratch, grad_input):
+    """``avg_pool_backward``'s kernel: per input row, the gradient rows of the covering windows are
+    combined into one scaled row (a vectorised pass over the output width); each input element
+    then sums the entries of the windows covering it. A row covered by the same windows as the
+    row before it is a copy of that row. Every element is written exactly once, by one thread:
+    no zero fill, no atomics.
+    """
+    batch, channels, depth, height, width = grad_input.shape
     d_covers, h_covers, w_covers = covers
     d_scales, h_scales, w_scales = scales
-    for row in prange(batch * depth * height):
-        n, _, d, h = unravel_row(row, 1, depth, height)
-        totals = np.empty(channels, np.float64)
-        column = np.empty(channels, np.float64)
-        for w in range(width):
-            totals[:] = 0.0
-            # The channels-first kernel's order (identical sums in both layouts): each covering
-            # window column's scaled gradients summed over its rows, then the columns in order.
-            for ow in range(w_covers[0, w], w_covers[1, w]):
+    w0, q0, pairs, even_count, odd_count = _stride_two_run(w_covers)
+    rows = batch * channels * depth * height
+    blocks = scratch.shape[0]
+    for block in prange(blocks):
+        combined = scratch[block]
+        first_row, stop_row = block * rows // blocks, (block + 1) * rows // blocks
+        if first_row >= stop_row:
+            continue
+        n, c, d, h = unravel_row(first_row, channels, depth, height)
+        for row in range(first_row, stop_row):
+            target = grad_input[n, c, d, h]
+            if row > first_row and h > 0 and _same_row_windows(d_covers, h_covers, d, h, d, h - 1):
+                target[:] = grad_input[n, c, d, h - 1]  # written by this block just before
+            else:
+                _combine_covering_rows(
+                    grad_output, n, c, d_covers[:, d], h_covers[:, h], d_scales, h_scales, w_scales, combined
+                )
+                _gather_positions(combined, w_covers, 0, w0, target)
+                _gather_stride_two_pairs(combined, q0, pairs, even_count, odd_count, target[w0:w0 + 2 * pairs])
+                _gather_positions(combined, w_covers, w0 + 2 * pairs, width, target)
+            n, c, d, h = next_row(n, c, d, h, channels, depth, height)
+
+
+def avg_pool_backward_channels_last(grad_output, covers, scales, grad_input):
+    """``avg_pool_backward`` on (N, D, H, W, C) views, gathering all channels at once.
+
+    A Python wrapper: the kernel's per-window column sums live in scratch
+    allocated here, one (output width, C) buffer per block of input rows.
+    """
+    rows = grad_input.shape[0] * grad_input.shape[1] * grad_input.shape[2]
+    blocks = _blocks_for_scratch(rows)
+    columns = np.empty((blocks, grad_output.shape[3], grad_output.shape[4]), np.float64)
+    _avg_backward_channels_last(grad_output, covers, scales, columns, grad_input)
+
+
+@njit(**KERNEL_OPTIONS)
+def _avg_backward_channels_last(grad_output, covers, scales, columns, grad_input):
+    """Per input row: each window column's scaled gradients summed once over the covering rows,
+    then each input column sums the columns of its windows.
+
+    The channels-first kernel's order, so both layouts give identical sums: a
+    window column is 0 plus its rows in order, an input column its windows'
+    columns in window order. A row covered by the same windows as the row before
+    it is a copy of that row.
+    """
+    batch, depth, height, width, channels = grad_input.shape
+    out_width = grad_output.shape[3]
+    d_covers, h_covers, w_covers = covers
+    d_scales, h_scales, w_scales = scales
+    rows = batch * depth * height
+    blocks = columns.shape[0]
+    for block in prange(blocks):
+        window_columns = columns[block]
+        for row in range((block * rows) // blocks, ((block + 1) * rows) // blocks):
+            n, _, d, h = unravel_row(row, 1, depth, height)
+            if row > (block * rows) // blocks and h > 0 and _same_row_windows(d_covers, h_covers, d, h, d, h - 1):
+                grad_input[n, d, h] = grad_input[n, d, h - 1]  # written by this block just before
+                continue
+            for ow in range(out_width):
+                column = window_columns[ow]
                 column[:] = 0.0
                 for od in range(d_covers[0, d], d_covers[1, d]):
                     for oh in range(h_covers[0, h], h_covers[1, h]):
@@ -253,8 +389,20 @@ def avg_pool_backward_channels_last(grad_output, covers, scales, grad_input):
                         source = grad_output[n, od, oh, ow]
                         for c in range(channels):
                             column[c] += source[c] * scale
-                for c in range(channels):
-                    totals[c] += column[c]
-            target = grad_input[n, d, h, w]
-            for c in range(channels):
-                target[c] = totals[c]
+            for w in range(width):
+                target = grad_input[n, d, h, w]
+                first, stop = w_covers[0, w], w_covers[1, w]
+                if stop - first == 1:  # 0 + column == column: the column sums are never -0
+                    target[:] = window_columns[first]
+                elif stop == first:
+                    target[:] = 0.0
+                elif stop - first == 2:
+                    earlier, latest = window_columns[first], window_columns[first + 1]
+                    for c in range(channels):
+                        target[c] = earlier[c] + latest[c]
+                else:
+                    for c in range(channels):
+                        total = window_columns[first, c]
+                        for ow in range(first + 1, stop):
+                            total += window_columns[ow, c]
+                        target[c] = total
