@@ -103,3 +103,23 @@ def test_the_serial_copy_of_a_python_wrapper_calls_serial_twins():
     for name in parallel_names:
         assert not _threading._is_parallel_kernel(copy.__globals__[name]), name
         assert _threading._is_parallel_kernel(getattr(max_pool, name)), f"the module keeps its parallel {name}"
+
+
+@pytest.mark.parametrize("threshold", [0, 1 << 40])
+@pytest.mark.parametrize("dtype", [np.int8, np.uint16, np.int32, np.int64, np.uint64])
+def test_index_range_finds_the_extremes_anywhere(serial_below, threshold, dtype):
+    serial_below(threshold)
+    rng = np.random.default_rng(3)
+    for size in (1, 2, 63, 64, 65, 1000, 20_001):
+        values = rng.integers(10, 100, size).astype(dtype)
+        low_at, high_at = rng.integers(0, size, 2)
+        values[low_at], values[high_at] = 3, 120
+        if size > 1 and low_at == high_at:
+            continue
+        expected = (int(values.min()), int(values.max()))
+        assert numba_pool.cpu.index_range(values, None) == expected
+        assert numba_pool.cpu.index_range(values[::-1], None) == expected  # a reversed view
+    grid = rng.integers(0, 50, (3, 4, 5, 6)).astype(dtype)
+    grid[2, 0, 4, 1] = 77
+    channels_last = grid.transpose(0, 2, 3, 1)  # dense in another axis order: read where it lies
+    assert numba_pool.cpu.index_range(channels_last, None) == (int(grid.min()), 77)

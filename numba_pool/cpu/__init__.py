@@ -12,7 +12,7 @@ whatever Numba's threading layer.
 """
 
 from .._threading import load_tbb, thread_and_fork_safe
-from ._arrays import as_int64, asarray, check_out, empty, export, index_range
+from ._arrays import as_int64, asarray, check_out, empty, export
 from .adaptive_pool import adaptive_avg_backward, adaptive_avg_forward, adaptive_max_forward
 from .avg_pool import (
     avg_pool_backward,
@@ -27,6 +27,7 @@ from .global_pool import (
     global_avg_forward_channels_last,
     global_avg_forward_flat,
 )
+from .indices import index_range
 from .max_pool import (
     max_pool_backward,
     max_pool_backward_channels_last,
@@ -73,7 +74,7 @@ __all__ = [
 
 load_tbb()  # only if the user asked for TBB; before the first parallel launch, so that Numba finds pip's TBB
 
-_ARRAY_HELPERS = {"as_int64", "asarray", "check_out", "empty", "export", "index_range"}
+_ARRAY_HELPERS = {"as_int64", "asarray", "check_out", "empty", "export"}
 for _name in __all__:
     if _name not in _ARRAY_HELPERS:
         globals()[_name] = thread_and_fork_safe(globals()[_name])
