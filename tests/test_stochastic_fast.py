@@ -183,6 +183,16 @@ def test_large_windows_take_fewer_lanes_and_stay_exact(dtype):
     assert_same_as_scalar(x, 2, ((35, 40), (3, 5), (10, 20), True), 3)
 
 
+def test_windows_too_large_for_lanes_run_one_by_one():
+    """More in-input taps than LARGEST_LANE_WINDOW: no lane buffers (they would be huge), the same results."""
+    from numba_pool.cpu.stochastic_pool import LARGEST_LANE_WINDOW
+
+    rng = np.random.default_rng(8)
+    x = extreme_values(rng, (1, 2, 70, 80), np.float64)
+    assert 65 * 70 > LARGEST_LANE_WINDOW
+    assert_same_as_scalar(x, 2, ((65, 70), (4, 6), (30, 30), False), 5)
+
+
 def test_zero_size_batches_and_single_elements():
     for shape in [(0, 3, 6, 6), (1, 1, 1, 1)]:
         x = np.ones(shape, np.float32)

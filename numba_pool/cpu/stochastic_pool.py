@@ -292,8 +292,21 @@ def _lane_window_outputs(taps, tap_flats, tap_count, lanes, flat_step, training,
             out_lanes[j] = np.nan if first_nan[j] >= 0 else expected
 
 
+# Windows with more in-input taps than this run one by one (``window_output``): lane buffers that large
+# would cost more memory than they save time.
+LARGEST_LANE_WINDOW = 4096
+
+
+def _taps_in_input(kernel, spatial):
+    """The most taps of one window that can lie in the input: the kernel clipped to the input, per axis."""
+    return min(kernel[0], spatial[0]) * min(kernel[1], spatial[1]) * min(kernel[2], spatial[2])
+
+
 def _lane_scratch(blocks, taps, lanes_wanted):
-    """Per block of rows: the (taps, lanes) value buffer, the taps' flat indices, the lane statistics and marks."""
+    """Per block of rows: the (taps, lanes) value buffer, the taps' flat indices, the lane statistics and marks.
+
+    ``taps`` 0 gives empty buffers: every window then runs on its own.
+    """
     lane_tile = max(1, min(LANE_TILE, lanes_wanted, TAP_VALUES_BUDGET // max(taps, 1)))
     padded = -(-lane_tile // LANE_PADDING) * LANE_PADDING
     return (
@@ -319,6 +332,8 @@ def _stochastic_pool_forward_kernel(x, kernel, stride, padding, draws, training,
     out_depth, out_height, out_width = out.shape[2], out.shape[3], out.shape[4]
     kernel_w, stride_w, padding_w = kernel[2], stride[2], padding[2]
     interior_first, interior_stop = interior_windows(out_width, width, kernel_w, stride_w, padding_w, 1)
+    if taps_scratch.shape[1] == 0:  # windows too large for lanes: every window on its own
+        interior_first, interior_stop = 0, 0
     blocks = taps_scratch.shape[0]
     rows = batch * channels * out_depth * out_height
     for block in prange(blocks):
@@ -373,7 +388,8 @@ def stochastic_pool_forward(x, kernel, stride, padding, draws, training, out, in
     """
     rows = x.shape[0] * x.shape[1] * out.shape[2] * out.shape[3]
     blocks = max(1, min(rows, 8 * numba.config.NUMBA_NUM_THREADS))
-    scratch = _lane_scratch(blocks, kernel[0] * kernel[1] * kernel[2], out.shape[4])
+    taps = _taps_in_input(kernel, x.shape[2:])
+    scratch = _lane_scratch(blocks, taps if taps <= LARGEST_LANE_WINDOW else 0, out.shape[4])
     _stochastic_pool_forward_kernel(x, kernel, stride, padding, draws, training, out, indices, store_indices, *scratch)
 
 
@@ -425,7 +441,14 @@ def stochastic_pool_forward_channels_last(x, kernel, stride, padding, draws, tra
     The same arithmetic in the same order as ``window_output``, so the same
     seed picks the same elements in either memory layout.
     """
-    scratch = _lane_scratch(blocks, kernel[0] * kernel[1] * kernel[2], x.shape[4])
+    if _taps_in_input(kernel, x.shape[1:4]) > LARGEST_LANE_WINDOW:  # window by window, in the channels-first kernel
+        to_channels_first = (0, 4, 1, 2, 3)
+        stochastic_pool_forward(
+            x.transpose(to_channels_first), kernel, stride, padding, draws, training, out.transpose(to_channels_first),
+            indices.transpose(to_channels_first), store_indices,
+        )
+        return
+    scratch = _lane_scratch(blocks, _taps_in_input(kernel, x.shape[1:4]), x.shape[4])
     _stochastic_pool_forward_channels_last_kernel(
         x, kernel, stride, padding, draws, training, out, indices, store_indices, *scratch
     )
