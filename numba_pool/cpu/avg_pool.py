@@ -334,7 +334,9 @@ def _avg_backward_channels_first(grad_output, covers, scales, scratch, grad_inpu
         for row in range(first_row, stop_row):
             target = grad_input[n, c, d, h]
             if row > first_row and h > 0 and _same_row_windows(d_covers, h_covers, d, h, d, h - 1):
-                target[:] = grad_input[n, c, d, h - 1]  # written by this block just before
+                previous = grad_input[n, c, d, h - 1]  # written by this block just before
+                for w in range(width):  # an explicit loop: vectorised, without a slice copy's overlap check
+                    target[w] = previous[w]
             else:
                 _combine_covering_rows(
                     grad_output, n, c, d_covers[:, d], h_covers[:, h], d_scales, h_scales, w_scales, combined
