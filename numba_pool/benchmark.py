@@ -49,8 +49,9 @@ WINDOWS = [(2, 2), (3, 2)]
 TINY_SHAPE = (1, 1, 4, 4)
 OPS = [
     "max_forward", "max_forward_indices", "max_backward", "avg_forward", "avg_backward",
-    "global_avg_forward", "global_avg_backward", "stochastic_forward_indices",
+    "global_avg_forward", "global_avg_backward", "stochastic_forward_indices", "stochastic_inference",
 ]
+REUSED = "numba_pool out="  # backward passes writing into a buffer reused from call to call
 WINDOWLESS_OPS = {"global_avg_forward", "global_avg_backward"}
 PEERS = ("skimage", "scipy")  # NumPy-world peers, columns when installed
 
@@ -240,6 +241,13 @@ def build_case(op: str, shape: tuple, kernel: int, stride: int, layout: str, dty
         "global_avg_forward": lambda: nb.global_avg_pool2d(x, **view),
         "global_avg_backward": lambda: nb.global_avg_pool2d_backward(pooled_grad, x.shape, **view),
         "stochastic_forward_indices": lambda: nb.stochastic_pool2d(x, kernel, stride, seed=1, return_indices=True, **view),
+        "stochastic_inference": lambda: nb.stochastic_pool2d(x, kernel, stride, training=False, **view),
+    }
+    gradient = np.empty_like(x)  # a training loop's reused gradient buffer: no page faults after the first step
+    reused = {
+        "max_backward": lambda: nb.max_pool2d_backward(grad, indices, x.shape, out=gradient, **view),
+        "avg_backward": lambda: nb.avg_pool2d_backward(grad, x.shape, kernel, stride, out=gradient, **view),
+        "global_avg_backward": lambda: nb.global_avg_pool2d_backward(pooled_grad, x.shape, out=gradient, **view),
     }
     numpy_baseline = {
         "max_forward": lambda: _numpy_windows(x_nchw, kernel, stride).max(axis=(-2, -1)),
@@ -256,8 +264,11 @@ def build_case(op: str, shape: tuple, kernel: int, stride: int, layout: str, dty
         "global_avg_forward": (in_items * item, pooled_grad.size * item),
         "global_avg_backward": (pooled_grad.size * item, in_items * item),
         "stochastic_forward_indices": (in_items * item, out_items * (item + 8)),
+        "stochastic_inference": (in_items * item, out_items * item),
     }
     functions = {"numba_pool": ours[op]}
+    if op in reused:
+        functions[REUSED] = reused[op]
     if op in numpy_baseline:
         functions["numpy"] = numpy_baseline[op]
     peers, excluded = checked_peers(op, _peer_functions(op, x, kernel, stride, channels_last), ours[op])
@@ -290,8 +301,11 @@ def _torch_function(op: str, x_nchw: np.ndarray, kernel: int, stride: int, chann
     return functions.get(op)
 
 
-def time_case(case: Case, repeats: int) -> dict:
-    """Interleaved medians: each repeat runs every contender once, in turn."""
+def time_case(case: Case, repeats: int) -> tuple[dict, dict]:
+    """Interleaved timing: each repeat runs every contender once, in turn.
+
+    Returns (medians, spreads): seconds by contender, and (min, median, max) by contender.
+    """
     for function in case.functions.values():
         function()  # warm-up: compilation, first-touch allocation
     times = {name: [] for name in case.functions}
@@ -300,7 +314,8 @@ def time_case(case: Case, repeats: int) -> dict:
             start = time.perf_counter()
             function()
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+    spreads = {name: (min(values), statistics.median(values), max(values)) for name, values in times.items()}
+    return {name: spread[1] for name, spread in spreads.items()}, spreads
 
 
 # --------------------------------------------------------------------------- running and printing
@@ -330,10 +345,10 @@ def run(ops, layouts, quick: bool, repeats: int, progress=None) -> dict:
         if progress:
             progress(index, len(plan), f"{op} {shape} {layout}")
         case = build_case(op, shape, kernel, stride, layout)
-        times = time_case(case, repeats if shape != TINY_SHAPE else repeats * 20)
+        times, spreads = time_case(case, repeats if shape != TINY_SHAPE else repeats * 20)
         floor = case.bytes_read / read_bandwidth + case.bytes_written / write_bandwidth
         row = {k: v for k, v in asdict(case).items() if k != "functions"}
-        row.update(label=case.label, seconds=times, floor_seconds=floor)
+        row.update(label=case.label, seconds=times, spread_seconds=spreads, floor_seconds=floor)
         rows.append(row)
     return {
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
@@ -364,20 +379,27 @@ def format_table(result: dict) -> str:
 
     # The NumPy-world peers get a column only when some row timed them (they are optional installs).
     peers = [name for name in PEERS if any(name in row["seconds"] for row in result["rows"])]
+    def spread(row, name):
+        low, _, high = row.get("spread_seconds", {}).get(name, (None, None, None))
+        return f"  {low * 1e3:.3g}-{high * 1e3:.3g}" if low is not None else ""
+
     lines = [
         f"threads {result['threads']} ({result['threading_layer']}), read {result['read_bandwidth_gbs']:.1f} GB/s, "
-        f"write {result['write_bandwidth_gbs']:.1f} GB/s; times in ms, medians",
-        f"{'case':<34}{'op':<28}{'ours':>9}{'torch':>9}{'numpy':>9}"
+        f"write {result['write_bandwidth_gbs']:.1f} GB/s; times in ms, medians; 'out=': backward into a reused "
+        "buffer; last column: ours min-max",
+        f"{'case':<34}{'op':<28}{'ours':>9}{'out=':>9}{'torch':>9}{'numpy':>9}"
         + "".join(f"{name:>9}" for name in peers)
-        + f"{'floor':>9}{'/torch':>8}{'/floor':>8}",
+        + f"{'floor':>9}{'/torch':>8}{'/floor':>8}{'out=/fl':>8}",
     ]
     for row in result["rows"]:
         seconds = row["seconds"]
         ours, theirs, numpy_time = seconds["numba_pool"], seconds.get("torch"), seconds.get("numpy")
+        reused = seconds.get(REUSED)
         lines.append(
-            f"{row['label']:<34}{row['op']:<28}{ms(ours)}{ms(theirs)}{ms(numpy_time)}"
+            f"{row['label']:<34}{row['op']:<28}{ms(ours)}{ms(reused)}{ms(theirs)}{ms(numpy_time)}"
             + "".join(ms(seconds.get(name)) for name in peers)
             + f"{ms(row['floor_seconds'])}{ratio(ours, theirs)}{ratio(ours, row['floor_seconds'])}"
+            + f"{ratio(reused, row['floor_seconds'])}{spread(row, 'numba_pool')}"
         )
     return "\n".join(lines)
 
