@@ -177,10 +177,10 @@ class Layout:
         """
         if channels_last_memory:
             array = allocate((batch, *spatial, channels), dtype)
-            array = array if self.channels_last else np.moveaxis(array, -1, 1)
+            array = array if self.channels_last else array.transpose(_CHANNELS_TO_FRONT[self.dims])
         else:
             array = allocate((batch, channels, *spatial), dtype)
-            array = np.moveaxis(array, 1, -1) if self.channels_last else array
+            array = array.transpose(_CHANNELS_TO_BACK[self.dims]) if self.channels_last else array
         return array if self.batched else array[0]
 
     def canonical(self, array: np.ndarray) -> np.ndarray:
@@ -195,6 +195,7 @@ class Layout:
 # Index expressions and axis orders the canonical view needs, per op dimensionality.
 _ADD_SPATIAL_AXES = {1: (slice(None), slice(None), None, None), 2: (slice(None), slice(None), None), 3: (Ellipsis,)}
 _CHANNELS_TO_FRONT = {dims: (0, dims + 1) + tuple(range(1, dims + 1)) for dims in (1, 2, 3)}
+_CHANNELS_TO_BACK = {dims: (0,) + tuple(range(2, dims + 2)) + (1,) for dims in (1, 2, 3)}
 
 
 def channels_innermost(canonical: np.ndarray) -> bool:
