@@ -217,6 +217,231 @@ def _max_pool_forward_kernel(x, kernel, stride, padding, dilation, out, indices,
             n, c, od, oh = next_row(n, c, od, oh, channels, out_depth, out_height)
 
 
+# --------------------------------------------------------------------------- channels-first, small 2-D windows
+
+# The direct kernel takes windows of at most this many taps (k2s2, k3s2, ...); larger
+# windows (global pooling among them) keep the separable kernel above.
+DIRECT_MAX_TAPS = 16
+
+# Rows are reduced in runs of neighbouring windows, tap by tap across the run. Runs are a multiple
+# of LANES (8: a float32 ymm register) long, the last one overlapping the one before, so that LLVM's
+# vector loop does all the work: its scalar remainder loop, with data-dependent branches, would
+# cost more than the vector work on short rows. Runs longer than RUN_CAPACITY are cut.
+LANES = 8
+RUN_CAPACITY = 64 * LANES
+
+
+@njit(inline="always", cache=True)
+def _replaces(value, best):
+    """``replaces_maximum`` once a maximum is seeded, branch-free: a larger value or any NaN wins."""
+    return (value > best) | (value != value)
+
+
+@njit(inline="always", cache=True)
+def _at(first, k, stride):
+    """``first + k * stride`` as an unsigned index: Numba then skips its negative-index wraparound, so the
+    loads stay plain (de-interleaved for stride 2). Callers pass non-negative positions."""
+    return np.uint64(first + k * stride)
+
+
+# The running maxima of a block live in two buffers, read from one and written to the other tap
+# after tap: a select stored in place would become a masked store (slow on AMD).
+
+
+@njit(inline="always", cache=True)
+def _seed_taps(plane, h, w0, stride, best_out, keys_out, count, tap, two, store_keys):
+    """Seed the block's windows from their first tap (window k reads ``plane[h, w0 + k * stride]``), then
+    fold in the next tap of the row when ``two``.
+
+    Each branch has its own loop, so no loop tests a flag per element.
+    """
+    next_tap = np.int32(tap + 1)
+    if two and store_keys:  # both loads in one loop: for stride 2 they are one de-interleaved pair of vector loads
+        for k in range(count):
+            first, second = plane[h, _at(w0, k, stride)], plane[h, _at(w0 + 1, k, stride)]
+            replace = _replaces(second, first)
+            best_out[k] = second if replace else first
+            keys_out[k] = next_tap if replace else tap
+    elif two:
+        for k in range(count):
+            first, second = plane[h, _at(w0, k, stride)], plane[h, _at(w0 + 1, k, stride)]
+            best_out[k] = second if _replaces(second, first) else first
+    else:
+        for k in range(count):
+            best_out[k] = plane[h, _at(w0, k, stride)]
+            if store_keys:
+                keys_out[k] = tap
+
+
+@njit(inline="always", cache=True)
+def _fold_taps(plane, h, w0, stride, best_in, keys_in, best_out, keys_out, count, tap, two, store_keys):
+    """Fold one tap (two neighbouring taps when ``two``), met after the running maxima in window order."""
+    next_tap = np.int32(tap + 1)
+    if two and store_keys:
+        for k in range(count):
+            first, second = plane[h, _at(w0, k, stride)], plane[h, _at(w0 + 1, k, stride)]
+            best = best_in[k]
+            replace = _replaces(first, best)
+            best = first if replace else best
+            key = tap if replace else keys_in[k]
+            replace = _replaces(second, best)
+            best_out[k] = second if replace else best
+            keys_out[k] = next_tap if replace else key
+    elif two:
+        for k in range(count):
+            first, second = plane[h, _at(w0, k, stride)], plane[h, _at(w0 + 1, k, stride)]
+            best = best_in[k]
+            best = first if _replaces(first, best) else best
+            best_out[k] = second if _replaces(second, best) else best
+    elif store_keys:
+        for k in range(count):
+            value = plane[h, _at(w0, k, stride)]
+            best = best_in[k]
+            replace = _replaces(value, best)
+            best_out[k] = value if replace else best
+            keys_out[k] = tap if replace else keys_in[k]
+    else:
+        for k in range(count):
+            value = plane[h, _at(w0, k, stride)]
+            best = best_in[k]
+            best_out[k] = value if _replaces(value, best) else best
+
+
+@njit(inline="always", cache=True)
+def _direct_run(plane, buffers, count, w0, plane_offset, h_start, h_first, h_stop, kernel_w, stride_w, store_keys):
+    """Running maxima of ``count`` neighbouring windows wholly inside the row span, the first starting at
+    column ``w0``: taps in window order, each across all the windows at once. Returns the buffers
+    (values, keys) holding the result.
+
+    A tap's key is its flat plane index minus the window's start column, the same for every window
+    (int32: the plane has fewer than 2**31 elements).
+    """
+    best_in, keys_in, best_out, keys_out = buffers
+    width = plane.shape[1]
+    for i in range(h_first, h_stop):
+        h = h_start + i
+        for j in range(0, kernel_w, 2):
+            tap = np.int32(plane_offset + h * width + j)
+            two = j + 1 < kernel_w
+            if i == h_first and j == 0:
+                _seed_taps(plane, h, w0 + j, stride_w, best_out, keys_out, count, tap, two, store_keys)
+            else:
+                _fold_taps(plane, h, w0 + j, stride_w, best_in, keys_in, best_out, keys_out, count, tap, two,
+                           store_keys)
+            best_in, keys_in, best_out, keys_out = best_out, keys_out, best_in, keys_in
+    return best_in, keys_in
+
+
+@njit(inline="always", cache=True)
+def _direct_window_maximum(plane, h_start, h_first, h_stop, w_start, w_first, w_stop):
+    """(maximum, flat index in ``plane``) of one window: its valid taps in window order (border windows,
+    and rows with fewer than ``LANES`` interior windows)."""
+    width = plane.shape[1]
+    h = h_start + h_first
+    w = w_start + w_first
+    value = plane[h, w]
+    flat = h * width + w
+    for i in range(h_first, h_stop):
+        h = h_start + i
+        for j in range(w_first, w_stop):
+            w = w_start + j
+            candidate = plane[h, w]
+            if (candidate > value) | (candidate != candidate):
+                value = candidate
+                flat = h * width + w
+    return value, flat
+
+
+@njit(inline="always", cache=True)
+def _direct_store_run(plane, buffers, out_row, index_row, ow, count, plane_offset, h_start, h_first, h_stop, kernel_w,
+                      stride_w, padding_w, store_indices):
+    """Windows ow..ow+count-1 of one output row, all wholly inside the row span, reduced as one run."""
+    w0 = ow * stride_w - padding_w
+    best, keys = _direct_run(plane, buffers, count, w0, plane_offset, h_start, h_first, h_stop, kernel_w, stride_w,
+                             store_indices)
+    for k in range(count):
+        out_row[_at(ow, k, 1)] = best[k]
+    if store_indices:
+        for k in range(count):  # widened to the int64 flat index once, at the store
+            index_row[_at(ow, k, 1)] = np.int64(keys[k]) + (w0 + k * stride_w)
+
+
+@njit(inline="always", cache=True)
+def _direct_row(plane, buffers, out_row, index_row, plane_offset, h_start, h_first, h_stop, kernel_w, stride_w,
+                padding_w, interior_first, interior_stop, store_indices):
+    """One output row from one input plane (a (H, W) slice starting at flat index ``plane_offset``):
+    interior windows in runs, the others one by one."""
+    width = plane.shape[1]
+    count = interior_stop - interior_first
+    if count < LANES:
+        interior_first = interior_stop  # too few for a run: all windows one by one
+    span = count - count % LANES
+    for run_first in range(interior_first, interior_first + span, RUN_CAPACITY):
+        _direct_store_run(plane, buffers, out_row, index_row, run_first, min(RUN_CAPACITY, interior_first + span - run_first),
+                          plane_offset, h_start, h_first, h_stop, kernel_w, stride_w, padding_w, store_indices)
+    if count % LANES and count >= LANES:  # the rest, as a run that overlaps the last one: the same values again
+        last = min(span, LANES)  # LANES, but not a constant to LLVM, which would unroll the loops instead of vectorising
+        _direct_store_run(plane, buffers, out_row, index_row, interior_stop - last, last, plane_offset, h_start, h_first,
+                          h_stop, kernel_w, stride_w, padding_w, store_indices)
+    for side in range(2):
+        first, stop = (0, interior_first) if side == 0 else (interior_stop, out_row.shape[0])
+        for ow in range(first, stop):
+            w_start = ow * stride_w - padding_w
+            w_first, w_stop = valid_taps(w_start, kernel_w, 1, width)
+            value, flat = _direct_window_maximum(plane, h_start, h_first, h_stop, w_start, w_first, w_stop)
+            out_row[ow] = value
+            if store_indices:
+                index_row[ow] = flat + plane_offset
+
+
+@njit(**KERNEL_OPTIONS)
+def _max_pool_forward_direct(x, kernel, stride, padding, out, indices, store_indices, best_scratch, key_scratch):
+    """``max_pool_forward`` for windows of depth 1, few taps, no dilation and stride_w 1 or 2.
+
+    Taps come in window order, so the plain ``replaces_maximum`` select decides ties and NaNs;
+    no flat-index comparisons are needed, unlike the separable kernel.
+    """
+    batch, channels, depth, height, width = x.shape
+    out_depth, out_height, out_width = out.shape[2], out.shape[3], out.shape[4]
+    kernel_h, kernel_w, stride_w, padding_w = kernel[1], kernel[2], stride[2], padding[2]
+    interior_first, interior_stop = interior_windows(out_width, width, kernel_w, stride_w, padding_w, 1)
+    blocks = best_scratch.shape[0]
+    rows = batch * channels * out_depth * out_height
+    for block in prange(blocks):
+        buffers = (best_scratch[block, :RUN_CAPACITY], key_scratch[block, :RUN_CAPACITY],
+                   best_scratch[block, RUN_CAPACITY:], key_scratch[block, RUN_CAPACITY:])
+        first_row = block * rows // blocks
+        n, c, od, oh = unravel_row(first_row, channels, out_depth, out_height)
+        for _ in range(first_row, (block + 1) * rows // blocks):
+            d = od * stride[0]
+            plane = x[n, c, d]
+            h_start = oh * stride[1] - padding[1]
+            h_first, h_stop = valid_taps(h_start, kernel_h, 1, height)
+            out_row = out[n, c, od, oh]
+            index_row = indices[n, c, od, oh] if store_indices else indices[0, 0, 0, 0]
+            plane_offset = d * height * width  # flat indices count the (H, W) planes before this one
+            if stride_w == 2:  # constant strides, so the loads vectorise (stride-2 loads de-interleave)
+                _direct_row(plane, buffers, out_row, index_row, plane_offset, h_start, h_first, h_stop, kernel_w, 2,
+                            padding_w, interior_first, interior_stop, store_indices)
+            else:
+                _direct_row(plane, buffers, out_row, index_row, plane_offset, h_start, h_first, h_stop, kernel_w, 1,
+                            padding_w, interior_first, interior_stop, store_indices)
+            n, c, od, oh = next_row(n, c, od, oh, channels, out_depth, out_height)
+
+
+def _takes_direct_kernel(x, kernel, stride, padding, dilation):
+    """Whether ``_max_pool_forward_direct`` serves this call (otherwise the separable kernel does)."""
+    return (
+        kernel[0] == 1
+        and padding[0] == 0
+        and dilation[1] == 1
+        and dilation[2] == 1
+        and kernel[1] * kernel[2] <= DIRECT_MAX_TAPS
+        and stride[2] in (1, 2)
+        and x.shape[2] * x.shape[3] * x.shape[4] < 2**31  # int32 keys
+    )
+
+
 def max_pool_forward(x, kernel, stride, padding, dilation, blocks, out, indices, store_indices):
     """Write each window's maximum to ``out`` (and its flat plane index to ``indices``).
 
@@ -235,6 +460,11 @@ def max_pool_forward(x, kernel, stride, padding, dilation, blocks, out, indices,
     size. It is allocated here, not in the compiled kernel, so that a failed
     allocation raises MemoryError.
     """
+    if _takes_direct_kernel(x, kernel, stride, padding, dilation):
+        best_scratch = np.empty((blocks, 2 * RUN_CAPACITY), x.dtype)  # two halves: read one, write the other
+        key_scratch = np.empty((blocks, 2 * RUN_CAPACITY), np.int32)
+        _max_pool_forward_direct(x, kernel, stride, padding, out, indices, store_indices, best_scratch, key_scratch)
+        return
     columns = min(x.shape[4], TILE_COLUMNS)
     best_scratch = np.empty((blocks, columns), x.dtype)
     key_scratch = np.empty((blocks, columns), np.int64)
