@@ -177,7 +177,11 @@ LANE_TILE = 128  # lanes per tile: the buffers of one tile stay in the L1 cache
 LANE_PADDING = 16  # passes run over a multiple of this many lanes: shorter loops would not run vectorised
 TAP_VALUES_BUDGET = 2048  # at most this many buffered values per tile (fewer lanes for large windows)
 _STATISTICS_ROWS = 7  # largest, plain sum, scale, weight sum, square sum, pick target, running weight
-_MARK_ROWS = 3  # tap of the first NaN, tap of the last candidate, whether the pick is done
+_MARK_ROWS = 3  # flat index of the first NaN, tap of the last candidate, whether the pick is done
+
+# The lane kernels divide only by values they have checked are not 0, so NumPy's error model (no
+# ZeroDivisionError branch per division) changes no result and lets the output stores vectorise.
+LANE_KERNEL_OPTIONS = {**KERNEL_OPTIONS, "error_model": "numpy"}
 
 
 @njit(inline="always", cache=True)
@@ -208,33 +212,46 @@ def lane_weight_scales(largest, scale, lanes):
 
 
 @njit(inline="always", cache=True)
-def _statistics_pass(taps, tap_count, lanes, largest, plain_sum, first_nan):
-    """``window_statistics``' first pass per lane: the largest weight, the plain sum, the tap of the first NaN (or -1)."""
+def _statistics_pass(taps, tap_flats, tap_count, lanes, largest, plain_sum, nan_flat, with_plain_sum):
+    """``window_statistics``' first pass per lane: the largest weight, the flat index (at lane 0) of
+    the first NaN or -1, and, when ``with_plain_sum`` (inference), the plain sum."""
     for j in range(lanes):
         largest[j] = 0.0
         plain_sum[j] = 0.0
-        first_nan[j] = -1
+        nan_flat[j] = -1
     for tap in range(tap_count):
         values = taps[tap]
-        for j in range(lanes):
-            value = values[j]
-            first_nan[j] = tap if (value != value) & (first_nan[j] < 0) else first_nan[j]
-            largest[j] = max(largest[j], value)
-            plain_sum[j] += value
+        flat = tap_flats[tap]
+        if with_plain_sum:
+            for j in range(lanes):
+                value = values[j]
+                nan_flat[j] = flat if (value != value) & (nan_flat[j] < 0) else nan_flat[j]
+                largest[j] = max(largest[j], value)
+                plain_sum[j] += value
+        else:
+            for j in range(lanes):
+                value = values[j]
+                nan_flat[j] = flat if (value != value) & (nan_flat[j] < 0) else nan_flat[j]
+                largest[j] = max(largest[j], value)
 
 
 @njit(inline="always", cache=True)
-def _weight_pass(taps, tap_count, lanes, scale, weight_sum, square_sum):
-    """``window_statistics``' second pass per lane: the sums of the scaled weights and of their squares."""
+def _weight_pass(taps, tap_count, lanes, scale, weight_sum, square_sum, with_square_sum):
+    """``window_statistics``' second pass per lane: the sum of the scaled weights and, when
+    ``with_square_sum`` (inference), of their squares."""
     for j in range(lanes):
         weight_sum[j] = 0.0
         square_sum[j] = 0.0
     for tap in range(tap_count):
         values = taps[tap]
-        for j in range(lanes):
-            weight = scaled_weight(values[j], scale[j])
-            weight_sum[j] += weight
-            square_sum[j] += weight * weight
+        if with_square_sum:
+            for j in range(lanes):
+                weight = scaled_weight(values[j], scale[j])
+                weight_sum[j] += weight
+                square_sum[j] += weight * weight
+        else:
+            for j in range(lanes):
+                weight_sum[j] += scaled_weight(values[j], scale[j])
 
 
 @njit(inline="always", cache=True)
@@ -266,30 +283,41 @@ def _lane_window_outputs(taps, tap_flats, tap_count, lanes, flat_step, training,
     """
     largest, plain_sum, scale, weight_sum = statistics[0], statistics[1], statistics[2], statistics[3]
     square_sum, target, running = statistics[4], statistics[5], statistics[6]
-    first_nan, last, done = marks[0], marks[1], marks[2]
+    nan_flat, last, done = marks[0], marks[1], marks[2]
     padded = -(-lanes // LANE_PADDING) * LANE_PADDING  # the buffers are that wide (see _lane_scratch)
     for tap in range(tap_count):  # the padding lanes repeat the last window; their results are not stored
         values = taps[tap]
         for j in range(lanes, padded):
             values[j] = values[lanes - 1]
-    _statistics_pass(taps, tap_count, padded, largest, plain_sum, first_nan)
+    _statistics_pass(taps, tap_flats, tap_count, padded, largest, plain_sum, nan_flat, not training)
     lane_weight_scales(largest, scale, padded)
-    _weight_pass(taps, tap_count, padded, scale, weight_sum, square_sum)
+    _weight_pass(taps, tap_count, padded, scale, weight_sum, square_sum, not training)
     if training:
         for j in range(padded):
             draw = draw_after_mix(mixed_seed, counter_first + j * counter_step)
             target[j] = pick_target(draw, weight_sum[j], tap_count)
         _pick_pass(taps, tap_count, padded, scale, weight_sum, target, running, last, done)
         for j in range(lanes):
-            nan = first_nan[j] >= 0
-            tap = first_nan[j] if nan else last[j]
+            nan = nan_flat[j] >= 0
+            tap = last[j]
             out_lanes[j] = np.nan if nan else taps[tap, j]
             if store_indices:
-                index_lanes[j] = tap_flats[tap] + j * flat_step
+                index_lanes[j] = (nan_flat[j] if nan else tap_flats[tap]) + j * flat_step
     else:
         for j in range(lanes):
-            expected = expected_value(weight_sum[j], square_sum[j], plain_sum[j], tap_count, scale[j])
-            out_lanes[j] = np.nan if first_nan[j] >= 0 else expected
+            out_lanes[j] = _lane_expected_value(weight_sum[j], square_sum[j], plain_sum[j], tap_count, scale[j], nan_flat[j])
+
+
+@njit(inline="always", cache=True)
+def _lane_expected_value(weight_sum, square_sum, plain_sum, count, scale, nan_flat):
+    """``expected_value`` (NaN for a window with a NaN) with every division done and the result
+    selected, so that a loop over lanes vectorises; the divisors are replaced by 1 where they are 0."""
+    weighted = weight_sum > 0
+    infinite = scale == INFINITE_WEIGHTS
+    ratio = (square_sum / (weight_sum if weighted else 1.0)) / (1.0 if infinite else scale)
+    weighted_value = np.inf if infinite else ratio
+    expected = weighted_value if weighted else plain_sum / count
+    return np.nan if nan_flat >= 0 else expected
 
 
 # Windows with more in-input taps than this run one by one (``window_output``): lane buffers that large
@@ -318,7 +346,7 @@ def _lane_scratch(blocks, taps, lanes_wanted):
     )
 
 
-@njit(**KERNEL_OPTIONS)
+@njit(**LANE_KERNEL_OPTIONS)
 def _stochastic_pool_forward_kernel(x, kernel, stride, padding, draws, training, out, indices, store_indices,
                                     taps_scratch, flats_scratch, statistics_scratch, marks_scratch, lane_tile):
     """``stochastic_pool_forward`` with the scratch buffers given, one set per block of rows.
@@ -393,7 +421,7 @@ def stochastic_pool_forward(x, kernel, stride, padding, draws, training, out, in
     _stochastic_pool_forward_kernel(x, kernel, stride, padding, draws, training, out, indices, store_indices, *scratch)
 
 
-@njit(**KERNEL_OPTIONS)
+@njit(**LANE_KERNEL_OPTIONS)
 def _stochastic_pool_forward_channels_last_kernel(x, kernel, stride, padding, draws, training, out, indices, store_indices,
                                                   taps_scratch, flats_scratch, statistics_scratch, marks_scratch, lane_tile):
     """``stochastic_pool_forward_channels_last`` with the scratch buffers given, one set per block of rows."""
