@@ -49,6 +49,18 @@ def separable_kernel(x, kernel, stride, padding, ceil_mode):
     return out[:, :, 0], indices[:, :, 0]
 
 
+def direct_kernel(x, kernel, stride, padding, ceil_mode):
+    """The direct kernel's answer, called directly (the public call may prefer the separable kernel)."""
+    x5 = x[:, :, np.newaxis]
+    out_spatial = reference.output_shape(x.shape[2:], kernel, stride, padding, (1, 1), ceil_mode)
+    out = np.empty(x.shape[:2] + (1,) + out_spatial, x.dtype)
+    indices = np.empty(out.shape, np.int64)
+    best = np.empty((3, 2 * cpu_max_pool.RUN_CAPACITY), x.dtype)
+    keys = np.empty((3, 2 * cpu_max_pool.RUN_CAPACITY), np.int32)
+    cpu_max_pool._max_pool_forward_direct(x5, (1, *kernel), (1, *stride), (0, *padding), out, indices, True, best, keys)
+    return out[:, :, 0], indices[:, :, 0]
+
+
 def assert_same(actual, expected):
     values, indices = actual
     expected_values, expected_indices = expected
@@ -73,6 +85,7 @@ def test_direct_kernel_matches_separable_kernel_and_reference(kind, seed):
     result = nb.max_pool2d(x, kernel, stride, padding, ceil_mode=ceil_mode, return_indices=True)
     assert_same(result, reference.max_pool(x, kernel, stride, padding, (1, 1), ceil_mode))
     assert_same(result, separable_kernel(x, kernel, stride, padding, ceil_mode))
+    assert_same(direct_kernel(x, kernel, stride, padding, ceil_mode), result)
     values_only = nb.max_pool2d(x, kernel, stride, padding, ceil_mode=ceil_mode)
     np.testing.assert_array_equal(values_only, result[0])
 

@@ -222,6 +222,9 @@ def _max_pool_forward_kernel(x, kernel, stride, padding, dilation, out, indices,
 # The direct kernel takes windows of at most this many taps (k2s2, k3s2, ...); larger
 # windows (global pooling among them) keep the separable kernel above.
 DIRECT_MAX_TAPS = 16
+# With indices, rows of fewer outputs than this run faster through the separable kernel: the direct
+# kernel's per-row cost (setting up runs of 8 windows) outweighs its gain on rows of 14 (28 x 28 input).
+DIRECT_INDEXED_MIN_OUTPUTS = 16
 
 # Rows are reduced in runs of neighbouring windows, tap by tap across the run. Runs are a multiple
 # of LANES (8: a float32 ymm register) long, the last one overlapping the one before, so that LLVM's
@@ -460,7 +463,9 @@ def max_pool_forward(x, kernel, stride, padding, dilation, blocks, out, indices,
     size. It is allocated here, not in the compiled kernel, so that a failed
     allocation raises MemoryError.
     """
-    if _takes_direct_kernel(x, kernel, stride, padding, dilation):
+    if _takes_direct_kernel(x, kernel, stride, padding, dilation) and (
+        not store_indices or out.shape[4] >= DIRECT_INDEXED_MIN_OUTPUTS
+    ):
         best_scratch = np.empty((blocks, 2 * RUN_CAPACITY), x.dtype)  # two halves: read one, write the other
         key_scratch = np.empty((blocks, 2 * RUN_CAPACITY), np.int32)
         _max_pool_forward_direct(x, kernel, stride, padding, out, indices, store_indices, best_scratch, key_scratch)
