@@ -5,6 +5,7 @@ rows of one plane, and channels-last ``(N, D, H, W, C)`` views, where the
 innermost loop runs over the contiguous channels and vectorises.
 """
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -476,36 +477,91 @@ def max_pool_forward(x, kernel, stride, padding, dilation, blocks, out, indices,
     _max_pool_forward_kernel(x, kernel, stride, padding, dilation, out, indices, store_indices, best_scratch, key_scratch)
 
 
+@njit(inline="always", cache=True)
+def _fold_channels(source, best_in, keys_in, best_out, keys_out, key, store_keys):
+    """``_fold_into_maxima`` from one pair of buffers into the other.
+
+    Writing to other buffers than it reads keeps the selects plain vector stores: an in-place
+    select becomes a masked store (vmaskmovps), which is slow on AMD processors.
+    """
+    if store_keys:  # two loops, not a test per element: the loops must stay branch-free to vectorise
+        for c in range(source.shape[0]):
+            value = source[c]
+            current = best_in[c]
+            replace = (value > current) | (value != value)
+            best_out[c] = value if replace else current
+            keys_out[c] = key if replace else keys_in[c]
+    else:
+        for c in range(source.shape[0]):
+            value = source[c]
+            current = best_in[c]
+            replace = (value > current) | (value != value)
+            best_out[c] = value if replace else current
+
+
 @njit(**KERNEL_OPTIONS)
-def max_pool_forward_channels_last(x, kernel, stride, padding, dilation, out, indices, store_indices):
-    """``max_pool_forward`` on (N, D, H, W, C) views: the running maxima of all channels live in ``out``."""
+def _max_pool_forward_channels_last_kernel(x, kernel, stride, padding, dilation, out, indices, store_indices,
+                                           best_scratch, key_scratch):
+    """``max_pool_forward_channels_last`` with (blocks, 2, channels) scratch for the running maxima of all
+    channels of one window: without indices passed back and forth between the two rows (plain vector
+    stores); with indices updated in place in the first row with their keys (measured faster so)."""
     batch, depth, height, width, channels = x.shape
     out_depth, out_height, out_width = out.shape[1], out.shape[2], out.shape[3]
-    for row in prange(batch * out_depth * out_height):
-        n, _, od, oh = unravel_row(row, 1, out_depth, out_height)
-        d_start = od * stride[0] - padding[0]
-        h_start = oh * stride[1] - padding[1]
-        d_first, d_stop = valid_taps(d_start, kernel[0], dilation[0], depth)
-        h_first, h_stop = valid_taps(h_start, kernel[1], dilation[1], height)
-        for ow in range(out_width):
-            w_start = ow * stride[2] - padding[2]
-            w_first, w_stop = valid_taps(w_start, kernel[2], dilation[2], width)
-            best = out[n, od, oh, ow]
-            best_indices = indices[n, od, oh, ow] if store_indices else indices[0, 0, 0, 0]
-            d = d_start + d_first * dilation[0]
-            h = h_start + h_first * dilation[1]
-            w = w_start + w_first * dilation[2]
-            best[:] = x[n, d, h, w]  # the first in-input element seeds every channel
-            if store_indices:
-                best_indices[:] = flat_plane_index(d, h, w, height, width)
-            for i in range(d_first, d_stop):
-                d = d_start + i * dilation[0]
-                for j in range(h_first, h_stop):
-                    h = h_start + j * dilation[1]
-                    for k in range(w_first, w_stop):
-                        w = w_start + k * dilation[2]
-                        flat = flat_plane_index(d, h, w, height, width)
-                        _fold_into_maxima(x[n, d, h, w], best, best_indices, flat, store_indices)
+    blocks = best_scratch.shape[0]
+    rows = batch * out_depth * out_height
+    for block in prange(blocks):
+        best, keys = best_scratch[block], key_scratch[block]
+        for row in range(block * rows // blocks, (block + 1) * rows // blocks):
+            n, _, od, oh = unravel_row(row, 1, out_depth, out_height)
+            d_start = od * stride[0] - padding[0]
+            h_start = oh * stride[1] - padding[1]
+            d_first, d_stop = valid_taps(d_start, kernel[0], dilation[0], depth)
+            h_first, h_stop = valid_taps(h_start, kernel[1], dilation[1], height)
+            for ow in range(out_width):
+                w_start = ow * stride[2] - padding[2]
+                w_first, w_stop = valid_taps(w_start, kernel[2], dilation[2], width)
+                current = 0
+                seeded = False
+                for i in range(d_first, d_stop):
+                    d = d_start + i * dilation[0]
+                    for j in range(h_first, h_stop):
+                        h = h_start + j * dilation[1]
+                        for k in range(w_first, w_stop):
+                            w = w_start + k * dilation[2]
+                            flat = flat_plane_index(d, h, w, height, width)
+                            if not seeded:  # the first in-input element seeds every channel
+                                best[0, :] = x[n, d, h, w]
+                                if store_indices:
+                                    keys[0, :] = flat
+                                seeded = True
+                                continue
+                            if store_indices:  # in place: measured faster than back and forth with keys
+                                _fold_into_maxima(x[n, d, h, w], best[0], keys[0], flat, True)
+                            else:
+                                _fold_channels(x[n, d, h, w], best[current], keys[current], best[1 - current],
+                                               keys[1 - current], flat, False)
+                                current = 1 - current
+                out[n, od, oh, ow, :] = best[current]
+                if store_indices:
+                    indices[n, od, oh, ow, :] = keys[current]
+
+
+def max_pool_forward_channels_last(x, kernel, stride, padding, dilation, out, indices, store_indices):
+    """``max_pool_forward`` on (N, D, H, W, C) views: all channels of a window at once, vectorised.
+
+    The same rule as ``max_pool_forward``, taps in window order. Rows of outputs are split into
+    blocks, each with two (channels,) scratch rows for values and two for keys, allocated here.
+    """
+    rows = x.shape[0] * out.shape[1] * out.shape[2]
+    blocks = max(1, min(rows, 8 * numba.config.NUMBA_NUM_THREADS))
+    channels = x.shape[4]
+    best_scratch = np.empty((blocks, 2, channels), x.dtype)
+    # int32 keys (widened when stored) share the vector lanes of float32 values; planes that large need int64
+    key_dtype = np.int32 if x.shape[1] * x.shape[2] * x.shape[3] < 2**31 else np.int64
+    key_scratch = np.empty((blocks, 2, channels if store_indices else 1), key_dtype)
+    _max_pool_forward_channels_last_kernel(
+        x, kernel, stride, padding, dilation, out, indices, store_indices, best_scratch, key_scratch
+    )
 
 
 @njit(**KERNEL_OPTIONS)
