@@ -436,7 +436,10 @@ def _adaptive_pool(kind, dims, x, output_size, return_indices, channels_last):
     y = layout.empty(batch, channels, output_spatial, x.dtype, last, allocate)
     bins, _ = _adaptive_bins(spatial, output_spatial)  # adaptive kernels run on the canonical view in any memory
     if kind == "avg":
-        backend.adaptive_avg_forward(layout.canonical(x), *bins, layout.canonical(y))
+        if backend is cpu and output_spatial == tuple(spatial):  # bins of one element: the means are x itself
+            np.copyto(y, x)  # (VGG's AdaptiveAvgPool2d((7, 7)) on 7 x 7 maps)
+        else:
+            backend.adaptive_avg_forward(layout.canonical(x), *bins, layout.canonical(y))
         return backend.export(y)
     indices = layout.empty(batch, channels, output_spatial, np.int64, last, allocate) if return_indices else None
     canonical_indices = _NO_INDICES if indices is None else layout.canonical(indices)
@@ -455,7 +458,10 @@ def _adaptive_avg_pool_backward(dims, grad_output, input_shape, channels_last, o
     cover = tuple(_spec.covering_bins(b, length) for b, length in zip(bins, lengths))
     # A new gradient follows grad_output's memory format (the kernel takes canonical views of any memory).
     grad_input, _ = _gradient_output(backend, op, layout, input_shape, grad_output, out, grad_output)
-    backend.adaptive_avg_backward(layout.canonical(grad_output), *bins, *cover, layout.canonical(grad_input))
+    if backend is cpu and tuple(output_spatial) == tuple(spatial):  # bins of one element: the gradient passes through
+        np.copyto(grad_input, grad_output)
+    else:
+        backend.adaptive_avg_backward(layout.canonical(grad_output), *bins, *cover, layout.canonical(grad_input))
     return backend.export(grad_input)
 
 

@@ -141,3 +141,25 @@ def test_against_torch():
         unpooled = getattr(nb, f"max_unpool{dims}d")(pooled, pool_indices, 2, output_size=shape[2:])
         expected = getattr(F, f"max_unpool{dims}d")(torch.from_numpy(pooled), torch.from_numpy(pool_indices), 2, output_size=shape[2:])
         np.testing.assert_array_equal(unpooled, expected.numpy())
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("memory", ["channels_first", "channels_last", "strided"])
+def test_adaptive_avg_to_the_input_size_is_exact_in_every_memory(dims, memory):
+    """Output size = input size (VGG's AdaptiveAvgPool2d((7, 7)) on 7 x 7 maps): every bin holds one
+    element, so forward and backward return exact copies, in the input's memory format."""
+    rng = np.random.default_rng(dims)
+    spatial = (5, 6, 7)[-dims:]
+    x = rng.standard_normal((2, 4) + spatial).astype(np.float32)
+    if memory == "channels_last":
+        x = np.moveaxis(np.ascontiguousarray(np.moveaxis(x, 1, -1)), -1, 1)
+    elif memory == "strided":
+        x = np.repeat(x, 2, axis=-1)[..., ::2]
+    pool = getattr(nb, f"adaptive_avg_pool{dims}d")
+    y = pool(x, spatial)
+    np.testing.assert_array_equal(y, reference.adaptive_avg_pool(np.ascontiguousarray(x), spatial).astype(np.float32))
+    assert np.array_equal(y, x) and not np.shares_memory(y, x)
+    assert (y.strides[1] < y.strides[-1]) == (memory == "channels_last")  # the output follows the input's memory
+    grad = rng.standard_normal(y.shape).astype(np.float32)
+    grad_input = getattr(nb, f"adaptive_avg_pool{dims}d_backward")(grad, x.shape)
+    assert np.array_equal(grad_input, grad) and not np.shares_memory(grad_input, grad)
