@@ -221,10 +221,13 @@ class _RoutedPool(_Function):
         x, op = inputs
         ctx.mark_non_differentiable(output[1])
         ctx.save_for_backward(output[1])
+        ctx.set_materialize_grads(False)  # no zero tensor for the indices' gradient on every backward
         ctx.op, ctx.input_shape = op, tuple(x.shape)
 
     @staticmethod
     def backward(ctx, grad_output, _grad_indices):
+        if grad_output is None:  # only the indices were used (they carry no gradient)
+            return None, None
         (indices,) = ctx.saved_tensors
         return _recorded(_Scatter, grad_output, indices, ctx.op, ctx.input_shape), None
 
