@@ -27,26 +27,35 @@ TILE_COLUMNS = 2048
 
 
 @njit(inline="always", cache=True)
-def _fold_into_maxima(source, best, keys, key, store_keys):
-    """Fold a row of values, met after ``best`` in window order, into element-wise running maxima,
-    noting ``key`` where a value wins (``replaces_maximum``: a larger value or any NaN).
+def _fold_maxima(source, best_in, keys_in, best_out, keys_out, key, store_keys):
+    """Fold a row of values, met after the running maxima ``best_in`` in window order, into
+    element-wise maxima written to ``best_out``, noting ``key`` where a value wins
+    (``replaces_maximum``: a larger value or any NaN); other keys are copied from ``keys_in``.
 
-    Used for input rows against per-column maxima (channels-first) and for one
-    window element's channels against per-channel maxima (channels-last).
+    Used for input rows against per-column maxima (channels-first) and for one window element's
+    channels against per-channel maxima (channels-last). ``*_out`` may be ``*_in`` (in place), but
+    other buffers keep the selects plain vector stores: an in-place select becomes a masked store
+    (vmaskmovps), which is slow on AMD processors.
     """
-    if store_keys:
-        for w in range(source.shape[0]):
-            value = source[w]
-            current = best[w]
+    if store_keys:  # two loops, not a test per element: the loops must stay branch-free to vectorise
+        for c in range(source.shape[0]):
+            value = source[c]
+            current = best_in[c]
             replace = (value > current) | (value != value)
-            best[w] = value if replace else current
-            keys[w] = key if replace else keys[w]
+            best_out[c] = value if replace else current
+            keys_out[c] = key if replace else keys_in[c]
     else:
-        for w in range(source.shape[0]):
-            value = source[w]
-            current = best[w]
+        for c in range(source.shape[0]):
+            value = source[c]
+            current = best_in[c]
             replace = (value > current) | (value != value)
-            best[w] = value if replace else current
+            best_out[c] = value if replace else current
+
+
+@njit(inline="always", cache=True)
+def _fold_into_maxima(source, best, keys, key, store_keys):
+    """``_fold_maxima`` in place."""
+    _fold_maxima(source, best, keys, best, keys, key, store_keys)
 
 
 @njit(inline="always", cache=True)
@@ -477,28 +486,6 @@ def max_pool_forward(x, kernel, stride, padding, dilation, blocks, out, indices,
     _max_pool_forward_kernel(x, kernel, stride, padding, dilation, out, indices, store_indices, best_scratch, key_scratch)
 
 
-@njit(inline="always", cache=True)
-def _fold_channels(source, best_in, keys_in, best_out, keys_out, key, store_keys):
-    """``_fold_into_maxima`` from one pair of buffers into the other.
-
-    Writing to other buffers than it reads keeps the selects plain vector stores: an in-place
-    select becomes a masked store (vmaskmovps), which is slow on AMD processors.
-    """
-    if store_keys:  # two loops, not a test per element: the loops must stay branch-free to vectorise
-        for c in range(source.shape[0]):
-            value = source[c]
-            current = best_in[c]
-            replace = (value > current) | (value != value)
-            best_out[c] = value if replace else current
-            keys_out[c] = key if replace else keys_in[c]
-    else:
-        for c in range(source.shape[0]):
-            value = source[c]
-            current = best_in[c]
-            replace = (value > current) | (value != value)
-            best_out[c] = value if replace else current
-
-
 @njit(**KERNEL_OPTIONS)
 def _max_pool_forward_channels_last_kernel(x, kernel, stride, padding, dilation, out, indices, store_indices,
                                            best_scratch, key_scratch):
@@ -538,7 +525,7 @@ def _max_pool_forward_channels_last_kernel(x, kernel, stride, padding, dilation,
                             if store_indices:  # in place: measured faster than back and forth with keys
                                 _fold_into_maxima(x[n, d, h, w], best[0], keys[0], flat, True)
                             else:
-                                _fold_channels(x[n, d, h, w], best[current], keys[current], best[1 - current],
+                                _fold_maxima(x[n, d, h, w], best[current], keys[current], best[1 - current],
                                                keys[1 - current], flat, False)
                                 current = 1 - current
                 out[n, od, oh, ow, :] = best[current]
