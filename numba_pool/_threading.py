@@ -90,6 +90,17 @@ def _tbb_library_path() -> str | None:
     return None
 
 
+def start_threading_layer() -> str | None:
+    """Launch the thread pool once (a parallel kernel on a tiny array, which a plain call would run
+    serially), so that Numba fixes its layer and it can be named; returns the layer."""
+    import numpy as np
+
+    from .cpu import global_avg_forward_flat
+
+    _call_carefully(global_avg_forward_flat.parallel_kernel, (np.zeros((1, 1)), np.zeros(1)))
+    return active_layer()
+
+
 def active_layer() -> str | None:
     """Numba's threading layer in this process, or None before the first parallel launch."""
     try:

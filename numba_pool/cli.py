@@ -187,13 +187,9 @@ def describe_installation() -> list[tuple[str, str]]:
         except importlib.metadata.PackageNotFoundError:
             return "not installed"
 
-    from . import functional
+    from ._threading import start_threading_layer
 
-    functional.global_avg_pool1d(numpy.zeros((1, 1, 1)))  # a parallel kernel starts the threading layer, so it can be named
-    try:
-        layer = numba.threading_layer()
-    except ValueError:
-        layer = "not started"
+    layer = start_threading_layer() or "not started"  # a parallel kernel fixes the layer, so it can be named
     lines = [
         ("numba_pool", __version__),
         ("numba", numba.__version__),

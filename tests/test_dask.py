@@ -202,6 +202,7 @@ def test_workqueue_threading_layer_in_threaded_workers():
     """Numba's workqueue layer aborts on concurrent parallel kernels; dask's threads must not trigger that."""
     code = """
 import numba, numpy as np, dask, dask.array as da, numba_pool as nb
+nb._threading.SERIAL_BELOW = 0  # the blocks are small: launch the thread pool all the same
 x = np.random.default_rng(0).random((8, 8, 64, 64))
 lazy = da.from_array(x, chunks=(1, 2, 32, 32))
 with dask.config.set(scheduler="threads", num_workers=4):

@@ -64,10 +64,11 @@ def _peak_resident_bytes_during(call) -> int:
 
 
 @pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="needs Linux's peak-RSS reset")
-def test_compiled_kernel_allocates_no_row_sized_buffers():
+def test_compiled_kernel_allocates_no_row_sized_buffers(monkeypatch):
     """Allocations inside the compiled kernel are invisible to tracemalloc; the resident peak sees them.
     Before the fix, the global max of a 2**24-element float32 row took 192 MiB of scratch."""
     x = np.random.default_rng(1).standard_normal((1, 1, LONG)).astype(np.float32)
+    monkeypatch.setattr(nb._threading, "SERIAL_BELOW", 0)  # the parallel kernel, as the long row runs it
     nb.global_max_pool1d(x[..., :100])  # compiled (or loaded) before measuring
     rise = _peak_resident_bytes_during(lambda: nb.global_max_pool1d(x, return_indices=True))
     assert rise < 32 * 2**20
@@ -86,6 +87,7 @@ def test_memory_limits_give_memory_error_not_system_error():
 
         x = np.ones((1, 1, 2**24), np.uint8)
         x[0, 0, 12345] = 7
+        nb._threading.SERIAL_BELOW = 0  # warm the parallel kernels the large calls below run
         nb.global_max_pool1d(x[..., :100], return_indices=True)  # threads and compiled code first
         nb.max_pool1d(x[..., :100], 3)
         with open("/proc/self/status") as status:
