@@ -29,6 +29,7 @@ import types
 from typing import Callable
 
 import numba
+import numpy as np
 
 THREAD_SAFE_LAYERS = frozenset({"tbb", "omp"})
 _SERIAL_SUFFIX = "__serial"  # serial twins get their own qualname, hence their own cache files
@@ -93,8 +94,6 @@ def _tbb_library_path() -> str | None:
 def start_threading_layer() -> str | None:
     """Launch the thread pool once (a parallel kernel on a tiny array, which a plain call would run
     serially), so that Numba fixes its layer and it can be named; returns the layer."""
-    import numpy as np
-
     from .cpu import global_avg_forward_flat
 
     _call_carefully(global_avg_forward_flat.parallel_kernel, (np.zeros((1, 1)), np.zeros(1)))
@@ -123,15 +122,16 @@ def thread_and_fork_safe(kernel: Callable) -> Callable:
     """``kernel`` (a parallel CPU kernel, or a Python function that launches one), made safe to call
     from several Python threads and in forked children, whatever Numba's threading layer.
 
-    Small work (a first array argument of fewer than ``SERIAL_BELOW`` elements) runs the kernel's
-    serial twin, which launches no threads, so it needs no lock in any layer.
+    Small work (every array argument under ``SERIAL_BELOW`` elements: a backward's gradient may be
+    small while the array it fills is not) runs the kernel's serial twin, which launches no threads,
+    so it needs no lock in any layer.
     """
     serial = None
 
     @functools.wraps(kernel)
     def call_kernel(*args):
         nonlocal serial
-        if args[0].size < SERIAL_BELOW:
+        if max([arg.size for arg in args if type(arg) is np.ndarray]) < SERIAL_BELOW:
             if serial is None:
                 serial = _small_work_twin(kernel)
             return serial(*args)
@@ -208,16 +208,32 @@ def _install_serial_twins() -> None:
 
 
 def _small_work_twin(kernel: Callable) -> Callable:
-    """The serial twin of ``kernel``; for a Python function, a copy of it that calls the serial twins of
-    the parallel kernels of its module (only in this copy: the module keeps its parallel kernels)."""
+    """The serial twin of ``kernel``; for a Python function, its copy in ``_serial_namespace``.
+
+    The module keeps its parallel kernels; only the copies call serial twins.
+    """
     if _is_parallel_kernel(kernel):
         return _cached_serial_twin(kernel)
-    namespace = dict(kernel.__globals__)
-    for name, value in kernel.__globals__.items():
+    return _serial_namespace(kernel.__globals__["__name__"])[kernel.__name__]
+
+
+@functools.lru_cache(maxsize=None)
+def _serial_namespace(module_name: str) -> dict:
+    """A copy of a kernel module's globals in which every parallel kernel is its serial twin and every
+    Python function of the module a copy that looks its callees up here (so that a wrapper calling
+    another wrapper stays serial).
+
+    Made at the module's first small call: module constants changed later (a test's monkeypatch) are
+    not seen by the copies; tests that change them set ``SERIAL_BELOW`` to 0.
+    """
+    namespace = dict(vars(sys.modules[module_name]))
+    for name, value in namespace.items():
         if _is_parallel_kernel(value):
             namespace[name] = _cached_serial_twin(value)
-    copy = types.FunctionType(kernel.__code__, namespace, kernel.__name__, kernel.__defaults__, kernel.__closure__)
-    return functools.wraps(kernel)(copy)
+        elif isinstance(value, types.FunctionType) and value.__module__ == module_name:
+            copy = types.FunctionType(value.__code__, namespace, value.__name__, value.__defaults__, value.__closure__)
+            namespace[name] = functools.wraps(value)(copy)
+    return namespace
 
 
 @functools.lru_cache(maxsize=None)

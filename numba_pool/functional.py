@@ -437,7 +437,7 @@ def _adaptive_pool(kind, dims, x, output_size, return_indices, channels_last):
     bins, _ = _adaptive_bins(spatial, output_spatial)  # adaptive kernels run on the canonical view in any memory
     if kind == "avg":
         if backend is cpu and output_spatial == tuple(spatial):  # bins of one element: the means are x itself
-            np.copyto(y, x)  # (VGG's AdaptiveAvgPool2d((7, 7)) on 7 x 7 maps)
+            np.add(x, 0.0, out=y)  # as the kernel's 0.0 + x: -0.0 becomes +0.0 (VGG's AdaptiveAvgPool2d((7, 7)) on 7 x 7)
         else:
             backend.adaptive_avg_forward(layout.canonical(x), *bins, layout.canonical(y))
         return backend.export(y)
@@ -459,7 +459,7 @@ def _adaptive_avg_pool_backward(dims, grad_output, input_shape, channels_last, o
     # A new gradient follows grad_output's memory format (the kernel takes canonical views of any memory).
     grad_input, _ = _gradient_output(backend, op, layout, input_shape, grad_output, out, grad_output)
     if backend is cpu and tuple(output_spatial) == tuple(spatial):  # bins of one element: the gradient passes through
-        np.copyto(grad_input, grad_output)
+        np.add(grad_output, 0.0, out=grad_input)  # as the kernel's 0.0 + grad
     else:
         backend.adaptive_avg_backward(layout.canonical(grad_output), *bins, *cover, layout.canonical(grad_input))
     return backend.export(grad_input)

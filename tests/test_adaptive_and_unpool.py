@@ -155,10 +155,12 @@ def test_adaptive_avg_to_the_input_size_is_exact_in_every_memory(dims, memory):
         x = np.moveaxis(np.ascontiguousarray(np.moveaxis(x, 1, -1)), -1, 1)
     elif memory == "strided":
         x = np.repeat(x, 2, axis=-1)[..., ::2]
+    x.flat[0] = -0.0  # the kernels' sums start from +0.0, so the result holds +0.0 there
     pool = getattr(nb, f"adaptive_avg_pool{dims}d")
     y = pool(x, spatial)
+    assert not np.signbit(y.flat[0])
     np.testing.assert_array_equal(y, reference.adaptive_avg_pool(np.ascontiguousarray(x), spatial).astype(np.float32))
-    assert np.array_equal(y, x) and not np.shares_memory(y, x)
+    assert np.array_equal(y, x) and not np.shares_memory(y, x)  # (-0.0 == +0.0)
     assert (y.strides[1] < y.strides[-1]) == (memory == "channels_last")  # the output follows the input's memory
     grad = rng.standard_normal(y.shape).astype(np.float32)
     grad_input = getattr(nb, f"adaptive_avg_pool{dims}d_backward")(grad, x.shape)

@@ -120,6 +120,7 @@ def _assert_matches_reference(x, kernel, stride, padding, dilation, ceil_mode):
 @pytest.mark.parametrize("dims", [1, 2, 3])
 def test_small_tiles_match_reference(monkeypatch, tile_columns, dims):
     """Tiny tiles make every row cross tile borders and many windows wider than a tile (chunked)."""
+    monkeypatch.setattr(nb._threading, "SERIAL_BELOW", 0)  # serial copies do not see a changed TILE_COLUMNS
     monkeypatch.setattr(cpu_max_pool, "TILE_COLUMNS", tile_columns)
     rng = np.random.default_rng([tile_columns, dims])
     for _ in range(12):

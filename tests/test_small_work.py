@@ -123,3 +123,42 @@ def test_index_range_finds_the_extremes_anywhere(serial_below, threshold, dtype)
     grid[2, 0, 4, 1] = 77
     channels_last = grid.transpose(0, 2, 3, 1)  # dense in another axis order: read where it lies
     assert numba_pool.cpu.index_range(channels_last, None) == (int(grid.min()), 77)
+
+
+def test_a_wrapper_calling_another_wrapper_stays_serial():
+    """Channels-last stochastic pooling of windows too large for lanes calls the channels-first wrapper:
+    in the serial copy that wrapper is serial too, so a small call never starts the thread pool."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from numba_pool.cpu import stochastic_pool
+
+    namespace = _threading._serial_namespace(stochastic_pool.__name__)
+    assert namespace["stochastic_pool_forward"].__globals__ is namespace
+    script = textwrap.dedent(
+        """
+        import numpy as np, numba_pool as nb
+        from numba_pool import _threading
+        from numba_pool.cpu.stochastic_pool import LARGEST_LANE_WINDOW
+        side = 40
+        assert side * side > LARGEST_LANE_WINDOW
+        x = np.random.default_rng(0).random((1, side, side, 2)).astype(np.float32)
+        nb.stochastic_pool2d(x, side, side, channels_last=True, seed=0)
+        assert _threading.active_layer() is None, _threading.active_layer()
+        print("ok")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr
+
+
+def test_backward_of_a_small_gradient_into_a_large_input_runs_in_parallel(serial_below, monkeypatch):
+    """The decision counts the largest array: a (1, 64) gradient filling a large input is large work."""
+    calls = []
+    monkeypatch.setattr(_threading, "_small_work_twin", lambda kernel: lambda *args: calls.append("serial"))
+    wrapped = _threading.thread_and_fork_safe(lambda grad, grad_input: calls.append("parallel"))
+    serial_below(1000)
+    wrapped(np.ones(10), np.empty(5000))
+    wrapped(np.ones(10), np.empty(500))
+    assert calls == ["parallel", "serial"]

@@ -320,9 +320,10 @@ def _lane_expected_value(weight_sum, square_sum, plain_sum, count, scale, nan_fl
     return np.nan if nan_flat >= 0 else expected
 
 
-# Windows with more in-input taps than this run one by one (``window_output``): lane buffers that large
-# would cost more memory than they save time.
-LARGEST_LANE_WINDOW = 4096
+# Windows with more in-input taps than this run one by one (``window_output``): lane buffers (taps x at
+# least LANE_PADDING lanes of float64 per block of rows, 128 KiB here) that large would cost more memory
+# than they save time.
+LARGEST_LANE_WINDOW = 1024
 
 
 def _taps_in_input(kernel, spatial):
