@@ -111,7 +111,7 @@ def active_layer() -> str | None:
 # --------------------------------------------------------------------------- calling kernels
 
 
-# Work (elements of a kernel's first array) below which a call runs the kernel's serial twin: launching
+# Work (elements of a kernel's largest array argument) below which a call runs the kernel's serial twin: launching
 # the thread pool costs a few microseconds, more than a few thousand elements take on one core, and much
 # more when another process keeps the other cores busy. Results do not depend on it (each prange
 # iteration writes its own part of the outputs); tests set it to 0 or to a huge value to run either path.
