@@ -11,10 +11,10 @@ import functools
 import math
 from typing import Callable, Optional, Sequence, Union
 
-import numba
 import numpy as np
 
 from . import _docs, _rng, _spec, cpu
+from .cpu._common import row_blocks
 from ._dispatch import backend_for, is_dask_array
 
 IntOrTuple = Union[int, Sequence[int]]
@@ -35,18 +35,6 @@ def _views(layout: _spec.Layout, channels_last_memory: bool, *arrays):
 
 def _memory_is_channels_last(layout: _spec.Layout, array: np.ndarray) -> bool:
     return _spec.channels_innermost(layout.canonical(array))
-
-
-def _row_blocks(rows: int) -> int:
-    """How many blocks of rows a kernel with per-block scratch buffers splits its work into.
-
-    A few blocks per thread (of the most Numba may use) balance the load; the
-    result never depends on it.
-    """
-    return max(1, min(rows, _BLOCKS_PER_CALL))
-
-
-_BLOCKS_PER_CALL = 8 * numba.config.NUMBA_NUM_THREADS  # fixed for the process: Numba reads it once at import
 
 
 def _allocator(backend, like) -> Callable:
@@ -98,7 +86,7 @@ def _run_max_pool(backend, op, x, plan, return_indices, out=None):
     if last:
         backend.max_pool_forward_channels_last(x_view, *plan.canonical_parameters, y_view, indices_view, return_indices)
     else:
-        blocks = _row_blocks(plan.batch * plan.channels * math.prod(plan.output_spatial[:-1]))
+        blocks = row_blocks(plan.batch * plan.channels * math.prod(plan.output_spatial[:-1]))
         backend.max_pool_forward(x_view, *plan.canonical_parameters, blocks, y_view, indices_view, return_indices)
     return backend.export((y, indices) if return_indices else y)
 
@@ -201,7 +189,7 @@ def _run_avg_pool(backend, op, x, plan, scales, out=None):
     if last:
         backend.avg_pool_forward_channels_last(x_view, kernel, stride, padding, scales, y_view)
     else:
-        blocks = _row_blocks(plan.batch * plan.channels * math.prod(plan.output_spatial[:-1]))
+        blocks = row_blocks(plan.batch * plan.channels * math.prod(plan.output_spatial[:-1]))
         backend.avg_pool_forward(x_view, kernel, stride, padding, scales, blocks, y_view)
     return backend.export(y)
 
@@ -233,7 +221,7 @@ def _avg_pool_backward(
         backend.avg_pool_backward_channels_last(grad_view, plan.covering_windows, scales, grad_input_view)
     else:
         rows = plan.batch * plan.channels * math.prod(plan.input_spatial[:-1])
-        backend.avg_pool_backward(grad_view, plan.covering_windows, scales, _row_blocks(rows), grad_input_view)
+        backend.avg_pool_backward(grad_view, plan.covering_windows, scales, row_blocks(rows), grad_input_view)
     return backend.export(grad_input)
 
 
@@ -274,7 +262,7 @@ def _run_stochastic_pool(backend, x, plan, draws, training, return_indices, out=
     x_view, y_view = _views(plan.layout, last, x, y)
     indices_view = _views(plan.layout, last, indices)[0] if return_indices else _NO_INDICES
     if last:
-        blocks = _row_blocks(plan.batch * math.prod(plan.output_spatial[:-1]))
+        blocks = row_blocks(plan.batch * math.prod(plan.output_spatial[:-1]))
         backend.stochastic_pool_forward_channels_last(
             x_view, kernel, stride, padding, draws, training, blocks, y_view, indices_view, return_indices
         )
@@ -393,7 +381,7 @@ def _global_max_pool(dims, x, keepdims, return_indices, channels_last):
     if last:
         backend.max_pool_forward_channels_last(x_view, *_whole_plane(layout, spatial), pooled_view, indices_view, return_indices)
     else:
-        blocks = _row_blocks(batch * channels)
+        blocks = row_blocks(batch * channels)
         backend.max_pool_forward(x_view, *_whole_plane(layout, spatial), blocks, pooled_view, indices_view, return_indices)
     shape = kept if keepdims else flat
     return backend.export((pooled.reshape(shape), indices.reshape(shape)) if return_indices else pooled.reshape(shape))

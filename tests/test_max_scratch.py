@@ -21,7 +21,7 @@ LONG = 2**24  # float32 elements of the long test rows (64 MiB): enough to see, 
 
 def scratch_bound(itemsize: int) -> int:
     """The most scratch bytes the CPU max kernel may take: one tile of values and int64 keys per block."""
-    blocks = 8 * numba.config.NUMBA_NUM_THREADS  # the most blocks functional._row_blocks asks for
+    blocks = 8 * numba.config.NUMBA_NUM_THREADS  # the most blocks cpu._common.row_blocks gives
     return blocks * cpu_max_pool.TILE_COLUMNS * (itemsize + 8)
 
 

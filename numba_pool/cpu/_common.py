@@ -1,9 +1,21 @@
 """Small compiled helpers shared by the CPU kernels."""
 
+import numba
 from numba import njit
 
 # cache=True keeps compiled kernels on disk between processes; first calls stay fast.
 KERNEL_OPTIONS = {"parallel": True, "cache": True, "nogil": True}
+
+_BLOCKS_PER_CALL = 8 * numba.config.NUMBA_NUM_THREADS  # fixed for the process: Numba reads it once at import
+
+
+def row_blocks(rows: int) -> int:
+    """How many blocks of rows a kernel with per-block scratch buffers splits its work into.
+
+    A few blocks per thread (of the most Numba may use) balance the load; the
+    result never depends on it.
+    """
+    return max(1, min(rows, _BLOCKS_PER_CALL))
 
 
 @njit(inline="always", cache=True)

@@ -5,7 +5,6 @@ rows of one plane, and channels-last ``(N, D, H, W, C)`` views, where the
 innermost loop runs over the contiguous channels and vectorises.
 """
 
-import numba
 import numpy as np
 from numba import njit, prange
 
@@ -15,6 +14,7 @@ from ._common import (
     flat_plane_index,
     interior_windows,
     next_row,
+    row_blocks,
     unravel_row,
     valid_taps,
 )
@@ -540,7 +540,7 @@ def max_pool_forward_channels_last(x, kernel, stride, padding, dilation, out, in
     blocks, each with two (channels,) scratch rows for values and two for keys, allocated here.
     """
     rows = x.shape[0] * out.shape[1] * out.shape[2]
-    blocks = max(1, min(rows, 8 * numba.config.NUMBA_NUM_THREADS))
+    blocks = row_blocks(rows)
     channels = x.shape[4]
     best_scratch = np.empty((blocks, 2, channels), x.dtype)
     # int32 keys (widened when stored) share the vector lanes of float32 values; planes that large need int64

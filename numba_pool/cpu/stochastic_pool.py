@@ -16,12 +16,19 @@ overflow. A window holding +inf gives its infinite elements equal probability
 
 import math
 
-import numba
 import numpy as np
 from numba import njit, prange
 
 from .._rng import _GOLDEN_GAMMA, _TO_UNIT, mix64, output_counter, uniform
-from ._common import KERNEL_OPTIONS, flat_plane_index, interior_windows, next_row, unravel_row, window_extent
+from ._common import (
+    KERNEL_OPTIONS,
+    flat_plane_index,
+    interior_windows,
+    next_row,
+    row_blocks,
+    unravel_row,
+    window_extent,
+)
 
 # The scale of a window whose largest weight is +inf: its weights are 1 for +inf, 0 otherwise.
 INFINITE_WEIGHTS = 0.0
@@ -416,7 +423,7 @@ def stochastic_pool_forward(x, kernel, stride, padding, draws, training, out, in
     raises MemoryError.
     """
     rows = x.shape[0] * x.shape[1] * out.shape[2] * out.shape[3]
-    blocks = max(1, min(rows, 8 * numba.config.NUMBA_NUM_THREADS))
+    blocks = row_blocks(rows)
     taps = _taps_in_input(kernel, x.shape[2:])
     scratch = _lane_scratch(blocks, taps if taps <= LARGEST_LANE_WINDOW else 0, out.shape[4])
     _stochastic_pool_forward_kernel(x, kernel, stride, padding, draws, training, out, indices, store_indices, *scratch)
