@@ -21,6 +21,6 @@ if "NUMBA_ENABLE_CUDASIM" not in os.environ:
 
 collect_ignore = [
     path
-    for path, framework in [("numba_pool/torch.py", "torch"), ("numba_pool/dask.py", "dask"), ("numba_pool/cuda", "numba_cuda")]
+    for path, framework in [("numba_pool/torch.py", "torch"), ("numba_pool/dask.py", "dask"), ("numba_pool/backends/cuda", "numba_cuda")]
     if importlib.util.find_spec(framework) is None
 ]

@@ -38,7 +38,7 @@ def _array(dtype, ndim=5, layout="A"):
 
 def kernels(dtype):
     """(name, kernel, argument types of its ``args`` tuple) for every per-element kernel."""
-    from numba_pool.cuda import _routing, adaptive_pool, avg_pool, global_pool, max_pool, stochastic_pool
+    from numba_pool.backends.cuda import _routing, adaptive_pool, avg_pool, global_pool, max_pool, stochastic_pool
 
     data, index = _array(dtype), _array(np.int64)
     scalar = from_dtype(np.dtype(dtype))
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
 
 def block_kernel(name, dtype):
     """(Python function, signature) of the global-pooling kernels that take whole blocks."""
-    from numba_pool.cuda import global_pool
+    from numba_pool.backends.cuda import global_pool
 
     data, scalar = _array(dtype), from_dtype(np.dtype(dtype))
     if "avg" in name:

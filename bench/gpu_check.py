@@ -28,7 +28,7 @@ import numpy as np
 from numba import cuda
 
 import numba_pool as nb
-from numba_pool.cuda._arrays import SIMULATOR
+from numba_pool.backends.cuda._arrays import SIMULATOR
 
 FULL_SHAPES = [(32, 64, 112, 112), (128, 256, 28, 28)]
 TINY_SHAPES = [(2, 3, 9, 8)]

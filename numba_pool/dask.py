@@ -45,7 +45,9 @@ import numpy as np
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 
-from . import _rng, _spec, cpu, functional
+from . import _rng, _spec, functional
+from .backends import cpu
+from .ops import _front, avg_pool, max_pool, stochastic_pool
 
 __all__ = ["call", "pyramid"]
 
@@ -220,7 +222,7 @@ def _plane_key(name: str, ndim: int, channel_axis: int, position: tuple[int, int
 
 def _call_on_planes(function: Callable, constants: dict, parameters: tuple, *blocks):
     """One block of a whole-plane op, run in a dask worker; the CPU kernels serialise themselves where
-    Numba's threading layer needs it (numba_pool._threading), so no lock here."""
+    Numba's threading layer needs it (numba_pool.backends.cpu._threading), so no lock here."""
     return function(**constants, **dict(zip(parameters, blocks)))
 
 
@@ -343,7 +345,7 @@ class _WholeGeometry:
 
     def __init__(self, plan, scales):
         self.plan = plan
-        self.output_shape = functional._canonical_output_shape(plan)
+        self.output_shape = _front.canonical_output_shape(plan)
         self.missing = _spec.CANONICAL_SPATIAL_DIMS - plan.layout.dims
         self.missing_scales = None if scales is None else tuple(scales[:self.missing])
 
@@ -382,12 +384,12 @@ def _window_block(base: str, region: np.ndarray, window: _Window, options: dict)
     """One output block, computed from its input region with the whole array's window geometry."""
     op = f"{base}{window.plan.layout.dims}d"
     if base == "avg_pool":
-        return functional._run_avg_pool(cpu, op, region, window.plan, window.scales)
+        return avg_pool.run(cpu, op, region, window.plan, window.scales)
     if base == "max_pool":
-        result = functional._run_max_pool(cpu, op, region, window.plan, options["return_indices"])
+        result = max_pool.run(cpu, op, region, window.plan, options["return_indices"])
     else:
         draws = (np.uint64(options["seed"]), window.origin, window.whole_output_shape)
-        result = functional._run_stochastic_pool(
+        result = stochastic_pool.run(
             cpu, region, window.plan, draws, options["training"], options["return_indices"]
         )
     if isinstance(result, tuple):

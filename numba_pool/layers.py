@@ -321,3 +321,7 @@ AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d = (
 AdaptiveMaxPool1d, AdaptiveMaxPool2d, AdaptiveMaxPool3d = (
     _concrete(_AdaptiveMaxPool, f"AdaptiveMaxPool{d}d", d) for d in (1, 2, 3)
 )
+
+__all__ = [f"{family}{dims}d" for family in (
+    "MaxPool", "AvgPool", "StochasticPool", "GlobalAvgPool", "GlobalMaxPool", "AdaptiveAvgPool", "AdaptiveMaxPool",
+) for dims in (1, 2, 3)]

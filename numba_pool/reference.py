@@ -236,6 +236,17 @@ def adaptive_avg_pool_backward(grad_output, spatial):
     return grad_input.astype(grad_output.dtype)
 
 
+def global_avg_pool(x):
+    """The mean of each whole (n, c) plane, as (N, C): adaptive average pooling to size 1."""
+    return adaptive_avg_pool(x, (1,) * (x.ndim - 2)).reshape(x.shape[:2])
+
+
+def global_max_pool(x):
+    """(maxima, flat argmax indices) of each whole (n, c) plane, as (N, C): adaptive max pooling to size 1."""
+    values, indices = adaptive_max_pool(x, (1,) * (x.ndim - 2))
+    return values.reshape(x.shape[:2]), indices.reshape(x.shape[:2])
+
+
 def max_unpool(x, indices, output_spatial):
     """Zeros, then each value written at its flat index, in input order (later writes win)."""
     n, c = x.shape[:2]

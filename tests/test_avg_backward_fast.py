@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 import numba_pool as nb
-from numba_pool import _spec, _threading, reference
-from numba_pool.cpu import avg_pool
+from numba_pool import _spec, reference
+from numba_pool.backends.cpu import _threading
+from numba_pool.backends.cpu import avg_pool
 
 TOLERANCE = {np.float32: dict(rtol=2e-6, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-12)}
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from numba_pool import benchmark, reference
+from numba_pool import reference
+from numba_pool.tools import benchmark
 
 WINDOWS = [(2, 2), (3, 2), (3, 3), (2, 1)]
 SHAPES = [(2, 3, 8, 8), (1, 2, 9, 7), (2, 1, 5, 6)]  # odd sizes: a partial last window is dropped

@@ -11,7 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from numba_pool import _selfcheck, cli
+from numba_pool.tools import cli
+from numba_pool.tools import selfcheck as _selfcheck
 
 
 def numba_pool(*arguments, cwd=None, timeout=600):
@@ -110,7 +111,7 @@ def _write_bomb_png(path, side):
 @pytest.fixture
 def no_work(monkeypatch):
     """Fail the test if the demo or the benchmark starts working: refusals come first."""
-    from numba_pool import _demo, benchmark
+    from numba_pool.tools import benchmark, demo as _demo
 
     def started(*args, **kwargs):
         raise AssertionError("the work started before the refusal")
@@ -183,7 +184,7 @@ def test_bench_refuses_a_json_file_in_a_missing_directory_before_any_work(tmp_pa
 
 
 def test_the_benchmark_module_refuses_a_json_file_in_a_missing_directory_before_any_work(tmp_path, monkeypatch, capsys, no_work):
-    from numba_pool import benchmark
+    from numba_pool.tools import benchmark
 
     monkeypatch.chdir(tmp_path)
     assert benchmark.main(["--quick", "--json", "missing/figures.json"]) == cli.EXIT_USAGE
@@ -199,7 +200,7 @@ def test_check_refuses_a_seed_that_is_not_a_non_negative_integer(seed, shown, ca
 
 
 def test_demo_without_matplotlib_names_the_extra(tmp_path):
-    code = "import sys; sys.modules['matplotlib'] = None; from numba_pool import cli; sys.exit(cli.main(['demo']))"
+    code = "import sys; sys.modules['matplotlib'] = None; from numba_pool.tools import cli; sys.exit(cli.main(['demo']))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert result.returncode == cli.EXIT_MISSING_EXTRA
     assert 'pip install "numba-pool[demo]"' in result.stderr

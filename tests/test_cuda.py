@@ -21,7 +21,7 @@ pytest.importorskip("numba_cuda", reason="the CUDA tests need numba-cuda (pip in
 from numba import cuda  # noqa: E402  (after the skip: numba.cuda needs numba-cuda)
 
 import numba_pool as nb  # noqa: E402
-from numba_pool import _dispatch  # noqa: E402
+from numba_pool.backends import _dispatch  # noqa: E402
 from cases import random_case, random_values  # noqa: E402
 
 from numba.cuda.core import config as _cuda_config  # noqa: E402
@@ -438,7 +438,7 @@ def test_torch_family_allocation_and_export_arithmetic():
     """The torch family's buffers and strided results, checked with CPU tensors (the same torch calls a
     GPU run makes, but for the device): dtype mapping, element strides, and sharing the buffer."""
     torch = pytest.importorskip("torch")
-    from numba_pool.cuda import _arrays
+    from numba_pool.backends.cuda import _arrays
 
     like = _arrays.DeviceView(torch.zeros(1), "torch", (1,), (4,), np.dtype(np.float32))
     for dtype in (np.float32, np.float64, np.int64, np.uint8):

@@ -6,7 +6,7 @@ import pytest
 
 import numba_pool as nb
 from numba_pool import reference
-from numba_pool.cpu import max_pool as cpu_max_pool
+from numba_pool.backends.cpu import max_pool as cpu_max_pool
 
 
 def random_config(rng):

@@ -13,7 +13,7 @@ import pytest
 
 import numba_pool as nb
 from numba_pool import reference
-from numba_pool.cpu import max_pool as cpu_max_pool
+from numba_pool.backends.cpu import max_pool as cpu_max_pool
 from cases import nan_heavy_values, random_case
 
 LONG = 2**24  # float32 elements of the long test rows (64 MiB): enough to see, small for a shared machine

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import numba_pool
-from numba_pool import _threading
+from numba_pool.backends.cpu import _threading
 
 
 @pytest.fixture
@@ -95,7 +95,7 @@ def test_work_below_the_threshold_runs_the_serial_twin(serial_below, monkeypatch
 
 def test_the_serial_copy_of_a_python_wrapper_calls_serial_twins():
     """A kernel that is a Python function launching compiled kernels gets a copy whose callees are serial."""
-    from numba_pool.cpu import max_pool
+    from numba_pool.backends.cpu import max_pool
 
     copy = _threading._small_work_twin(max_pool.max_pool_forward)
     parallel_names = [name for name, value in vars(max_pool).items() if _threading._is_parallel_kernel(value)]
@@ -117,12 +117,12 @@ def test_index_range_finds_the_extremes_anywhere(serial_below, threshold, dtype)
         if size > 1 and low_at == high_at:
             continue
         expected = (int(values.min()), int(values.max()))
-        assert numba_pool.cpu.index_range(values, None) == expected
-        assert numba_pool.cpu.index_range(values[::-1], None) == expected  # a reversed view
+        assert numba_pool.backends.cpu.index_range(values, None) == expected
+        assert numba_pool.backends.cpu.index_range(values[::-1], None) == expected  # a reversed view
     grid = rng.integers(0, 50, (3, 4, 5, 6)).astype(dtype)
     grid[2, 0, 4, 1] = 77
     channels_last = grid.transpose(0, 2, 3, 1)  # dense in another axis order: read where it lies
-    assert numba_pool.cpu.index_range(channels_last, None) == (int(grid.min()), 77)
+    assert numba_pool.backends.cpu.index_range(channels_last, None) == (int(grid.min()), 77)
 
 
 def test_a_wrapper_calling_another_wrapper_stays_serial():
@@ -132,15 +132,15 @@ def test_a_wrapper_calling_another_wrapper_stays_serial():
     import sys
     import textwrap
 
-    from numba_pool.cpu import stochastic_pool
+    from numba_pool.backends.cpu import stochastic_pool
 
     namespace = _threading._serial_namespace(stochastic_pool.__name__)
     assert namespace["stochastic_pool_forward"].__globals__ is namespace
     script = textwrap.dedent(
         """
         import numpy as np, numba_pool as nb
-        from numba_pool import _threading
-        from numba_pool.cpu.stochastic_pool import LARGEST_LANE_WINDOW
+        from numba_pool.backends.cpu import _threading
+        from numba_pool.backends.cpu.stochastic_pool import LARGEST_LANE_WINDOW
         side = 40
         assert side * side > LARGEST_LANE_WINDOW
         x = np.random.default_rng(0).random((1, side, side, 2)).astype(np.float32)

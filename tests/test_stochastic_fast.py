@@ -14,8 +14,8 @@ from numba import njit
 import numba_pool as nb
 from numba_pool import reference
 from numba_pool._rng import mix64, output_counter, uniform
-from numba_pool.cpu import stochastic_pool
-from numba_pool.cpu._common import window_extent
+from numba_pool.backends.cpu import stochastic_pool
+from numba_pool.backends.rules import window_extent
 from cases import random_case, strided_view
 
 
@@ -185,7 +185,7 @@ def test_large_windows_take_fewer_lanes_and_stay_exact(dtype):
 
 def test_windows_too_large_for_lanes_run_one_by_one():
     """More in-input taps than LARGEST_LANE_WINDOW: no lane buffers (they would be huge), the same results."""
-    from numba_pool.cpu.stochastic_pool import LARGEST_LANE_WINDOW
+    from numba_pool.backends.cpu.stochastic_pool import LARGEST_LANE_WINDOW
 
     rng = np.random.default_rng(8)
     x = extreme_values(rng, (1, 2, 70, 80), np.float64)

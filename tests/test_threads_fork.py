@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import numba_pool
-from numba_pool import _threading
+from numba_pool.backends.cpu import _threading
 
 TIMEOUT_S = 240  # generous for a first compile on a busy machine; a hang still fails instead of hanging CI
 LAYERS = ["tbb", "omp", "workqueue"]
@@ -33,7 +33,7 @@ _WORK = """
 import os, sys, threading
 import numpy as np
 import numba, numba_pool
-numba_pool._threading.SERIAL_BELOW = 0  # these arrays are tiny: launch the thread pool all the same
+numba_pool.backends.cpu._threading.SERIAL_BELOW = 0  # these arrays are tiny: launch the thread pool all the same
 
 def work(seed):
     x = np.random.default_rng(seed).standard_normal((2, 3, 6, 6)).astype(np.float32)
@@ -116,7 +116,7 @@ def test_a_thread_safe_layer_takes_the_fast_path_without_the_lock():
 
 
 def test_every_cpu_kernel_is_wrapped():
-    from numba_pool import cpu
+    from numba_pool.backends import cpu
 
     kernels = [name for name in cpu.__all__ if name not in cpu._ARRAY_HELPERS]
     assert kernels and all(hasattr(getattr(cpu, name), "parallel_kernel") for name in kernels)

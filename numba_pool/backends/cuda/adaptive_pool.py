@@ -3,7 +3,7 @@ the average's backward gathers over the bins covering each input element."""
 
 from numba import cuda
 
-from ..cpu._common import flat_plane_index, replaces_maximum
+from ..rules import flat_plane_index, replaces_maximum
 from ._launch import arrays, channels_fastest, launch, no_indices, per_element, uploaded
 
 

@@ -6,7 +6,7 @@ per-axis scales are uploaded in that dtype, so no float64 arithmetic appears.
 
 from numba import cuda
 
-from ..cpu._common import window_extent
+from ..rules import window_extent
 from ._launch import arrays, channels_fastest, launch, on_device, per_element
 
 _TO_CANONICAL = (0, 4, 1, 2, 3)

@@ -11,7 +11,7 @@ so it is safe to call from several Python threads and in forked processes
 whatever Numba's threading layer.
 """
 
-from .._threading import load_tbb, thread_and_fork_safe
+from ._threading import load_tbb, thread_and_fork_safe
 from ._arrays import as_int64, asarray, check_out, empty, export
 from .adaptive_pool import adaptive_avg_backward, adaptive_avg_forward, adaptive_max_forward
 from .avg_pool import (

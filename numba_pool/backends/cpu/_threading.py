@@ -34,7 +34,7 @@ import numpy as np
 THREAD_SAFE_LAYERS = frozenset({"tbb", "omp"})
 _SERIAL_SUFFIX = "__serial"  # serial twins get their own qualname, hence their own cache files
 _TBB_LIBRARY = {"linux": "libtbb.so.12", "darwin": "libtbb.12.dylib", "win32": "tbb12.dll"}  # the names Numba opens
-_KERNEL_PACKAGE = "numba_pool.cpu"
+_KERNEL_PACKAGE = "numba_pool.backends.cpu"
 
 _lock = threading.Lock()  # serialises kernel calls while the layer is unknown or not thread-safe
 _fast_path = False  # True once the layer is known thread-safe and parallel regions may run here
@@ -94,7 +94,7 @@ def _tbb_library_path() -> str | None:
 def start_threading_layer() -> str | None:
     """Launch the thread pool once (a parallel kernel on a tiny array, which a plain call would run
     serially), so that Numba fixes its layer and it can be named; returns the layer."""
-    from .cpu import global_avg_forward_flat
+    from . import global_avg_forward_flat
 
     _call_carefully(global_avg_forward_flat.parallel_kernel, (np.zeros((1, 1)), np.zeros(1)))
     return active_layer()

@@ -6,7 +6,7 @@ public functions treat both alike.
 
 import numpy as np
 
-from .._spec import check_out, host_array
+from ..._spec import check_out, host_array
 
 
 def asarray(array, name: str, op: str) -> np.ndarray:

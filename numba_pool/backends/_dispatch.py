@@ -1,9 +1,9 @@
 """Which backend runs a call, chosen from the type of its arrays.
 
-NumPy arrays and array-likes run on the CPU (:mod:`numba_pool.cpu`). CUDA
+NumPy arrays and array-likes run on the CPU (:mod:`numba_pool.backends.cpu`). CUDA
 arrays (numba device arrays, the CUDA simulator's included, CuPy arrays,
 PyTorch CUDA tensors: anything exposing ``__cuda_array_interface__``) run on
-the GPU (:mod:`numba_pool.cuda`, imported on first use, so CPU-only users never
+the GPU (:mod:`numba_pool.backends.cuda`, imported on first use, so CPU-only users never
 import numba.cuda). One call never mixes the two.
 """
 
@@ -61,7 +61,7 @@ def backend_for(op: str, **arrays) -> ModuleType:
 
 
 def cuda_backend() -> ModuleType:
-    """:mod:`numba_pool.cuda`, or an ImportError that says how to install it."""
+    """:mod:`numba_pool.backends.cuda`, or an ImportError that says how to install it."""
     if importlib.util.find_spec("numba_cuda") is None:
         raise ImportError(f"numba_pool needs numba-cuda to run on CUDA arrays; install it with: {_CUDA_EXTRA}")
     from . import cuda

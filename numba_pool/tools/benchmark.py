@@ -34,8 +34,8 @@ import numpy as np
 from numba import njit, prange
 from numpy.lib.stride_tricks import sliding_window_view
 
-from . import __version__
-from . import functional as nb
+from .. import __version__
+from .. import functional as nb
 
 try:
     import torch
@@ -417,7 +417,7 @@ def parse_arguments(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     from pathlib import Path
 
-    from .cli import EXIT_USAGE, UsageError, require_writable
+    from ._usage import EXIT_USAGE, UsageError, require_writable
 
     args = parse_arguments(argv)
     if args.json:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import functional as nb
-from .cli import MissingExtra, UsageError
+from .. import functional as nb
+from ._usage import MissingExtra, UsageError
 
 DEMO_EXTRA = 'pip install "numba-pool[demo]"'
 

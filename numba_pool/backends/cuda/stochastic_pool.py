@@ -9,9 +9,9 @@ float32 running sums would round differently and pick different elements.
 import numpy as np
 from numba import cuda, float64
 
-from .._spec import covering_bins
-from .._rng import output_counter
-from ..cpu._common import window_extent
+from ..._spec import covering_bins
+from ..._rng import output_counter
+from ..rules import window_extent
 from ..cpu import stochastic_pool as _cpu_stochastic
 from ._launch import arrays, channels_fastest, launch, no_indices, per_element, shared_with_cpu, uploaded
 

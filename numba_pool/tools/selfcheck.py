@@ -12,8 +12,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from . import functional as nb
-from . import reference
+from .. import functional as nb
+from .. import reference
 
 Check = Callable[[np.random.Generator, Callable, Callable], None]
 

@@ -19,7 +19,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .._rng import _GOLDEN_GAMMA, _TO_UNIT, mix64, output_counter, uniform
+from ..._rng import _GOLDEN_GAMMA, _TO_UNIT, mix64, output_counter, uniform
 from ._common import (
     KERNEL_OPTIONS,
     flat_plane_index,

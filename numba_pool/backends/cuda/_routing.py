@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda, int64
 
-from ..cpu._common import flat_plane_index
+from ..rules import flat_plane_index
 from ._launch import arrays, channels_fastest, launch, per_element, uploaded
 
 _NONE_SEEN = np.iinfo(np.int64).max

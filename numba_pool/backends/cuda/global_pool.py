@@ -11,7 +11,7 @@ import functools
 import numpy as np
 from numba import cuda, from_dtype, int64, uint32
 
-from ..cpu._common import beats_maximum
+from ..rules import beats_maximum
 from ._launch import arrays, channels_fastest, launch, per_element
 
 _BLOCK = 128

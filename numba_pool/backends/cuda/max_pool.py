@@ -2,7 +2,7 @@
 
 from numba import cuda
 
-from ..cpu._common import flat_plane_index, replaces_maximum, valid_taps
+from ..rules import flat_plane_index, replaces_maximum, valid_taps
 from . import global_pool
 from ._launch import arrays, channels_fastest, launch, no_indices, per_element
 from ._routing import routed_backward

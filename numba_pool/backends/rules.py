@@ -1,31 +1,13 @@
-"""Small compiled helpers shared by the CPU kernels."""
+"""Scalar rules of pooling, written once and compiled into both the CPU and the CUDA kernels.
 
-import numba
+Each is an ``@njit(inline="always")`` function, which numba-cuda inlines into
+``@cuda.jit`` kernels as well, so the two backends cannot drift apart: the
+NaN-aware maximum, a window's extent and its valid taps, the flat index of a
+plane position. A vectorised CPU form that restates one of them names it in a
+comment and is tested against it.
+"""
+
 from numba import njit
-
-# cache=True keeps compiled kernels on disk between processes; first calls stay fast.
-KERNEL_OPTIONS = {"parallel": True, "cache": True, "nogil": True}
-
-_BLOCKS_PER_CALL = 8 * numba.config.NUMBA_NUM_THREADS  # fixed for the process: Numba reads it once at import
-
-
-def row_blocks(rows: int) -> int:
-    """How many blocks of rows a kernel with per-block scratch buffers splits its work into.
-
-    A few blocks per thread (of the most Numba may use) balance the load; the
-    result never depends on it.
-    """
-    return max(1, min(rows, _BLOCKS_PER_CALL))
-
-
-@njit(inline="always", cache=True)
-def unravel_row(row, channels, outer, inner):
-    """Split a flat row number over (N, C, outer, inner) into its four indices."""
-    i = row % inner
-    row //= inner
-    o = row % outer
-    row //= outer
-    return row // channels, row % channels, o, i
 
 
 @njit(inline="always", cache=True)
@@ -84,27 +66,3 @@ def valid_taps(start, kernel, dilation, length):
     first = 0 if start >= 0 else (dilation - 1 - start) // dilation
     stop = min(kernel, (length - start + dilation - 1) // dilation)
     return first, stop
-
-
-@njit(inline="always", cache=True)
-def next_row(n, c, o, i, channels, outer, inner):
-    """The (n, c, outer, inner) indices of the row after this one: ``unravel_row(row + 1)`` without divisions."""
-    i += 1
-    if i == inner:
-        i = 0
-        o += 1
-        if o == outer:
-            o = 0
-            c += 1
-            if c == channels:
-                c = 0
-                n += 1
-    return n, c, o, i
-
-
-@njit(inline="always", cache=True)
-def interior_windows(out_length, length, kernel, stride, padding, dilation):
-    """The windows [first, stop) along an axis that lie wholly inside the input (no padding)."""
-    first = min(out_length, (padding + stride - 1) // stride)
-    stop = min(out_length, (length - 1 - (kernel - 1) * dilation + padding) // stride + 1)
-    return first, max(first, stop)

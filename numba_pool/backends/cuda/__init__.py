@@ -2,11 +2,11 @@
 
 Imported only when a call receives a CUDA array, so CPU-only users never
 import numba.cuda. The launchers have the names and signatures of the CPU
-kernels in :mod:`numba_pool.cpu`; they take ``DeviceView`` objects (see
+kernels in :mod:`numba_pool.backends.cpu`; they take ``DeviceView`` objects (see
 ``_arrays``) and launch on the stream of the input array.
 """
 
-from .._spec import check_elements_distinct
+from ..._spec import check_elements_distinct
 from ._arrays import DeviceView, as_view, export, overlaps
 from ._arrays import empty as _empty
 from ._routing import index_range, max_unpool

@@ -8,25 +8,13 @@ unreadable input (argparse's convention); 3 an optional dependency is missing
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
-EXIT_MISMATCH = 1
-EXIT_USAGE = 2
-EXIT_MISSING_EXTRA = 3
+from ._usage import EXIT_MISMATCH, EXIT_MISSING_EXTRA, EXIT_USAGE, MissingExtra, UsageError, require_writable
 
 MAX_DEMO_MEGAPIXELS = 4.0  # larger --image files are downscaled: the pooling is the same, memory stays small
 
-
-
-class MissingExtra(RuntimeError):
-    """An optional dependency a command needs is not installed; the message says which extra brings it."""
-
-
-class UsageError(ValueError):
-    """An argument or input file the command cannot use, found before the work starts (exit status 2)."""
 
 
 def _int_at_least(minimum: int, description: str):
@@ -46,22 +34,6 @@ def _int_at_least(minimum: int, description: str):
 
 _positive_int = _int_at_least(1, "positive")
 _non_negative_int = _int_at_least(0, "non-negative")
-
-
-def require_writable(path: Path, option: str) -> None:
-    """Raise UsageError unless a file can be written at ``path``: checked before the work, not after it."""
-    if path.is_dir():
-        raise UsageError(f"{option} {path} is a directory; give a file name")
-    folder = path.parent
-    if not folder.is_dir():
-        raise UsageError(f"{option} {path}: the directory {folder} does not exist")
-    try:  # creating a file is the one test that also holds for root and read-only file systems
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".numba-pool-probe-"):
-            pass
-    except OSError as error:
-        raise UsageError(f"{option} {path}: cannot write in the directory {folder} ({error.strerror})") from None
-    if path.exists() and not os.access(path, os.W_OK):
-        raise UsageError(f"{option} {path}: the file exists and is read-only")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_demo(args) -> int:
-    from . import _demo
+    from . import demo as _demo
 
     if args.image is not None and not args.image.is_file():
         raise UsageError(f"--image {args.image} is not a readable file")
@@ -158,7 +130,7 @@ def run_bench(args) -> int:
 
 
 def run_check(args) -> int:
-    from ._selfcheck import run_checks
+    from .selfcheck import run_checks
 
     failures = run_checks(args.cases, args.seed)
     print("all ops agree with the NumPy reference" if not failures else f"{failures} op(s) disagree with the reference")
@@ -179,7 +151,7 @@ def describe_installation() -> list[tuple[str, str]]:
     import numba
     import numpy
 
-    from . import __version__
+    from .. import __version__
 
     def version(distribution):
         try:
@@ -187,7 +159,7 @@ def describe_installation() -> list[tuple[str, str]]:
         except importlib.metadata.PackageNotFoundError:
             return "not installed"
 
-    from ._threading import start_threading_layer
+    from ..backends.cpu._threading import start_threading_layer
 
     layer = start_threading_layer() or "not started"  # a parallel kernel fixes the layer, so it can be named
     lines = [

@@ -1,0 +1,55 @@
+"""Small compiled helpers shared by the CPU kernels."""
+
+import numba
+from numba import njit
+
+# The scalar rules both backends compile; imported here for the CPU kernels that use them.
+from ..rules import beats_maximum, flat_plane_index, replaces_maximum, valid_taps, window_extent  # noqa: F401
+
+# cache=True keeps compiled kernels on disk between processes; first calls stay fast.
+KERNEL_OPTIONS = {"parallel": True, "cache": True, "nogil": True}
+
+_BLOCKS_PER_CALL = 8 * numba.config.NUMBA_NUM_THREADS  # fixed for the process: Numba reads it once at import
+
+
+def row_blocks(rows: int) -> int:
+    """How many blocks of rows a kernel with per-block scratch buffers splits its work into.
+
+    A few blocks per thread (of the most Numba may use) balance the load; the
+    result never depends on it.
+    """
+    return max(1, min(rows, _BLOCKS_PER_CALL))
+
+
+@njit(inline="always", cache=True)
+def unravel_row(row, channels, outer, inner):
+    """Split a flat row number over (N, C, outer, inner) into its four indices."""
+    i = row % inner
+    row //= inner
+    o = row % outer
+    row //= outer
+    return row // channels, row % channels, o, i
+
+
+@njit(inline="always", cache=True)
+def next_row(n, c, o, i, channels, outer, inner):
+    """The (n, c, outer, inner) indices of the row after this one: ``unravel_row(row + 1)`` without divisions."""
+    i += 1
+    if i == inner:
+        i = 0
+        o += 1
+        if o == outer:
+            o = 0
+            c += 1
+            if c == channels:
+                c = 0
+                n += 1
+    return n, c, o, i
+
+
+@njit(inline="always", cache=True)
+def interior_windows(out_length, length, kernel, stride, padding, dilation):
+    """The windows [first, stop) along an axis that lie wholly inside the input (no padding)."""
+    first = min(out_length, (padding + stride - 1) // stride)
+    stop = min(out_length, (length - 1 - (kernel - 1) * dilation + padding) // stride + 1)
+    return first, max(first, stop)

@@ -1,0 +1,33 @@
+"""Docstring pieces every op's documentation shares (the op modules write the rest, per dimensionality)."""
+
+SPATIAL_NAMES = {1: "(L)", 2: "(H, W)", 3: "(D, H, W)"}
+
+FLAT_INDEX = {1: "w", 2: "h * W + w", 3: "(d * H + h) * W + w"}
+
+LAYOUT_DOC = """\
+channels_last : bool, default False
+    Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
+    (N, C, *spatial) / (C, *spatial); outputs use the same layout."""
+
+BACKWARD_OUT_DOC = """\
+out : numpy.ndarray, optional
+    Preallocated gradient of shape {shape} and ``grad_output``'s dtype, in any
+    memory layout (strided views too), sharing no element with {read};
+    written and returned as given. Reusing one buffer across training steps
+    saves a fresh input-sized allocation (and its page faults) per call."""
+
+WINDOW_DOC = """\
+kernel_size : int or tuple of {dims} ints
+    Window size.
+stride : int or tuple of {dims} ints, optional
+    Window step; ``None`` (default) means ``kernel_size``.
+padding : int or tuple of {dims} ints, default 0
+    Implicit padding on both sides, at most ``kernel_size // 2``."""
+
+RAISES_DOC = """\
+Raises
+------
+TypeError
+    For a non-array input, an unsupported dtype or a non-integer size.
+ValueError
+    For a wrong number of dims, sizes out of range, or an empty output."""

@@ -1,0 +1,144 @@
+"""What the ops share on their way from public call to kernel: new outputs, kernel views, checked gradients.
+
+Nothing here knows one op from another; the op modules call these helpers once
+their own arguments are checked.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Callable
+
+import numpy as np
+
+from .. import _spec
+from ..backends import backend_for, cpu
+
+NO_INDICES = np.zeros((1, 1, 1, 1, 1), np.int64)
+
+
+def kernel_named(backend, name: str, channels_last_memory: bool):
+    """The kernel ``name`` for this memory layout (channels-last kernels vectorise over channels)."""
+    return getattr(backend, f"{name}_channels_last" if channels_last_memory else name)
+
+
+def views(layout: _spec.Layout, channels_last_memory: bool, *arrays):
+    """Each array as the kernel sees it: canonical, then channels moved last for channels-last memory."""
+    return [_spec.kernel_view(layout.canonical(a), channels_last_memory) for a in arrays]
+
+
+def memory_is_channels_last(layout: _spec.Layout, array: np.ndarray) -> bool:
+    return _spec.channels_innermost(layout.canonical(array))
+
+
+def allocator(backend, like) -> Callable:
+    """``allocate(shape, dtype)`` for new arrays of the backend and array family of ``like``."""
+    return np.empty if backend is cpu else functools.partial(backend.empty, like=like)
+
+
+def new_output(backend, plan, dtype, channels_last_memory: bool, like):
+    allocate = allocator(backend, like)
+    return plan.layout.empty(plan.batch, plan.channels, plan.output_spatial, dtype, channels_last_memory, allocate)
+
+
+def gradient_output(backend, op, layout, input_shape, grad_output, out, memory_like, also_read=()):
+    """The array a backward pass writes, and whether its memory is channels-last (the kernel follows it).
+
+    Without ``out``, a new array whose memory follows ``memory_like``'s. With it, ``out`` once checked: the
+    input's shape, grad_output's dtype, and no element shared with grad_output or with the arrays of
+    ``also_read`` ((name, array) pairs), which the kernel reads while it writes.
+    """
+    if out is None:
+        last = memory_is_channels_last(layout, memory_like)
+        allocate = allocator(backend, memory_like)
+        return layout.empty(*layout.split(input_shape), grad_output.dtype, last, allocate), last
+    out = backend.check_out(out, input_shape, grad_output.dtype, op, grad_output, "grad_output", also_read)
+    return out, memory_is_channels_last(layout, out)
+
+
+def checked_indices(backend, layout, indices, values, spatial, op: str, against: str = "grad_output"):
+    """``indices`` ready for the kernels, once its type, shape (that of ``values``) and values are known to be safe.
+
+    ``spatial`` holds the sizes of the planes the indices point into.
+    """
+    indices = backend.asarray(indices, "indices", op)
+    if indices.dtype.kind not in "iu":
+        raise TypeError(f"{op}: indices must be an integer array (as returned with return_indices=True); got dtype {indices.dtype}")
+    if indices.shape != values.shape:
+        raise ValueError(f"{op}: indices must have {against}'s shape {values.shape}; got {indices.shape}")
+    plane_size = math.prod(spatial)
+    if indices.size:
+        canonical_plane = (1,) * (_spec.CANONICAL_SPATIAL_DIMS - len(spatial)) + tuple(spatial)
+        low, high = backend.index_range(layout.canonical(indices), canonical_plane)
+        if low < 0 or high >= plane_size:
+            raise ValueError(
+                f"{op}: indices must lie in [0, {plane_size}), flat positions within one input plane; "
+                f"got values from {low} to {high}"
+            )
+    return backend.as_int64(indices)
+
+
+def gradient_against_input(backend, op, dims, grad_output, input_shape, channels_last):
+    """Check a float gradient whose batch and channel sizes must match ``input_shape``.
+
+    Returns (grad_output, input_shape, layout, input spatial sizes, output spatial sizes).
+    """
+    grad_output = backend.asarray(grad_output, "grad_output", op)
+    _spec.check_dtype(grad_output, _spec.FLOAT_DTYPES, "grad_output", op)
+    return (grad_output, *gradient_plan(op, dims, grad_output.shape, input_shape, channels_last))
+
+
+@_spec.memoized
+def gradient_plan(op, dims, grad_shape, input_shape, channels_last):
+    """The shape checks of ``gradient_against_input``, done once per call signature."""
+    input_shape = _spec.shape_tuple(input_shape, dims, "input_shape", op, channels_last)
+    layout = _spec.layout_of(input_shape, dims, channels_last, "input_shape", op)
+    output_layout = _spec.layout_of(grad_shape, dims, channels_last, "grad_output", op)
+    batch, channels, spatial = layout.split(input_shape)
+    out_batch, out_channels, output_spatial = output_layout.split(grad_shape)
+    if output_layout.batched != layout.batched or (out_batch, out_channels) != (batch, channels):
+        raise ValueError(
+            f"{op}: grad_output of shape {grad_shape} does not match input_shape {input_shape}: "
+            "both must be batched or both unbatched, with the same batch and channel sizes"
+        )
+    return input_shape, layout, spatial, output_spatial
+
+
+def routed_backward(op, dims, grad_output, indices, input_shape, channels_last, out=None):
+    """Backward of every pooling that picks one element per window (max, stochastic, global/adaptive max)."""
+    channels_last = _spec.check_flag(channels_last, "channels_last", op)
+    backend = backend_for(op, grad_output=grad_output, indices=indices, out=out)
+    grad_output, input_shape, layout, spatial, _ = gradient_against_input(
+        backend, op, dims, grad_output, input_shape, channels_last
+    )
+    indices = checked_indices(backend, layout, indices, grad_output, spatial, op)
+    grad_input, last = gradient_output(
+        backend, op, layout, input_shape, grad_output, out, grad_output, also_read=(("indices", indices),)
+    )
+    kernel_views = views(layout, last, grad_output, indices, grad_input)
+    if backend is cpu and all(view.flags.c_contiguous for view in kernel_views):  # a faster CPU kernel for plain memory
+        backend.max_pool_backward_flat(*(images_positions_channels(view, last) for view in kernel_views))
+    else:
+        kernel_named(backend, "max_pool_backward", last)(*kernel_views)
+    return backend.export(grad_input)
+
+
+def images_positions_channels(view: np.ndarray, channels_last_memory: bool) -> np.ndarray:
+    """A contiguous kernel view as (images, positions, channels), without a copy."""
+    if channels_last_memory:  # (N, D, H, W, C)
+        return view.reshape(view.shape[0], math.prod(view.shape[1:-1]), view.shape[-1])
+    return view.reshape(view.shape[0] * view.shape[1], math.prod(view.shape[2:]), 1)
+
+
+def canonical_output_shape(plan) -> tuple[int, ...]:
+    """The (N, C, D, H, W) shape of a plan's output."""
+    missing = (1,) * (_spec.CANONICAL_SPATIAL_DIMS - plan.layout.dims)
+    return (plan.batch, plan.channels, *missing, *plan.output_spatial)
+
+
+def global_input(backend, op, dims, x, channels_last, accepted):
+    x = backend.asarray(x, "x", op)
+    _spec.check_dtype(x, accepted, "x", op)
+    layout = _spec.layout_of(x.shape, dims, channels_last, "x", op)
+    return x, layout, layout.split(x.shape)

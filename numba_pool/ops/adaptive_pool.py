@@ -1,0 +1,182 @@
+"""Adaptive pooling: the mean or the maximum of each of ``output_size`` bins per axis (PyTorch's bins)."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import numpy as np
+
+from .. import _spec, reference
+from ..backends import backend_for, cpu
+from . import _docs as docs
+from . import _front as front
+from . import max_pool
+from .spec import Direction, OpSpec
+
+IntOrTuple = Union[int, Sequence[int]]
+
+
+def _adaptive_bins(spatial, output_spatial):
+    """Canonical (D, H, W) bins arrays, with one bin of size 1 for the axes the op does not have."""
+    missing = _spec.CANONICAL_SPATIAL_DIMS - len(spatial)
+    lengths = (1,) * missing + tuple(spatial)
+    counts = (1,) * missing + tuple(output_spatial)
+    return tuple(_spec.adaptive_bins(length, count) for length, count in zip(lengths, counts)), lengths
+
+
+def _adaptive_pool(kind, dims, x, output_size, return_indices, channels_last):
+    op = f"adaptive_{kind}_pool{dims}d"
+    channels_last = _spec.check_flag(channels_last, "channels_last", op)
+    return_indices = _spec.check_flag(return_indices, "return_indices", op)
+    backend = backend_for(op, x=x)
+    accepted = _spec.FLOAT_AND_INTEGER_DTYPES if kind == "max" else _spec.FLOAT_DTYPES
+    x, layout, (batch, channels, spatial) = front.global_input(backend, op, dims, x, channels_last, accepted)
+    output_spatial = _spec.adaptive_output_size(output_size, spatial, op)
+    last = front.memory_is_channels_last(layout, x)  # outputs follow the input's memory format
+    allocate = front.allocator(backend, x)
+    y = layout.empty(batch, channels, output_spatial, x.dtype, last, allocate)
+    bins, _ = _adaptive_bins(spatial, output_spatial)  # adaptive kernels run on the canonical view in any memory
+    if kind == "avg":
+        if backend is cpu and output_spatial == tuple(spatial):  # bins of one element: the means are x itself
+            np.add(x, 0.0, out=y)  # as the kernel's 0.0 + x: -0.0 becomes +0.0 (VGG's AdaptiveAvgPool2d((7, 7)) on 7 x 7)
+        else:
+            backend.adaptive_avg_forward(layout.canonical(x), *bins, layout.canonical(y))
+        return backend.export(y)
+    indices = layout.empty(batch, channels, output_spatial, np.int64, last, allocate) if return_indices else None
+    canonical_indices = front.NO_INDICES if indices is None else layout.canonical(indices)
+    backend.adaptive_max_forward(layout.canonical(x), *bins, layout.canonical(y), canonical_indices, return_indices)
+    return backend.export((y, indices) if return_indices else y)
+
+
+def adaptive_avg_pool_backward(
+    dims: int,
+    grad_output: np.ndarray,
+    input_shape: Sequence[int],
+    *,
+    channels_last: bool = False,
+    out: Optional[np.ndarray] = None,
+) -> np.ndarray:
+    op = f"adaptive_avg_pool{dims}d_backward"
+    channels_last = _spec.check_flag(channels_last, "channels_last", op)
+    backend = backend_for(op, grad_output=grad_output, out=out)
+    grad_output, input_shape, layout, spatial, output_spatial = front.gradient_against_input(
+        backend, op, dims, grad_output, input_shape, channels_last
+    )
+    bins, lengths = _adaptive_bins(spatial, output_spatial)
+    cover = tuple(_spec.covering_bins(b, length) for b, length in zip(bins, lengths))
+    # A new gradient follows grad_output's memory format (the kernel takes canonical views of any memory).
+    grad_input, _ = front.gradient_output(backend, op, layout, input_shape, grad_output, out, grad_output)
+    if backend is cpu and tuple(output_spatial) == tuple(spatial):  # bins of one element: the gradient passes through
+        np.add(grad_output, 0.0, out=grad_input)  # as the kernel's 0.0 + grad
+    else:
+        backend.adaptive_avg_backward(layout.canonical(grad_output), *bins, *cover, layout.canonical(grad_input))
+    return backend.export(grad_input)
+
+
+def _forward_doc(dims: int, kind: str) -> str:
+    spatial = docs.SPATIAL_NAMES[dims]
+    what = "mean" if kind == "avg" else "maximum (first maximum on ties; NaN propagates: the last NaN wins)"
+    dtypes = "float32 or float64" if kind == "avg" else "float32, float64 or an integer dtype"
+    indices = "" if kind == "avg" else f"""
+return_indices : bool, default False
+    Also return each maximum's flat plane index, for ``adaptive_max_pool{dims}d_backward``."""
+    return f"""{dims}-D adaptive {kind} pooling: the {what} of each of ``output_size`` bins per axis.
+
+Bin ``i`` of ``out`` along an axis of length ``L`` spans
+``floor(i * L / out)`` to ``ceil((i + 1) * L / out)``, as in PyTorch; bins may overlap.
+
+Parameters
+----------
+x : numpy.ndarray
+    Input of shape (N, C) + {spatial} or unbatched (C,) + {spatial}; {dtypes}.
+output_size : int or tuple of {dims} (int or None)
+    Bins per spatial dim; ``None`` keeps that dim's input size.{indices}
+{docs.LAYOUT_DOC}
+
+Returns
+-------
+numpy.ndarray or tuple of numpy.ndarray
+    The pooled array in the input's layout (and the indices when asked).
+
+{docs.RAISES_DOC}
+
+Examples
+--------
+>>> import numpy as np, numba_pool
+>>> numba_pool.adaptive_{kind}_pool1d(np.array([[[1.0, 2.0, 3.0, 4.0, 5.0]]]), 2)
+array([[[{"2., 4." if kind == "avg" else "3., 5."}]]])
+"""
+
+
+def avg_backward_doc(dims: int) -> str:
+    return f"""Gradient of ``adaptive_avg_pool{dims}d``: each bin's gradient spread evenly over it.
+
+The output size is read from ``grad_output``; each input element gathers from
+the bins that hold it (deterministic).
+
+Parameters
+----------
+grad_output : numpy.ndarray
+    Gradient with respect to the pooled output; float32 or float64.
+input_shape : tuple of int
+    Shape of the forward input.
+{docs.LAYOUT_DOC}
+{docs.BACKWARD_OUT_DOC.format(shape="``input_shape``", read="``grad_output``")}
+
+Returns
+-------
+numpy.ndarray
+    Gradient with respect to the input.
+
+{docs.RAISES_DOC}
+"""
+
+
+def adaptive_avg_pool(dims: int, x: np.ndarray, output_size, *, channels_last: bool = False) -> np.ndarray:
+    return _adaptive_pool("avg", dims, x, output_size, False, channels_last)
+
+
+def adaptive_max_pool(dims: int, x: np.ndarray, output_size, return_indices: bool = False, *, channels_last: bool = False):
+    return _adaptive_pool("max", dims, x, output_size, return_indices, channels_last)
+
+
+def adaptive_max_pool_backward(
+    dims: int,
+    grad_output: np.ndarray,
+    indices: np.ndarray,
+    input_shape: Sequence[int],
+    *,
+    channels_last: bool = False,
+    out: Optional[np.ndarray] = None,
+) -> np.ndarray:
+    return front.routed_backward(f"adaptive_max_pool{dims}d_backward", dims, grad_output, indices, input_shape, channels_last, out)
+
+
+def avg_forward_doc(dims: int) -> str:
+    return _forward_doc(dims, "avg")
+
+
+def max_forward_doc(dims: int) -> str:
+    return _forward_doc(dims, "max")
+
+
+def max_backward_doc(dims: int) -> str:
+    return max_pool.backward_doc(dims).replace("max_pool", "adaptive_max_pool")
+
+
+AVG_SPEC = OpSpec(
+    "adaptive_avg_pool",
+    Direction("", adaptive_avg_pool, avg_forward_doc),
+    (Direction("_backward", adaptive_avg_pool_backward, avg_backward_doc),),
+    layer="AdaptiveAvgPool",
+    saves="input_shape",
+    reference=reference.adaptive_avg_pool,
+)
+MAX_SPEC = OpSpec(
+    "adaptive_max_pool",
+    Direction("", adaptive_max_pool, max_forward_doc),
+    (Direction("_backward", adaptive_max_pool_backward, max_backward_doc),),
+    layer="AdaptiveMaxPool",
+    saves="indices",
+    reference=reference.adaptive_max_pool,
+)

@@ -1,0 +1,174 @@
+"""Average pooling: each output is its window's mean; the backward spreads each gradient over its window."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence, Union
+
+import numpy as np
+
+from .. import _spec, reference
+from ..backends import backend_for
+from ..backends.cpu._common import row_blocks
+from . import _docs as docs
+from . import _front as front
+from .spec import Direction, OpSpec
+
+IntOrTuple = Union[int, Sequence[int]]
+
+
+def avg_pool(
+    dims: int,
+    x: np.ndarray,
+    kernel_size: IntOrTuple,
+    stride: Optional[IntOrTuple] = None,
+    padding: IntOrTuple = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: Optional[int] = None,
+    *,
+    channels_last: bool = False,
+    out: Optional[np.ndarray] = None,
+) -> np.ndarray:
+    op = f"avg_pool{dims}d"
+    channels_last = _spec.check_flag(channels_last, "channels_last", op)
+    count_include_pad = _spec.check_flag(count_include_pad, "count_include_pad", op)
+    divisor = _spec.optional_nonzero_int(divisor_override, "divisor_override", op)
+    backend = backend_for(op, x=x, out=out)
+    x = backend.asarray(x, "x", op)
+    _spec.check_dtype(x, _spec.FLOAT_DTYPES, "x", op)
+    plan = _spec.plan_window(op, dims, x.shape, kernel_size, stride, padding, 1, ceil_mode, channels_last)
+    return run(backend, op, x, plan, _spec.avg_scales(plan, count_include_pad, divisor), out)
+
+
+def run(backend, op, x, plan, scales, out=None):
+    """Average pooling of a checked ``x`` as ``plan`` says, with the per-axis ``scales`` of its windows."""
+    last = front.memory_is_channels_last(plan.layout, x)
+    y = front.new_output(backend, plan, x.dtype, last, x) if out is None else backend.check_out(out, plan.output_shape, x.dtype, op, x)
+    kernel, stride, padding, _ = plan.canonical_parameters
+    x_view, y_view = front.views(plan.layout, last, x, y)
+    if last:
+        backend.avg_pool_forward_channels_last(x_view, kernel, stride, padding, scales, y_view)
+    else:
+        blocks = row_blocks(plan.batch * plan.channels * math.prod(plan.output_spatial[:-1]))
+        backend.avg_pool_forward(x_view, kernel, stride, padding, scales, blocks, y_view)
+    return backend.export(y)
+
+
+def avg_pool_backward(
+    dims: int,
+    grad_output: np.ndarray,
+    input_shape: Sequence[int],
+    kernel_size: IntOrTuple,
+    stride: Optional[IntOrTuple] = None,
+    padding: IntOrTuple = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: Optional[int] = None,
+    *,
+    channels_last: bool = False,
+    out: Optional[np.ndarray] = None,
+) -> np.ndarray:
+    op = f"avg_pool{dims}d_backward"
+    channels_last = _spec.check_flag(channels_last, "channels_last", op)
+    count_include_pad = _spec.check_flag(count_include_pad, "count_include_pad", op)
+    divisor = _spec.optional_nonzero_int(divisor_override, "divisor_override", op)
+    backend = backend_for(op, grad_output=grad_output, out=out)
+    grad_output = backend.asarray(grad_output, "grad_output", op)
+    _spec.check_dtype(grad_output, _spec.FLOAT_DTYPES, "grad_output", op)
+    input_shape = _spec.shape_tuple(input_shape, dims, "input_shape", op, channels_last)
+    plan = _spec.plan_window(
+        op, dims, input_shape, kernel_size, stride, padding, 1, ceil_mode, channels_last, input_name="input_shape"
+    )
+    if grad_output.shape != plan.output_shape:
+        raise ValueError(
+            f"{op}: grad_output must have the forward output's shape {plan.output_shape} for input_shape "
+            f"{input_shape} and these window parameters; got {grad_output.shape}"
+        )
+    grad_input, last = front.gradient_output(backend, op, plan.layout, input_shape, grad_output, out, grad_output)
+    scales = _spec.avg_scales(plan, count_include_pad, divisor)
+    grad_view, grad_input_view = front.views(plan.layout, last, grad_output, grad_input)
+    if last:
+        backend.avg_pool_backward_channels_last(grad_view, plan.covering_windows, scales, grad_input_view)
+    else:
+        rows = plan.batch * plan.channels * math.prod(plan.input_spatial[:-1])
+        backend.avg_pool_backward(grad_view, plan.covering_windows, scales, row_blocks(rows), grad_input_view)
+    return backend.export(grad_input)
+
+
+def forward_doc(dims: int) -> str:
+    spatial = docs.SPATIAL_NAMES[dims]
+    return f"""{dims}-D average pooling, with PyTorch's semantics.
+
+Parameters
+----------
+x : numpy.ndarray
+    Input of shape (N, C) + {spatial} or unbatched (C,) + {spatial}; float32
+    or float64. Any strides.
+{docs.WINDOW_DOC.format(dims=dims)}
+ceil_mode : bool, default False
+    Round the output size up instead of down.
+count_include_pad : bool, default True
+    Count padded zeros in the divisor.
+divisor_override : int, optional
+    Divide every window sum by this instead.
+{docs.LAYOUT_DOC}
+out : numpy.ndarray, optional
+    Preallocated output of the right shape and dtype.
+
+Returns
+-------
+numpy.ndarray
+    The pooled array, of the input's dtype.
+
+{docs.RAISES_DOC}
+
+Examples
+--------
+>>> import numpy as np, numba_pool
+>>> numba_pool.avg_pool1d(np.array([[[1.0, 3.0, 2.0, 4.0]]]), 2)
+array([[[2., 3.]]])
+"""
+
+
+def backward_doc(dims: int) -> str:
+    return f"""Gradient of ``avg_pool{dims}d``: each window's gradient spread over it.
+
+Takes the forward call's window parameters; each input element gathers
+``grad / divisor`` from every window that covers it (deterministic).
+
+Parameters
+----------
+grad_output : numpy.ndarray
+    Gradient with respect to the pooled output; float32 or float64.
+input_shape : tuple of int
+    Shape of the forward input.
+kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
+    As given to ``avg_pool{dims}d``.
+{docs.LAYOUT_DOC}
+{docs.BACKWARD_OUT_DOC.format(shape="``input_shape``", read="``grad_output``")}
+
+Returns
+-------
+numpy.ndarray
+    Gradient with respect to the input, of shape ``input_shape``.
+
+{docs.RAISES_DOC}
+
+Examples
+--------
+>>> import numpy as np, numba_pool
+>>> numba_pool.avg_pool1d_backward(np.array([[[2.0, 4.0]]]), (1, 1, 4), 2)
+array([[[1., 1., 2., 2.]]])
+"""
+
+
+SPEC = OpSpec(
+    "avg_pool",
+    Direction("", avg_pool, forward_doc),
+    (Direction("_backward", avg_pool_backward, backward_doc),),
+    layer="AvgPool",
+    saves="input_shape",
+    dask="windows",
+    reference=reference.avg_pool,
+)

@@ -1,0 +1,232 @@
+"""Global pooling: the mean or the maximum of each whole (n, c) plane."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence, Union
+
+import numpy as np
+
+from .. import _spec, reference
+from ..backends import backend_for, cpu
+from ..backends.cpu._common import row_blocks
+from . import _docs as docs
+from . import _front as front
+from .spec import Direction, OpSpec
+
+IntOrTuple = Union[int, Sequence[int]]
+
+
+def _whole_plane(layout: _spec.Layout, spatial: tuple[int, ...]):
+    """Canonical (kernel, stride, padding, dilation) for one window covering every spatial position."""
+    missing = (1,) * (_spec.CANONICAL_SPATIAL_DIMS - layout.dims)
+    kernel = missing + tuple(spatial)
+    return kernel, kernel, (0, 0, 0), (1, 1, 1)
+
+
+def _global_shapes(layout: _spec.Layout, batch: int, channels: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(shape with keepdims, shape without) of a global pooling's output."""
+    kept = layout.join(batch, channels, (1,) * layout.dims)
+    return kept, ((batch, channels) if layout.batched else (channels,))
+
+
+def _global_gradient(backend, op, dims, grad_output, input_shape, channels_last):
+    """Check a global pooling's gradient against input_shape; return it in the keepdims shape."""
+    grad_output = backend.asarray(grad_output, "grad_output", op)
+    _spec.check_dtype(grad_output, _spec.FLOAT_DTYPES, "grad_output", op)
+    input_shape = _spec.shape_tuple(input_shape, dims, "input_shape", op, channels_last)
+    layout = _spec.layout_of(input_shape, dims, channels_last, "input_shape", op)
+    batch, channels, spatial = layout.split(input_shape)
+    kept, flat = _global_shapes(layout, batch, channels)
+    if grad_output.shape not in (kept, flat):
+        raise ValueError(f"{op}: grad_output must have shape {flat} or {kept} for input_shape {input_shape}; got {grad_output.shape}")
+    return grad_output.reshape(kept), input_shape, layout, spatial
+
+
+def global_avg_pool(dims: int, x: np.ndarray, keepdims: bool = False, *, channels_last: bool = False) -> np.ndarray:
+    op = f"global_avg_pool{dims}d"
+    channels_last = _spec.check_flag(channels_last, "channels_last", op)
+    keepdims = _spec.check_flag(keepdims, "keepdims", op)
+    backend = backend_for(op, x=x)
+    x, layout, (batch, channels, spatial) = front.global_input(backend, op, dims, x, channels_last, _spec.FLOAT_DTYPES)
+    kept, flat = _global_shapes(layout, batch, channels)
+    pooled = backend.empty((batch, channels), x.dtype, like=x)
+    last = front.memory_is_channels_last(layout, x)
+    x_view = front.views(layout, last, x)[0]
+    if backend is cpu and not last and x_view.flags.c_contiguous:  # whole planes are contiguous rows: sum them flat
+        backend.global_avg_forward_flat(x_view.reshape(batch * channels, math.prod(spatial)), pooled.reshape(-1))
+    else:
+        front.kernel_named(backend, "global_avg_forward", last)(x_view, pooled)
+    return backend.export(pooled.reshape(kept if keepdims else flat))
+
+
+def global_avg_pool_backward(
+    dims: int,
+    grad_output: np.ndarray,
+    input_shape: Sequence[int],
+    *,
+    channels_last: bool = False,
+    out: Optional[np.ndarray] = None,
+) -> np.ndarray:
+    op = f"global_avg_pool{dims}d_backward"
+    channels_last = _spec.check_flag(channels_last, "channels_last", op)
+    backend = backend_for(op, grad_output=grad_output, out=out)
+    grad_output, input_shape, layout, spatial = _global_gradient(backend, op, dims, grad_output, input_shape, channels_last)
+    batch, channels, _ = layout.split(input_shape)
+    if out is None:
+        last = channels > 1 and channels_last  # no memory to follow: use the layout the user works in
+        grad_input = layout.empty(batch, channels, spatial, grad_output.dtype, last, front.allocator(backend, grad_output))
+    else:
+        grad_input, last = front.gradient_output(backend, op, layout, input_shape, grad_output, out, grad_output)
+    per_plane = grad_output.reshape(batch, channels)
+    front.kernel_named(backend, "global_avg_backward", last)(per_plane, front.views(layout, last, grad_input)[0])
+    return backend.export(grad_input)
+
+
+def global_max_pool(
+    dims: int, x: np.ndarray, keepdims: bool = False, return_indices: bool = False, *, channels_last: bool = False
+):
+    op = f"global_max_pool{dims}d"
+    channels_last = _spec.check_flag(channels_last, "channels_last", op)
+    keepdims = _spec.check_flag(keepdims, "keepdims", op)
+    return_indices = _spec.check_flag(return_indices, "return_indices", op)
+    backend = backend_for(op, x=x)
+    accepted = _spec.FLOAT_AND_INTEGER_DTYPES
+    x, layout, (batch, channels, spatial) = front.global_input(backend, op, dims, x, channels_last, accepted)
+    kept, flat = _global_shapes(layout, batch, channels)
+    last = front.memory_is_channels_last(layout, x)
+    single = (1,) * dims
+    allocate = front.allocator(backend, x)
+    pooled = layout.empty(batch, channels, single, x.dtype, last, allocate)
+    indices = layout.empty(batch, channels, single, np.int64, last, allocate) if return_indices else None
+    x_view, pooled_view = front.views(layout, last, x, pooled)
+    indices_view = front.views(layout, last, indices)[0] if return_indices else front.NO_INDICES
+    if last:
+        backend.max_pool_forward_channels_last(x_view, *_whole_plane(layout, spatial), pooled_view, indices_view, return_indices)
+    else:
+        blocks = row_blocks(batch * channels)
+        backend.max_pool_forward(x_view, *_whole_plane(layout, spatial), blocks, pooled_view, indices_view, return_indices)
+    shape = kept if keepdims else flat
+    return backend.export((pooled.reshape(shape), indices.reshape(shape)) if return_indices else pooled.reshape(shape))
+
+
+def global_max_pool_backward(
+    dims: int,
+    grad_output: np.ndarray,
+    indices: np.ndarray,
+    input_shape: Sequence[int],
+    *,
+    channels_last: bool = False,
+    out: Optional[np.ndarray] = None,
+) -> np.ndarray:
+    op = f"global_max_pool{dims}d_backward"
+    channels_last = _spec.check_flag(channels_last, "channels_last", op)
+    backend = backend_for(op, grad_output=grad_output, indices=indices, out=out)
+    grad_output = backend.asarray(grad_output, "grad_output", op)
+    grad_output_kept, input_shape, _, _ = _global_gradient(backend, op, dims, grad_output, input_shape, channels_last)
+    indices = backend.asarray(indices, "indices", op)
+    if indices.shape != grad_output.shape:
+        raise ValueError(f"{op}: indices must have grad_output's shape {grad_output.shape}; got {indices.shape}")
+    kept_indices = indices.reshape(grad_output_kept.shape)
+    return front.routed_backward(op, dims, grad_output_kept, kept_indices, input_shape, channels_last, out)
+
+
+def _forward_doc(dims: int, kind: str) -> str:
+    spatial = docs.SPATIAL_NAMES[dims]
+    what = "mean" if kind == "avg" else "maximum (first maximum on ties; NaN propagates: the last NaN wins)"
+    dtypes = "float32 or float64" if kind == "avg" else "float32, float64 or an integer dtype"
+    indices = "" if kind == "avg" else f"""
+return_indices : bool, default False
+    Also return the flat plane index of each maximum, for ``global_max_pool{dims}d_backward``."""
+    example = "[[2.5]]" if kind == "avg" else "[[4.]]"
+    return f"""{dims}-D global {kind} pooling: the {what} of each whole (n, c) plane.
+
+Parameters
+----------
+x : numpy.ndarray
+    Input of shape (N, C) + {spatial} or unbatched (C,) + {spatial}; {dtypes}.
+keepdims : bool, default False
+    Keep size-1 spatial dims: (N, C) + (1,) * {dims} instead of (N, C).{indices}
+{docs.LAYOUT_DOC}
+
+Returns
+-------
+numpy.ndarray or tuple of numpy.ndarray
+    Shape (N, C) or unbatched (C,), or with keepdims the input's layout with size-1 spatial dims.
+
+Raises
+------
+TypeError
+    For a non-array input or an unsupported dtype.
+ValueError
+    For a wrong number of dims or empty channel/spatial dims.
+
+Examples
+--------
+>>> import numpy as np, numba_pool
+>>> numba_pool.global_{kind}_pool{dims}d(np.arange(1.0, 5.0).reshape((1, 1) + (1,) * ({dims} - 1) + (4,)))
+array({example})
+"""
+
+
+def _backward_doc(dims: int, kind: str) -> str:
+    route = "spread evenly over its plane" if kind == "avg" else "sent to the plane's maximum"
+    indices = "" if kind == "avg" else "\nindices : numpy.ndarray\n    The indices the forward call returned."
+    read = "``grad_output``" if kind == "avg" else "``grad_output`` or ``indices``"
+    return f"""Gradient of ``global_{kind}_pool{dims}d``: each output gradient {route}.
+
+Parameters
+----------
+grad_output : numpy.ndarray
+    Gradient of shape (N, C) / (C,), or the keepdims shape; float32 or float64.{indices}
+input_shape : tuple of int
+    Shape of the forward input.
+{docs.LAYOUT_DOC}
+{docs.BACKWARD_OUT_DOC.format(shape="``input_shape``", read=read)}
+
+Returns
+-------
+numpy.ndarray
+    Gradient with respect to the input (deterministic).
+
+Raises
+------
+TypeError
+    For a non-float gradient (or non-integer indices).
+ValueError
+    For shapes that do not match input_shape.
+"""
+
+
+def avg_forward_doc(dims: int) -> str:
+    return _forward_doc(dims, "avg")
+
+
+def avg_backward_doc(dims: int) -> str:
+    return _backward_doc(dims, "avg")
+
+
+def max_forward_doc(dims: int) -> str:
+    return _forward_doc(dims, "max")
+
+
+def max_backward_doc(dims: int) -> str:
+    return _backward_doc(dims, "max")
+
+
+AVG_SPEC = OpSpec(
+    "global_avg_pool",
+    Direction("", global_avg_pool, avg_forward_doc),
+    (Direction("_backward", global_avg_pool_backward, avg_backward_doc),),
+    layer="GlobalAvgPool",
+    saves="input_shape",
+    reference=reference.global_avg_pool,
+)
+MAX_SPEC = OpSpec(
+    "global_max_pool",
+    Direction("", global_max_pool, max_forward_doc),
+    (Direction("_backward", global_max_pool_backward, max_backward_doc),),
+    layer="GlobalMaxPool",
+    saves="indices",
+    reference=reference.global_max_pool,
+)

@@ -1,0 +1,80 @@
+"""What the registry knows about an op: its public functions, its layer, how adapters run it.
+
+An op module (``ops/max_pool.py`` and so on) writes its implementation
+functions once, with their full signatures, and describes itself with one
+:class:`OpSpec`. Everything public is generated from the specs listed in
+:mod:`numba_pool.ops`: the functions of :mod:`numba_pool.functional` (names,
+signatures, docstrings), the layer classes, the torch modules, the dask
+adapter's choice of blocks, and the op lists of the self-check and the GPU
+check. A new op that needs something none of the fields below says should get
+a new field here, not a special case in a generated module.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+DIMENSIONALITIES = (1, 2, 3)
+
+
+@dataclass(frozen=True)
+class Direction:
+    """One public function per dimensionality: ``<op><dims>d<suffix>``, e.g. ``max_pool2d_backward``.
+
+    ``implementation(dims, ...)`` takes the public parameters after ``dims``;
+    its signature (without ``dims``) is the public signature.
+    """
+
+    suffix: str
+    implementation: Callable
+    doc: Callable[[int], str]
+
+    def public_signature(self) -> inspect.Signature:
+        signature = inspect.signature(self.implementation)
+        return signature.replace(parameters=list(signature.parameters.values())[1:])
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """An op: its public functions, and what layers and adapters need to know to run it.
+
+    name
+        The public functions' stem: ``max_pool`` gives ``max_pool1d`` .. ``max_pool3d``.
+    forward, backwards
+        The forward function and the backward functions (suffix, implementation, doc).
+    layer
+        The layer and torch module stem (``MaxPool`` gives ``MaxPool2d``), or None for no layer.
+    saves
+        What the layer's forward keeps for its backward: ``"indices"`` (the backward routes each
+        gradient to one saved position), ``"input_shape"`` (the backward is the adjoint of a linear
+        map) or ``""`` (no backward).
+    dask
+        How the dask adapter splits the forward: ``"windows"`` (blocks follow the input's chunks,
+        each reading the input region its windows cover) or ``"planes"`` (whole (n, c) planes).
+        Backward passes always run on whole planes.
+    reference
+        The pure-NumPy reference function in :mod:`numba_pool.reference`.
+    """
+
+    name: str
+    forward: Direction
+    backwards: tuple[Direction, ...] = ()
+    layer: Optional[str] = None
+    saves: str = ""
+    dask: str = "planes"
+    reference: Optional[Callable] = None
+
+    @property
+    def directions(self) -> tuple[Direction, ...]:
+        return (self.forward, *self.backwards)
+
+    def public_name(self, dims: int, direction: Optional[Direction] = None) -> str:
+        return f"{self.name}{dims}d{(direction or self.forward).suffix}"
+
+    def public_names(self) -> list[str]:
+        return [self.public_name(dims, d) for d in self.directions for dims in DIMENSIONALITIES]
+
+    def layer_names(self) -> list[str]:
+        return [] if self.layer is None else [f"{self.layer}{dims}d" for dims in DIMENSIONALITIES]
