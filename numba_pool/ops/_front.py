@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Callable
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -103,6 +103,28 @@ def gradient_plan(op, dims, grad_shape, input_shape, channels_last):
             "both must be batched or both unbatched, with the same batch and channel sizes"
         )
     return input_shape, layout, spatial, output_spatial
+
+
+def routed_backward_implementation(op_name: str) -> Callable:
+    """The backward implementation of an op that picks one element per window (``<op_name><dims>d_backward``).
+
+    Every such op (max, stochastic, adaptive max pooling) has this one signature: the gradient goes where
+    the forward's indices point.
+    """
+
+    def backward(
+        dims: int,
+        grad_output: np.ndarray,
+        indices: np.ndarray,
+        input_shape: Sequence[int],
+        *,
+        channels_last: bool = False,
+        out: Optional[np.ndarray] = None,
+    ) -> np.ndarray:
+        return routed_backward(f"{op_name}{dims}d_backward", dims, grad_output, indices, input_shape, channels_last, out)
+
+    backward.__name__ = backward.__qualname__ = f"{op_name}_backward"
+    return backward
 
 
 def routed_backward(op, dims, grad_output, indices, input_shape, channels_last, out=None):

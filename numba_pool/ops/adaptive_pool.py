@@ -11,6 +11,7 @@ from ..backends import backend_for, cpu
 from . import _docs as docs
 from . import _front as front
 from . import max_pool
+from ._layer import LinearLayer, RoutedLayer
 from .spec import Direction, OpSpec
 
 IntOrTuple = Union[int, Sequence[int]]
@@ -140,16 +141,7 @@ def adaptive_max_pool(dims: int, x: np.ndarray, output_size, return_indices: boo
     return _adaptive_pool("max", dims, x, output_size, return_indices, channels_last)
 
 
-def adaptive_max_pool_backward(
-    dims: int,
-    grad_output: np.ndarray,
-    indices: np.ndarray,
-    input_shape: Sequence[int],
-    *,
-    channels_last: bool = False,
-    out: Optional[np.ndarray] = None,
-) -> np.ndarray:
-    return front.routed_backward(f"adaptive_max_pool{dims}d_backward", dims, grad_output, indices, input_shape, channels_last, out)
+adaptive_max_pool_backward = front.routed_backward_implementation("adaptive_max_pool")
 
 
 def avg_forward_doc(dims: int) -> str:
@@ -164,6 +156,22 @@ def max_backward_doc(dims: int) -> str:
     return max_pool.backward_doc(dims).replace("max_pool", "adaptive_max_pool")
 
 
+class _AdaptiveLayer:
+    def __init__(self, output_size, *, channels_last: bool = False, reuse_buffers: bool = False) -> None:
+        super().__init__(channels_last, reuse_buffers)
+        self.output_size = output_size
+
+
+class AvgLayer(_AdaptiveLayer, LinearLayer):
+    def pool_arguments(self) -> tuple:
+        return (self.output_size,)  # the backward reads the sizes off its arrays: no backward_arguments
+
+
+class MaxLayer(_AdaptiveLayer, RoutedLayer):
+    def pool_arguments(self) -> tuple:
+        return (self.output_size, True)
+
+
 AVG_SPEC = OpSpec(
     "adaptive_avg_pool",
     Direction("", adaptive_avg_pool, avg_forward_doc),
@@ -171,6 +179,8 @@ AVG_SPEC = OpSpec(
     layer="AdaptiveAvgPool",
     saves="input_shape",
     reference=reference.adaptive_avg_pool,
+    layer_class=AvgLayer,
+    channels_last_output=(1, 2),
 )
 MAX_SPEC = OpSpec(
     "adaptive_max_pool",
@@ -179,4 +189,6 @@ MAX_SPEC = OpSpec(
     layer="AdaptiveMaxPool",
     saves="indices",
     reference=reference.adaptive_max_pool,
+    layer_class=MaxLayer,
+    channels_last_output=(1, 2),
 )

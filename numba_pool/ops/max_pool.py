@@ -12,6 +12,7 @@ from ..backends import backend_for
 from ..backends.cpu._common import row_blocks
 from . import _docs as docs
 from . import _front as front
+from ._layer import RoutedLayer
 from .spec import Direction, OpSpec
 
 IntOrTuple = Union[int, Sequence[int]]
@@ -133,16 +134,27 @@ array([[[0., 1., 1., 0.]]])
 """
 
 
-def max_pool_backward(
-    dims: int,
-    grad_output: np.ndarray,
-    indices: np.ndarray,
-    input_shape: Sequence[int],
-    *,
-    channels_last: bool = False,
-    out: Optional[np.ndarray] = None,
-) -> np.ndarray:
-    return front.routed_backward(f"max_pool{dims}d_backward", dims, grad_output, indices, input_shape, channels_last, out)
+max_pool_backward = front.routed_backward_implementation("max_pool")
+
+
+class Layer(RoutedLayer):
+    def __init__(
+        self,
+        kernel_size: IntOrTuple,
+        stride: Optional[IntOrTuple] = None,
+        padding: IntOrTuple = 0,
+        dilation: IntOrTuple = 1,
+        ceil_mode: bool = False,
+        *,
+        channels_last: bool = False,
+        reuse_buffers: bool = False,
+    ) -> None:
+        super().__init__(channels_last, reuse_buffers)
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.dilation, self.ceil_mode = dilation, ceil_mode
+
+    def pool_arguments(self) -> tuple:
+        return (self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode, True)
 
 
 SPEC = OpSpec(
@@ -153,4 +165,6 @@ SPEC = OpSpec(
     saves="indices",
     dask="windows",
     reference=reference.max_pool,
+    layer_class=Layer,
+    channels_last_output=(1, 2, 3),  # 1-D: as for an input that needs a gradient (PyTorch's no-grad 1-D is contiguous)
 )

@@ -3,6 +3,7 @@ proportional to its activation; inference returns the probability-weighted avera
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Optional, Sequence, Union
 
@@ -13,6 +14,8 @@ from ..backends import backend_for
 from ..backends.cpu._common import row_blocks
 from . import _docs as docs
 from . import _front as front
+from . import avg_pool
+from ._layer import Call, LinearCall, RoutedLayer
 from .spec import Direction, OpSpec
 
 IntOrTuple = Union[int, Sequence[int]]
@@ -227,16 +230,103 @@ array([[[-0.125,  0.875]]])
 """
 
 
-def stochastic_pool_backward(
-    dims: int,
-    grad_output: np.ndarray,
-    indices: np.ndarray,
-    input_shape: Sequence[int],
-    *,
-    channels_last: bool = False,
-    out: Optional[np.ndarray] = None,
-) -> np.ndarray:
-    return front.routed_backward(f"stochastic_pool{dims}d_backward", dims, grad_output, indices, input_shape, channels_last, out)
+stochastic_pool_backward = front.routed_backward_implementation("stochastic_pool")
+
+
+class Layer(RoutedLayer):
+    """Samples in training mode (the default), returns expected values in eval mode.
+
+    ``seed`` seeds the layer's own generator, from which each training
+    forward draws a fresh seed: a layer built with the same seed replays the
+    same sequence of samples.
+    """
+
+    def __init__(
+        self,
+        kernel_size: IntOrTuple,
+        stride: Optional[IntOrTuple] = None,
+        padding: IntOrTuple = 0,
+        ceil_mode: bool = False,
+        seed: Union[int, np.random.Generator, None] = None,
+        *,
+        channels_last: bool = False,
+        reuse_buffers: bool = False,
+    ) -> None:
+        super().__init__(channels_last, reuse_buffers)
+        self.kernel_size, self.stride, self.padding, self.ceil_mode = kernel_size, stride, padding, ceil_mode
+        self.training = True
+        self._generator = np.random.default_rng(seed)
+
+    def train(self, mode: bool = True):
+        """Switch to training (sampling) mode, or to eval mode with ``mode=False``; returns the layer."""
+        self.training = _spec.check_flag(mode, "mode", f"{type(self).__name__}.train")
+        return self
+
+    def eval(self):
+        """Switch to eval (expected value) mode; returns the layer."""
+        return self.train(False)
+
+    def _window(self) -> tuple:
+        return (self.kernel_size, self.stride, self.padding, self.ceil_mode)
+
+    def pool_arguments(self) -> tuple:
+        # The layer's generator gives each call a fresh seed: a layer built with the same seed replays its samples.
+        return (*self._window(), True, self._generator, True)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if self.training:
+            return super().forward(x)
+        y = self.functions[""](x, *self._window(), False, channels_last=self.channels_last)
+        self._remember(y, x=x)
+        return y
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        """Training: to the sampled elements. Eval: the exact gradient of the expected value."""
+        saved = self._recall(grad_output)
+        if "x" not in saved:  # the latest forward sampled
+            return self._run_backward(self.functions["_backward"], grad_output, saved["indices"], saved["input_shape"])
+        backward = self.functions["_inference_backward"]
+        return self._run_backward(backward, grad_output, saved["x"], *self._window(), memory_source=saved["x"])
+
+    def autograd_call(self, training: bool = True):
+        if training:
+            return super().autograd_call(training)
+        functions = self.functions
+        return ExpectedValueCall(self.dims, self.channels_last, functions[""], functions["_inference_backward"], self._window())
+
+
+class ExpectedValueCall(Call):
+    """Inference for autograd adapters: sum(p * p) / sum(p) per window with p = max(x, 0); the backward reads x.
+
+    An adapter differentiates the gradient again from window sums and means (linear calls: average pooling).
+    """
+
+    saves = "input"
+
+    def __init__(self, dims, channels_last, forward, backward, window) -> None:
+        super().__init__(dims, channels_last)
+        self._forward, self._backward = forward, backward
+        self.window = window  # kernel_size, stride, padding, ceil_mode
+
+    def pool(self, x):
+        return self._forward(x, *self.window, False, channels_last=self.channels_last)
+
+    def backward(self, grad_output, x):
+        return self._backward(grad_output, x, *self.window, channels_last=self.channels_last)
+
+    def window_sums(self) -> LinearCall:
+        """Sum over each window (average pooling with divisor 1: padding adds zeros)."""
+        return self._average(count_include_pad=True, divisor_override=1)
+
+    def window_means(self) -> LinearCall:
+        """Mean over each window's elements inside the input."""
+        return self._average(count_include_pad=False, divisor_override=None)
+
+    def _average(self, count_include_pad, divisor_override) -> LinearCall:
+        window = (*self.window, count_include_pad, divisor_override)
+        forward = functools.partial(avg_pool.avg_pool, self.dims)
+        backward = functools.partial(avg_pool.avg_pool_backward, self.dims)
+        return LinearCall(self.dims, self.channels_last, forward, window, backward, window)
 
 
 SPEC = OpSpec(
@@ -250,4 +340,6 @@ SPEC = OpSpec(
     saves="indices",
     dask="windows",
     reference=reference.stochastic_pool_inference,
+    layer_class=Layer,
+    channels_last_output=(1, 2, 3),  # no PyTorch counterpart: as max pooling
 )
