@@ -6,6 +6,10 @@ computed with PyTorch's rule, and arrays in any supported layout get a
 spatial dims a 1-D or 2-D op does not have. The canonical view is always a
 view (never a copy), so strided inputs and preallocated outputs are read and
 written in place.
+
+Longer than the usual 300 lines on purpose: every rule a user's argument must
+pass (sizes, dtypes, layouts, ``out`` buffers, window geometry) is here, so
+that an error message is written once and every op and adapter gives the same.
 """
 
 from __future__ import annotations
