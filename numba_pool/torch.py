@@ -39,15 +39,8 @@ import math
 import numpy as np
 import torch
 
-from . import functional, layers
-
-__all__ = [
-    f"{family}{dims}d"
-    for family in (
-        "MaxPool", "AvgPool", "StochasticPool", "GlobalAvgPool", "GlobalMaxPool", "AdaptiveAvgPool", "AdaptiveMaxPool",
-    )
-    for dims in (1, 2, 3)
-]
+from . import layers
+from .ops import DIMENSIONALITIES, OPS, OpSpec
 
 
 def _for_kernels(tensor: torch.Tensor):
@@ -60,82 +53,8 @@ def _as_tensor(array) -> torch.Tensor:
     return array if isinstance(array, torch.Tensor) else torch.from_numpy(np.asarray(array))
 
 
-# --------------------------------------------------------------------------- ops: one call's settings
-# An op holds what one call needs (the numba_pool functions and their arguments); the autograd
-# Functions below are shared by every op of a kind.
-
-
-class _Op:
-    def __init__(self, dims: int, channels_last: bool) -> None:
-        self.dims, self.channels_last = dims, channels_last
-
-    def _function(self, name: str):
-        return getattr(functional, name.format(d=self.dims))
-
-
-class _RoutedOp(_Op):
-    """A pooling that picks one input element per output; its backward sends each gradient there.
-
-    ``pool_arguments`` follow x in the pooling call and ask for indices (a global op runs with keepdims=True).
-    """
-
-    def __init__(self, dims, channels_last, pool_name, backward_name, pool_arguments) -> None:
-        super().__init__(dims, channels_last)
-        self._pool, self._backward = self._function(pool_name), self._function(backward_name)
-        self._pool_arguments = pool_arguments
-
-    def pool(self, x):
-        """(output, indices) of x."""
-        return self._pool(x, *self._pool_arguments, channels_last=self.channels_last)
-
-    def scatter(self, grad_output, indices, input_shape):
-        return self._backward(grad_output, indices, input_shape, channels_last=self.channels_last)
-
-
-class _LinearOp(_Op):
-    """A pooling that is a linear map (average pooling of any kind); its backward is the adjoint map."""
-
-    def __init__(self, dims, channels_last, pool_name, backward_name, pool_arguments, backward_arguments) -> None:
-        super().__init__(dims, channels_last)
-        self._pool, self._backward = self._function(pool_name), self._function(backward_name)
-        self._pool_arguments, self._backward_arguments = pool_arguments, backward_arguments
-
-    def pool(self, x):
-        return self._pool(x, *self._pool_arguments, channels_last=self.channels_last)
-
-    def adjoint(self, grad_output, input_shape):
-        return self._backward(grad_output, input_shape, *self._backward_arguments, channels_last=self.channels_last)
-
-
-class _StochasticInferenceOp(_Op):
-    """Expected value of stochastic pooling: sum(p * p) / sum(p) per window with p = max(x, 0)."""
-
-    def __init__(self, dims, channels_last, window) -> None:
-        super().__init__(dims, channels_last)
-        self.window = window  # kernel_size, stride, padding, ceil_mode
-
-    def pool(self, x):
-        return self._function("stochastic_pool{d}d")(x, *self.window, False, channels_last=self.channels_last)
-
-    def backward(self, grad_output, x):
-        backward = self._function("stochastic_pool{d}d_inference_backward")
-        return backward(grad_output, x, *self.window, channels_last=self.channels_last)
-
-    def window_sums(self) -> _LinearOp:
-        """Sum over each window (average pooling with divisor 1: padding adds zeros)."""
-        return self._average(count_include_pad=True, divisor_override=1)
-
-    def window_means(self) -> _LinearOp:
-        """Mean over each window's elements inside the input."""
-        return self._average(count_include_pad=False, divisor_override=None)
-
-    def _average(self, count_include_pad, divisor_override) -> _LinearOp:
-        return _average_op(self.dims, self.channels_last, (*self.window, count_include_pad, divisor_override))
-
-
-def _average_op(dims: int, channels_last: bool, window: tuple) -> _LinearOp:
-    """Average pooling with ``window`` = (kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)."""
-    return _LinearOp(dims, channels_last, "avg_pool{d}d", "avg_pool{d}d_backward", window, window)
+# Every Function below takes a call (``op``): what one layer call needs, the numba_pool functions and
+# their arguments (numba_pool.ops._layer.RoutedCall, LinearCall, ...), from ``layer.autograd_call``.
 
 
 # --------------------------------------------------------------------------- torch.func.vmap support
@@ -359,7 +278,7 @@ class _StochasticInference(_Function):
         return _vmap_over_input(_StochasticInference, info, in_dims, x, op)
 
 
-def _stochastic_inference_gradient(grad_output, x, op: _StochasticInferenceOp) -> torch.Tensor:
+def _stochastic_inference_gradient(grad_output, x, op) -> torch.Tensor:
     """The kernel's gradient of sum(p * p) / sum(p) (p = max(x, 0)) as differentiable torch ops.
 
     Windows with sum(p) > 0: d/dx_i = (2 p_i S1 - S2) / S1**2 where x_i > 0, with S1 = sum(p), S2 = sum(p * p).
@@ -417,6 +336,14 @@ def _compute_dtype(x, op_name: str):
     return None
 
 
+# The autograd Functions that run a layer's call, by what the call's backward reads (its ``saves``).
+_APPLY = {
+    "indices": lambda x, call: _RoutedPool.apply(x, call)[0],
+    "input_shape": _LinearPool.apply,
+    "input": _StochasticInference.apply,  # stochastic pooling's expected value (ExpectedValueCall)
+}
+
+
 class _Pool(torch.nn.Module):
     """A torch module with the settings of a numba_pool layer (the layer only holds them)."""
 
@@ -441,7 +368,9 @@ class _Pool(torch.nn.Module):
         return y if compute_dtype is None else y.to(x.dtype)
 
     def _pool(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        layer = self.layer
+        call = layer.autograd_call(self.training)  # the module's own train()/eval() mode, not the layer's
+        return layer.from_autograd_output(_APPLY[call.saves](x, call))
 
     def extra_repr(self) -> str:
         # reuse_buffers is a NumPy-layer option; the modules never reuse buffers (autograd may keep a gradient)
@@ -450,106 +379,22 @@ class _Pool(torch.nn.Module):
         return ", ".join(f"{k}={v!r}" for k, v in settings.items())
 
 
-class _MaxPool(_Pool):
-    def _pool(self, x):
-        s = self.layer
-        arguments = (s.kernel_size, s.stride, s.padding, s.dilation, s.ceil_mode, True)
-        return _RoutedPool.apply(x, _RoutedOp(s.dims, s.channels_last, "max_pool{d}d", "max_pool{d}d_backward", arguments))[0]
-
-
-class _AvgPool(_Pool):
-    def _pool(self, x):
-        s = self.layer
-        window = (s.kernel_size, s.stride, s.padding, s.ceil_mode, s.count_include_pad, s.divisor_override)
-        return _LinearPool.apply(x, _average_op(s.dims, s.channels_last, window))
-
-
-class _StochasticPool(_Pool):
-    """Samples in ``train()`` mode, returns expected values in ``eval()`` mode."""
-
-    def _pool(self, x):
-        s = self.layer
-        window = (s.kernel_size, s.stride, s.padding, s.ceil_mode)
-        if not self.training:
-            return _StochasticInference.apply(x, _StochasticInferenceOp(s.dims, s.channels_last, window))
-        # The layer's generator gives each call a fresh seed: a module built with the same seed replays its samples.
-        arguments = (*window, True, s._generator, True)
-        names = ("stochastic_pool{d}d", "stochastic_pool{d}d_backward")
-        return _RoutedPool.apply(x, _RoutedOp(s.dims, s.channels_last, *names, arguments))[0]
-
-
-def _without_spatial_dims(y: torch.Tensor, dims: int, channels_last: bool) -> torch.Tensor:
-    """A keepdims global result (sizes 1 in every spatial dim) without those dims."""
-    kept = (*y.shape[: -dims - 1], y.shape[-1]) if channels_last else y.shape[:-dims]
-    return y.reshape(kept)
-
-
-class _GlobalAvgPool(_Pool):
-    def _pool(self, x):
-        s = self.layer
-        names = ("global_avg_pool{d}d", "global_avg_pool{d}d_backward")
-        y = _LinearPool.apply(x, _LinearOp(s.dims, s.channels_last, *names, (True,), ()))
-        return y if s.keepdims else _without_spatial_dims(y, s.dims, s.channels_last)
-
-
-class _GlobalMaxPool(_Pool):
-    def _pool(self, x):
-        s = self.layer
-        names = ("global_max_pool{d}d", "global_max_pool{d}d_backward")
-        y = _RoutedPool.apply(x, _RoutedOp(s.dims, s.channels_last, *names, (True, True)))[0]
-        return y if s.keepdims else _without_spatial_dims(y, s.dims, s.channels_last)
-
-
-class _AdaptiveAvgPool(_Pool):
-    def _pool(self, x):
-        s = self.layer
-        names = ("adaptive_avg_pool{d}d", "adaptive_avg_pool{d}d_backward")  # the backward reads sizes off its arrays
-        return _LinearPool.apply(x, _LinearOp(s.dims, s.channels_last, *names, (s.output_size,), ()))
-
-
-class _AdaptiveMaxPool(_Pool):
-    def _pool(self, x):
-        s = self.layer
-        names = ("adaptive_max_pool{d}d", "adaptive_max_pool{d}d_backward")
-        return _RoutedPool.apply(x, _RoutedOp(s.dims, s.channels_last, *names, (s.output_size, True)))[0]
-
-
-# PyTorch 2.13 (CPU) output memory for a channels-last input, by family: dims whose output stays channels-last.
-# (1-D: a batched input with channels innermost. PyTorch's 1-D max pooling of an input that needs no gradient
-# returns contiguous memory; we follow the input that needs one, as in training.)
-_KEEPS_CHANNELS_LAST = {
-    "MaxPool": (1, 2, 3),
-    "AvgPool": (1, 2),
-    "StochasticPool": (1, 2, 3),  # no PyTorch counterpart: as max pooling
-    "GlobalAvgPool": (),  # outputs of spatial size 1 are both contiguous and channels-last
-    "GlobalMaxPool": (),
-    "AdaptiveAvgPool": (1, 2),
-    "AdaptiveMaxPool": (1, 2),
-}
-_BASES = {
-    "MaxPool": _MaxPool, "AvgPool": _AvgPool, "StochasticPool": _StochasticPool, "GlobalAvgPool": _GlobalAvgPool,
-    "GlobalMaxPool": _GlobalMaxPool, "AdaptiveAvgPool": _AdaptiveAvgPool, "AdaptiveMaxPool": _AdaptiveMaxPool,
-}
-
-
-def _module(family: str, dims: int) -> type:
-    layer_class = getattr(layers, f"{family}{dims}d")
-    doc = (
-        f"``torch.nn.Module`` running numba_pool's ``{family}{dims}d`` layer; takes the same arguments.\n\n"
-        + (layer_class.__doc__ or "")
+def _module(spec: OpSpec, dims: int) -> type:
+    """The module ``<layer><dims>d`` around the NumPy layer of the same name."""
+    name = f"{spec.layer}{dims}d"
+    layer_class = getattr(layers, name)
+    doc = f"``torch.nn.Module`` running numba_pool's ``{name}`` layer; takes the same arguments.\n\n" + (
+        layer_class.__doc__ or ""
     )
-    op_name = family[0].lower() + "".join("_" + ch.lower() if ch.isupper() else ch for ch in family[1:]) + f"{dims}d"
     attributes = {
-        "layer_class": layer_class, "op_name": op_name, "keeps_channels_last": dims in _KEEPS_CHANNELS_LAST[family],
-        "__doc__": doc, "__module__": __name__,
+        "layer_class": layer_class, "op_name": spec.public_name(dims),
+        "keeps_channels_last": dims in spec.channels_last_output, "__doc__": doc, "__module__": __name__,
     }
-    return type(f"{family}{dims}d", (_BASES[family],), attributes)
+    return type(name, (_Pool,), attributes)
 
 
-MaxPool1d, MaxPool2d, MaxPool3d = (_module("MaxPool", d) for d in (1, 2, 3))
-AvgPool1d, AvgPool2d, AvgPool3d = (_module("AvgPool", d) for d in (1, 2, 3))
-StochasticPool1d, StochasticPool2d, StochasticPool3d = (_module("StochasticPool", d) for d in (1, 2, 3))
-GlobalAvgPool1d, GlobalAvgPool2d, GlobalAvgPool3d = (_module("GlobalAvgPool", d) for d in (1, 2, 3))
-GlobalMaxPool1d, GlobalMaxPool2d, GlobalMaxPool3d = (_module("GlobalMaxPool", d) for d in (1, 2, 3))
-AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d = (_module("AdaptiveAvgPool", d) for d in (1, 2, 3))
-AdaptiveMaxPool1d, AdaptiveMaxPool2d, AdaptiveMaxPool3d = (_module("AdaptiveMaxPool", d) for d in (1, 2, 3))
+_MODULES = {
+    f"{spec.layer}{dims}d": _module(spec, dims) for spec in OPS if spec.layer is not None for dims in DIMENSIONALITIES
+}
+globals().update(_MODULES)
+__all__ = list(_MODULES)

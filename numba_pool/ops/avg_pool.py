@@ -12,6 +12,7 @@ from ..backends import backend_for
 from ..backends.cpu._common import row_blocks
 from . import _docs as docs
 from . import _front as front
+from ._layer import LinearLayer
 from .spec import Direction, OpSpec
 
 IntOrTuple = Union[int, Sequence[int]]
@@ -163,6 +164,30 @@ array([[[1., 1., 2., 2.]]])
 """
 
 
+class Layer(LinearLayer):
+    def __init__(
+        self,
+        kernel_size: IntOrTuple,
+        stride: Optional[IntOrTuple] = None,
+        padding: IntOrTuple = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+        divisor_override: Optional[int] = None,
+        *,
+        channels_last: bool = False,
+        reuse_buffers: bool = False,
+    ) -> None:
+        super().__init__(channels_last, reuse_buffers)
+        self.kernel_size, self.stride, self.padding, self.ceil_mode = kernel_size, stride, padding, ceil_mode
+        self.count_include_pad, self.divisor_override = count_include_pad, divisor_override
+
+    def pool_arguments(self) -> tuple:
+        return (self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad, self.divisor_override)
+
+    def backward_arguments(self) -> tuple:
+        return self.pool_arguments()
+
+
 SPEC = OpSpec(
     "avg_pool",
     Direction("", avg_pool, forward_doc),
@@ -171,4 +196,6 @@ SPEC = OpSpec(
     saves="input_shape",
     dask="windows",
     reference=reference.avg_pool,
+    layer_class=Layer,
+    channels_last_output=(1, 2),
 )

@@ -12,6 +12,7 @@ from ..backends import backend_for, cpu
 from ..backends.cpu._common import row_blocks
 from . import _docs as docs
 from . import _front as front
+from ._layer import LinearLayer, RoutedLayer
 from .spec import Direction, OpSpec
 
 IntOrTuple = Union[int, Sequence[int]]
@@ -214,6 +215,36 @@ def max_backward_doc(dims: int) -> str:
     return _backward_doc(dims, "max")
 
 
+class _GlobalLayer:
+    """Autograd adapters pool with keepdims=True (their backward passes need the spatial dims) and drop them after."""
+
+    def __init__(self, keepdims: bool = False, *, channels_last: bool = False, reuse_buffers: bool = False) -> None:
+        super().__init__(channels_last, reuse_buffers)
+        self.keepdims = keepdims
+
+    def from_autograd_output(self, y):
+        if self.keepdims:
+            return y
+        kept = (*y.shape[: -self.dims - 1], y.shape[-1]) if self.channels_last else y.shape[: -self.dims]
+        return y.reshape(kept)
+
+
+class AvgLayer(_GlobalLayer, LinearLayer):
+    def pool_arguments(self) -> tuple:
+        return (self.keepdims,)
+
+    def autograd_arguments(self) -> tuple:
+        return (True,)
+
+
+class MaxLayer(_GlobalLayer, RoutedLayer):
+    def pool_arguments(self) -> tuple:
+        return (self.keepdims, True)
+
+    def autograd_arguments(self) -> tuple:
+        return (True, True)
+
+
 AVG_SPEC = OpSpec(
     "global_avg_pool",
     Direction("", global_avg_pool, avg_forward_doc),
@@ -221,6 +252,7 @@ AVG_SPEC = OpSpec(
     layer="GlobalAvgPool",
     saves="input_shape",
     reference=reference.global_avg_pool,
+    layer_class=AvgLayer,  # outputs of spatial size 1 are both contiguous and channels-last: no channels_last_output
 )
 MAX_SPEC = OpSpec(
     "global_max_pool",
@@ -229,4 +261,5 @@ MAX_SPEC = OpSpec(
     layer="GlobalMaxPool",
     saves="indices",
     reference=reference.global_max_pool,
+    layer_class=MaxLayer,
 )

@@ -56,6 +56,14 @@ class OpSpec:
         Backward passes always run on whole planes.
     reference
         The pure-NumPy reference function in :mod:`numba_pool.reference`.
+    layer_class
+        The layer without a dimensionality, written in the op module on a base of
+        :mod:`numba_pool.ops._layer` (its ``saves`` as above): :mod:`numba_pool.layers` and
+        :mod:`numba_pool.torch` make ``<layer>1d`` .. ``<layer>3d`` of it.
+    channels_last_output
+        The dimensionalities for which PyTorch's module returns channels-last memory for a
+        channels-last (N, C, ...) input (for 1-D: channels innermost) (PyTorch 2.13, CPU); the
+        torch module does the same.
     """
 
     name: str
@@ -65,6 +73,8 @@ class OpSpec:
     saves: str = ""
     dask: str = "planes"
     reference: Optional[Callable] = None
+    layer_class: Optional[type] = None
+    channels_last_output: tuple[int, ...] = ()
 
     @property
     def directions(self) -> tuple[Direction, ...]:
