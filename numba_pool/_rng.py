@@ -29,7 +29,13 @@ def mix64(value):
 @njit(inline="always", cache=True)
 def uniform(seed, counter):
     """A float64 in [0, 1) for ``counter`` (an int >= 0) in the stream named by ``seed`` (a uint64)."""
-    state = mix64(seed) + (np.uint64(counter) + np.uint64(1)) * _GOLDEN_GAMMA
+    return uniform_after_mix(mix64(seed), counter)
+
+
+@njit(inline="always", cache=True)
+def uniform_after_mix(mixed_seed, counter):
+    """``uniform(seed, counter)`` given ``mixed_seed = mix64(seed)``, for kernels that mix the seed once per call."""
+    state = mixed_seed + (np.uint64(counter) + np.uint64(1)) * _GOLDEN_GAMMA
     return np.float64(mix64(state) >> np.uint64(11)) * _TO_UNIT
 
 

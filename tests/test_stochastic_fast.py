@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from numba import njit
 
-import numba_pool as nb
 from numba_pool import reference
-from numba_pool._rng import mix64, output_counter, uniform
+from numba_pool._rng import mix64, output_counter, uniform, uniform_after_mix
 from numba_pool.backends.cpu import stochastic_pool
 from numba_pool.backends.rules import window_extent
 from cases import random_case, strided_view
+from helpers import op
 
 
 # --------------------------------------------------------------------------- the scalar oracle
@@ -89,7 +89,7 @@ def pool_in_layout(x, dims, arguments, seed, training, channels_last, view="cont
     """The public function on ``x`` (reference layout) stored channels-first or channels-last, back in reference layout."""
     user = np.moveaxis(x, 1, -1) if channels_last else x
     user = strided_view(np.ascontiguousarray(user), view)
-    pool = getattr(nb, f"stochastic_pool{dims}d")
+    pool = op("stochastic_pool", dims)
     result = pool(user, *arguments, training=training, seed=seed, return_indices=training, channels_last=channels_last)
     values, indices = result if training else (result, None)
     back = (lambda a: np.moveaxis(a, -1, 1)) if channels_last else (lambda a: a)
@@ -138,7 +138,7 @@ def test_lane_scales_equal_weight_scale_everywhere():
 @njit(cache=True)
 def draws_after_mix(seed, counters):
     mixed = mix64(seed)
-    return np.array([stochastic_pool.draw_after_mix(mixed, counter) for counter in counters])
+    return np.array([uniform_after_mix(mixed, counter) for counter in counters])
 
 
 @njit(cache=True)

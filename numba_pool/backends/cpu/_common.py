@@ -4,7 +4,15 @@ import numba
 from numba import njit
 
 # The scalar rules both backends compile; imported here for the CPU kernels that use them.
-from ..rules import beats_maximum, flat_plane_index, replaces_maximum, valid_taps, window_extent  # noqa: F401
+from ..rules import (  # noqa: F401
+    beats_maximum,
+    flat_plane_index,
+    plane_position,
+    replaces_maximum,
+    replaces_seeded_maximum,
+    valid_taps,
+    window_extent,
+)
 
 # cache=True keeps compiled kernels on disk between processes; first calls stay fast.
 KERNEL_OPTIONS = {"parallel": True, "cache": True, "nogil": True}

@@ -14,6 +14,8 @@ from ._common import (
     flat_plane_index,
     interior_windows,
     next_row,
+    plane_position,
+    replaces_seeded_maximum,
     row_blocks,
     unravel_row,
     valid_taps,
@@ -41,14 +43,14 @@ def _fold_maxima(source, best_in, keys_in, best_out, keys_out, key, store_keys):
         for c in range(source.shape[0]):
             value = source[c]
             current = best_in[c]
-            replace = (value > current) | (value != value)
+            replace = replaces_seeded_maximum(value, current)
             best_out[c] = value if replace else current
             keys_out[c] = key if replace else keys_in[c]
     else:
         for c in range(source.shape[0]):
             value = source[c]
             current = best_in[c]
-            replace = (value > current) | (value != value)
+            replace = replaces_seeded_maximum(value, current)
             best_out[c] = value if replace else current
 
 
@@ -109,7 +111,7 @@ def _reduce_interior(best, keys, out_row, index_row, first, stop, kernel, stride
             for ow in range(first, stop):
                 candidate = best[ow * stride + tap]
                 value = out_row[ow]
-                replace = (candidate > value) | (candidate != candidate)
+                replace = replaces_seeded_maximum(candidate, value)
                 out_row[ow] = candidate if replace else value
 
 
@@ -245,12 +247,6 @@ RUN_CAPACITY = 64 * LANES
 
 
 @njit(inline="always", cache=True)
-def _replaces(value, best):
-    """``replaces_maximum`` once a maximum is seeded, branch-free: a larger value or any NaN wins."""
-    return (value > best) | (value != value)
-
-
-@njit(inline="always", cache=True)
 def _at(first, k, stride):
     """``first + k * stride`` as an unsigned index: Numba then skips its negative-index wraparound, so the
     loads stay plain (de-interleaved for stride 2). Callers pass non-negative positions."""
@@ -272,13 +268,13 @@ def _seed_taps(plane, h, w0, stride, best_out, keys_out, count, tap, two, store_
     if two and store_keys:  # both loads in one loop: for stride 2 they are one de-interleaved pair of vector loads
         for k in range(count):
             first, second = plane[h, _at(w0, k, stride)], plane[h, _at(w0 + 1, k, stride)]
-            replace = _replaces(second, first)
+            replace = replaces_seeded_maximum(second, first)
             best_out[k] = second if replace else first
             keys_out[k] = next_tap if replace else tap
     elif two:
         for k in range(count):
             first, second = plane[h, _at(w0, k, stride)], plane[h, _at(w0 + 1, k, stride)]
-            best_out[k] = second if _replaces(second, first) else first
+            best_out[k] = second if replaces_seeded_maximum(second, first) else first
     else:
         for k in range(count):
             best_out[k] = plane[h, _at(w0, k, stride)]
@@ -294,30 +290,30 @@ def _fold_taps(plane, h, w0, stride, best_in, keys_in, best_out, keys_out, count
         for k in range(count):
             first, second = plane[h, _at(w0, k, stride)], plane[h, _at(w0 + 1, k, stride)]
             best = best_in[k]
-            replace = _replaces(first, best)
+            replace = replaces_seeded_maximum(first, best)
             best = first if replace else best
             key = tap if replace else keys_in[k]
-            replace = _replaces(second, best)
+            replace = replaces_seeded_maximum(second, best)
             best_out[k] = second if replace else best
             keys_out[k] = next_tap if replace else key
     elif two:
         for k in range(count):
             first, second = plane[h, _at(w0, k, stride)], plane[h, _at(w0 + 1, k, stride)]
             best = best_in[k]
-            best = first if _replaces(first, best) else best
-            best_out[k] = second if _replaces(second, best) else best
+            best = first if replaces_seeded_maximum(first, best) else best
+            best_out[k] = second if replaces_seeded_maximum(second, best) else best
     elif store_keys:
         for k in range(count):
             value = plane[h, _at(w0, k, stride)]
             best = best_in[k]
-            replace = _replaces(value, best)
+            replace = replaces_seeded_maximum(value, best)
             best_out[k] = value if replace else best
             keys_out[k] = tap if replace else keys_in[k]
     else:
         for k in range(count):
             value = plane[h, _at(w0, k, stride)]
             best = best_in[k]
-            best_out[k] = value if _replaces(value, best) else best
+            best_out[k] = value if replaces_seeded_maximum(value, best) else best
 
 
 @njit(inline="always", cache=True)
@@ -359,7 +355,7 @@ def _direct_window_maximum(plane, h_start, h_first, h_stop, w_start, w_first, w_
         for j in range(w_first, w_stop):
             w = w_start + j
             candidate = plane[h, w]
-            if (candidate > value) | (candidate != candidate):
+            if replaces_seeded_maximum(candidate, value):
                 value = candidate
                 flat = h * width + w
     return value, flat
@@ -560,7 +556,6 @@ def max_pool_backward(grad_output, indices, grad_input):
     """
     batch, channels, depth, height, width = grad_input.shape
     out_depth, out_height, out_width = grad_output.shape[2], grad_output.shape[3], grad_output.shape[4]
-    plane = height * width
     for nc in prange(batch * channels):
         n = nc // channels
         c = nc % channels
@@ -569,8 +564,8 @@ def max_pool_backward(grad_output, indices, grad_input):
         for od in range(out_depth):
             for oh in range(out_height):
                 for ow in range(out_width):
-                    index = indices[n, c, od, oh, ow]
-                    target[index // plane, (index // width) % height, index % width] += grad_output[n, c, od, oh, ow]
+                    d, h, w = plane_position(indices[n, c, od, oh, ow], height, width)
+                    target[d, h, w] += grad_output[n, c, od, oh, ow]
 
 
 @njit(**KERNEL_OPTIONS)
@@ -578,7 +573,6 @@ def max_pool_backward_channels_last(grad_output, indices, grad_input):
     """``max_pool_backward`` on (N, D, H, W, C) views: one thread owns a whole image n."""
     batch, depth, height, width, channels = grad_input.shape
     out_depth, out_height, out_width = grad_output.shape[1], grad_output.shape[2], grad_output.shape[3]
-    plane = height * width
     for n in prange(batch):
         target = grad_input[n]
         target[:] = 0
@@ -586,8 +580,8 @@ def max_pool_backward_channels_last(grad_output, indices, grad_input):
             for oh in range(out_height):
                 for ow in range(out_width):
                     for c in range(channels):
-                        index = indices[n, od, oh, ow, c]
-                        target[index // plane, (index // width) % height, index % width, c] += grad_output[n, od, oh, ow, c]
+                        d, h, w = plane_position(indices[n, od, oh, ow, c], height, width)
+                        target[d, h, w, c] += grad_output[n, od, oh, ow, c]
 
 
 @njit(**KERNEL_OPTIONS)

@@ -1,25 +1,25 @@
 """Stochastic pooling (Zeiler & Fergus, 2013) on the CPU.
 
-Weights are the positive parts of the window's in-input elements. Training
-picks one element with probability weight / sum of weights (uniformly among
-the in-input elements when every weight is 0); inference returns the expected
-value of that pick. The random number of each output element comes from
+The rule of one window (weights, the pick, the expected value, the inference
+gradient; see ``rules.window_output``) is written once in ``..rules`` and shared
+with the CUDA kernels. The random number of each output element comes from
 ``uniform(seed, logical position)``, so picks do not depend on threads or layout.
-
-Weights are scaled by the power of two that brings the window's largest weight
-into [0.5, 1): the scaling is exact, so ordinary windows give the same results
-as unscaled arithmetic, while sums of huge values (1e200, 1.7e308) cannot
-overflow. A window holding +inf gives its infinite elements equal probability
-(1 / number of infinities) and every other element none; its expected value is
-+inf. A NaN anywhere in the window gives NaN.
+Here: that rule for many windows at once, vectorised, bit for bit the same.
 """
-
-import math
 
 import numpy as np
 from numba import njit, prange
 
-from ..._rng import _GOLDEN_GAMMA, _TO_UNIT, mix64, output_counter, uniform
+from ..._rng import mix64, output_counter, uniform_after_mix
+from ..rules import (  # noqa: F401  (weight_scale and window_output: the rules the lane forms are tested against)
+    INFINITE_WEIGHTS,
+    inference_gradient,
+    pick_target,
+    scaled_weight,
+    weight_scale,
+    window_output,
+    window_statistics,
+)
 from ._common import (
     KERNEL_OPTIONS,
     flat_plane_index,
@@ -29,146 +29,6 @@ from ._common import (
     unravel_row,
     window_extent,
 )
-
-# The scale of a window whose largest weight is +inf: its weights are 1 for +inf, 0 otherwise.
-INFINITE_WEIGHTS = 0.0
-
-
-@njit(inline="always", cache=True)
-def weight_scale(largest):
-    """The exact power-of-two factor for a window whose largest weight is ``largest`` (``INFINITE_WEIGHTS`` for +inf).
-
-    The exponent is capped so that the factor itself stays finite for subnormal weights.
-    """
-    if largest == np.inf:
-        return INFINITE_WEIGHTS
-    if not largest > 0:
-        return 1.0
-    exponent = math.frexp(largest)[1]
-    return math.ldexp(1.0, min(-exponent, 1021))
-
-
-@njit(inline="always", cache=True)
-def scaled_weight(value, scale):
-    """The weight of one element (a float64) in a window of the given scale."""
-    if scale == INFINITE_WEIGHTS:
-        return 1.0 if value == np.inf else 0.0
-    return value * scale if value > 0 else 0.0
-
-
-@njit(inline="always", cache=True)
-def expected_value(weight_sum, square_sum, plain_sum, count, scale):
-    """The inference output of a NaN-free window: sum(w * a) / sum(w), or the mean when every weight is 0."""
-    if weight_sum > 0:
-        if scale == INFINITE_WEIGHTS:
-            return np.inf
-        return (square_sum / weight_sum) / scale  # (sum(w^2) / sum(w)) in unscaled units, exactly
-    return plain_sum / count
-
-
-@njit(inline="always", cache=True)
-def pick_target(draw, weight_sum, count):
-    """The running weight (or, without weights, element count) that the picked element's running sum passes."""
-    return draw * weight_sum if weight_sum > 0 else np.float64(int(draw * count))
-
-
-@njit(inline="always", cache=True)
-def inference_gradient(grad, value, weight_sum, square_sum, count, scale):
-    """The share of ``grad`` (float64) that element ``value`` (float64) gets from one inference window.
-
-    Finite weights: the exact derivative (2 a S - sum(w^2)) / S^2 of the expected value, in scaled
-    units (it does not depend on the scale). Infinite weights: the output is +inf whatever the
-    finite elements are, so they get nothing and the infinite elements share ``grad`` equally (the
-    expected gradient of the pick). No weights: the window mean's 1 / count.
-    """
-    if not weight_sum > 0:
-        return grad / count
-    if scale == INFINITE_WEIGHTS:
-        return grad / weight_sum if value == np.inf else 0.0
-    if not value > 0:  # not weight > 0: a positive weight too small to survive the scaling still has this slope
-        return 0.0
-    weight = scaled_weight(value, scale)
-    return grad * (2.0 * weight * weight_sum - square_sum) / (weight_sum * weight_sum)
-
-
-@njit(inline="always", cache=True)
-def window_statistics(plane, box):
-    """(sum of weights, sum of squared weights, plain sum, element count, flat index of the first NaN or -1, scale).
-
-    ``box`` is (d_first, d_stop, h_first, h_stop, w_first, w_stop), the window clipped to the input.
-    Weights are scaled by ``scale`` (see ``weight_scale``); a first pass finds the largest.
-    """
-    d_first, d_stop, h_first, h_stop, w_first, w_stop = box
-    height, width = plane.shape[1], plane.shape[2]
-    largest = 0.0
-    plain_sum = 0.0
-    first_nan = -1
-    for d in range(d_first, d_stop):
-        for h in range(h_first, h_stop):
-            for w in range(w_first, w_stop):
-                value = np.float64(plane[d, h, w])
-                if value != value and first_nan < 0:
-                    first_nan = flat_plane_index(d, h, w, height, width)
-                largest = max(largest, value)
-                plain_sum += value
-    scale = weight_scale(largest)
-    weight_sum = 0.0
-    square_sum = 0.0
-    for d in range(d_first, d_stop):
-        for h in range(h_first, h_stop):
-            for w in range(w_first, w_stop):
-                weight = scaled_weight(np.float64(plane[d, h, w]), scale)
-                weight_sum += weight
-                square_sum += weight * weight
-    count = (d_stop - d_first) * (h_stop - h_first) * (w_stop - w_first)
-    return weight_sum, square_sum, plain_sum, count, first_nan, scale
-
-
-@njit(inline="always", cache=True)
-def pick_element(plane, box, weight_sum, count, scale, draw):
-    """(flat index, value) of the element in ``box`` that a uniform ``draw`` in [0, 1) selects.
-
-    With weights, the first element whose running weight sum passes
-    ``draw * sum``; without, the element numbered ``floor(draw * count)``.
-    """
-    d_first, d_stop, h_first, h_stop, w_first, w_stop = box
-    height, width = plane.shape[1], plane.shape[2]
-    target = pick_target(draw, weight_sum, count)
-    running = 0.0
-    last = -1
-    last_value = plane[d_first, h_first, w_first]
-    for d in range(d_first, d_stop):
-        for h in range(h_first, h_stop):
-            for w in range(w_first, w_stop):
-                value = plane[d, h, w]
-                if weight_sum > 0:
-                    weight = scaled_weight(np.float64(value), scale)
-                    if not weight > 0:
-                        continue
-                    running += weight
-                else:
-                    running += 1.0
-                last = flat_plane_index(d, h, w, height, width)
-                last_value = value
-                if running > target:
-                    return last, last_value
-    return last, last_value  # only reached when rounding leaves the target at the very top
-
-
-@njit(inline="always", cache=True)
-def window_output(plane, box, training, seed, counter):
-    """(output value, flat index of the picked element or -1) of one window; the CUDA kernel calls this too.
-
-    A NaN in the window gives NaN and its index; training picks with the draw
-    ``uniform(seed, counter)``; inference gives the expected value of the pick.
-    """
-    weight_sum, square_sum, plain_sum, count, first_nan, scale = window_statistics(plane, box)
-    if first_nan >= 0:
-        return np.nan, first_nan
-    if training:
-        picked, value = pick_element(plane, box, weight_sum, count, scale, uniform(seed, counter))
-        return np.float64(value), picked
-    return expected_value(weight_sum, square_sum, plain_sum, count, scale), first_nan
 
 
 # --------------------------------------------------------------------------- many windows at once
@@ -191,13 +51,7 @@ _MARK_ROWS = 3  # flat index of the first NaN, tap of the last candidate, whethe
 LANE_KERNEL_OPTIONS = {**KERNEL_OPTIONS, "error_model": "numpy"}
 
 
-@njit(inline="always", cache=True)
-def draw_after_mix(mixed_seed, counter):
-    """``uniform(seed, counter)`` given ``mixed_seed = mix64(seed)``, which a kernel computes once per call."""
-    state = mixed_seed + (np.uint64(counter) + np.uint64(1)) * _GOLDEN_GAMMA
-    return np.float64(mix64(state) >> np.uint64(11)) * _TO_UNIT
-
-
+# rules.weight_scale, vectorised over lanes (from the exponent bits)
 @njit(inline="always", cache=True)
 def lane_weight_scales(largest, scale, lanes):
     """``scale[j] = weight_scale(largest[j])`` for the first ``lanes`` lanes, from the exponent bits.
@@ -218,6 +72,7 @@ def lane_weight_scales(largest, scale, lanes):
         scale[j] = INFINITE_WEIGHTS if value == np.inf else factor
 
 
+# rules.window_statistics (first pass), vectorised over lanes
 @njit(inline="always", cache=True)
 def _statistics_pass(taps, tap_flats, tap_count, lanes, largest, plain_sum, nan_flat, with_plain_sum):
     """``window_statistics``' first pass per lane: the largest weight, the flat index (at lane 0) of
@@ -242,6 +97,7 @@ def _statistics_pass(taps, tap_flats, tap_count, lanes, largest, plain_sum, nan_
                 largest[j] = max(largest[j], value)
 
 
+# rules.window_statistics (second pass), vectorised over lanes
 @njit(inline="always", cache=True)
 def _weight_pass(taps, tap_count, lanes, scale, weight_sum, square_sum, with_square_sum):
     """``window_statistics``' second pass per lane: the sum of the scaled weights and, when
@@ -261,6 +117,7 @@ def _weight_pass(taps, tap_count, lanes, scale, weight_sum, square_sum, with_squ
                 weight_sum[j] += scaled_weight(values[j], scale[j])
 
 
+# rules.pick_element, vectorised over lanes (branch-free)
 @njit(inline="always", cache=True)
 def _pick_pass(taps, tap_count, lanes, scale, weight_sum, target, running, last, done):
     """``pick_element`` per lane: ``last`` ends as the tap picked (the first candidate whose running
@@ -280,6 +137,7 @@ def _pick_pass(taps, tap_count, lanes, scale, weight_sum, target, running, last,
             done[j] = 1 if moves & (running[j] > target[j]) else done[j]
 
 
+# rules.window_output, vectorised over lanes
 @njit(inline="always", cache=True)
 def _lane_window_outputs(taps, tap_flats, tap_count, lanes, flat_step, training, mixed_seed, counter_first, counter_step,
                          statistics, marks, out_lanes, index_lanes, store_indices):
@@ -301,7 +159,7 @@ def _lane_window_outputs(taps, tap_flats, tap_count, lanes, flat_step, training,
     _weight_pass(taps, tap_count, padded, scale, weight_sum, square_sum, not training)
     if training:
         for j in range(padded):
-            draw = draw_after_mix(mixed_seed, counter_first + j * counter_step)
+            draw = uniform_after_mix(mixed_seed, counter_first + j * counter_step)
             target[j] = pick_target(draw, weight_sum[j], tap_count)
         _pick_pass(taps, tap_count, padded, scale, weight_sum, target, running, last, done)
         for j in range(lanes):
@@ -315,6 +173,7 @@ def _lane_window_outputs(taps, tap_flats, tap_count, lanes, flat_step, training,
             out_lanes[j] = _lane_expected_value(weight_sum[j], square_sum[j], plain_sum[j], tap_count, scale[j], nan_flat[j])
 
 
+# rules.expected_value, branch-free
 @njit(inline="always", cache=True)
 def _lane_expected_value(weight_sum, square_sum, plain_sum, count, scale, nan_flat):
     """``expected_value`` (NaN for a window with a NaN) with every division done and the result

@@ -2,7 +2,7 @@
 
 from numba import njit, prange
 
-from ._common import KERNEL_OPTIONS
+from ._common import KERNEL_OPTIONS, plane_position
 
 
 @njit(**KERNEL_OPTIONS)
@@ -10,7 +10,6 @@ def max_unpool(x, indices, out):
     """One thread per (n, c) plane; on repeated indices the last value in input order wins."""
     batch, channels, depth, height, width = out.shape
     in_depth, in_height, in_width = x.shape[2], x.shape[3], x.shape[4]
-    plane = height * width
     for nc in prange(batch * channels):
         n = nc // channels
         c = nc % channels
@@ -18,5 +17,5 @@ def max_unpool(x, indices, out):
         for d in range(in_depth):
             for h in range(in_height):
                 for w in range(in_width):
-                    index = indices[n, c, d, h, w]
-                    out[n, c, index // plane, (index // width) % height, index % width] = x[n, c, d, h, w]
+                    target_d, target_h, target_w = plane_position(indices[n, c, d, h, w], height, width)
+                    out[n, c, target_d, target_h, target_w] = x[n, c, d, h, w]

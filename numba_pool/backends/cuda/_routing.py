@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda, int64
 
-from ..rules import flat_plane_index
+from ..rules import flat_plane_index, plane_position
 from ._launch import arrays, channels_fastest, launch, per_element, uploaded
 
 _NONE_SEEN = np.iinfo(np.int64).max
@@ -28,11 +28,8 @@ def _note_index(args, n, c, od, oh, ow):
     cuda.atomic.min(extremes, 0, index)
     cuda.atomic.max(extremes, 1, index)
     if 0 <= index < depth * height * width:
-        position = int64(index)  # exact once in range; keeps the arithmetic below in int64 for uint64 indices
-        plane = height * width
-        d = position // plane
-        h = (position - d * plane) // width
-        w = position - d * plane - h * width
+        # int64 once in range: keeps the arithmetic in int64 for uint64 indices
+        d, h, w = plane_position(int64(index), height, width)
         cuda.atomic.min(lows, od, d)
         cuda.atomic.max(highs, od, d)
         cuda.atomic.min(lows, h_offset + oh, h)

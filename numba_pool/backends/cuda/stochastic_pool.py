@@ -1,9 +1,10 @@
-"""Stochastic pooling on CUDA, with the CPU's scalar code and random numbers.
+"""Stochastic pooling on CUDA, with the CPU's scalar rule and random numbers.
 
-Each thread runs the CPU's ``window_statistics`` and ``pick_element`` on its
-window and draws ``uniform(seed, logical output position)``, so a seed picks
-exactly the elements the CPU picks. The pick arithmetic is float64 on purpose:
-float32 running sums would round differently and pick different elements.
+Each thread runs ``rules.window_output`` (or, backward, ``rules.window_statistics``
+and ``rules.inference_gradient``) on its window and draws ``uniform(seed, logical
+output position)``, so a seed picks exactly the elements the CPU picks. The pick
+arithmetic is float64 on purpose: float32 running sums would round differently
+and pick different elements.
 """
 
 import numpy as np
@@ -11,13 +12,13 @@ from numba import cuda, float64
 
 from ..._spec import covering_bins
 from ..._rng import output_counter
+from .. import rules
 from ..rules import window_extent
-from ..cpu import stochastic_pool as _cpu_stochastic
 from ._launch import arrays, channels_fastest, launch, no_indices, per_element, shared_with_cpu, uploaded
 
-window_statistics = shared_with_cpu(_cpu_stochastic.window_statistics)
-window_output = shared_with_cpu(_cpu_stochastic.window_output)
-inference_gradient = shared_with_cpu(_cpu_stochastic.inference_gradient)
+window_statistics = shared_with_cpu(rules.window_statistics)
+window_output = shared_with_cpu(rules.window_output)
+inference_gradient = shared_with_cpu(rules.inference_gradient)
 
 _TO_CANONICAL = (0, 4, 1, 2, 3)
 
