@@ -32,6 +32,10 @@ tensor([[0., 0., 0., 0.],
         [0., 1., 0., 1.]])
 """
 
+# About 400 lines, one module on purpose: the autograd Functions (each one's backward applies another, for
+# double backward), the vmap folding and the module generation share the tensor helpers, and keeping them
+# together keeps ``import torch`` in one module. Nothing here names an op: modules come from ops.OPS.
+
 from __future__ import annotations
 
 import math
