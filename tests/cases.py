@@ -123,3 +123,21 @@ def nan_heavy_values(rng, shape, dtype=np.float64) -> np.ndarray:
     values[rng.random(shape) < 0.2] = np.nan
     values[rng.random(shape) < 0.05] = -np.inf
     return values.astype(dtype)
+
+
+def backend_case(seed: int, dims: int, **options):
+    """A random case small enough for the CUDA simulator, and the view ("step" or "contiguous") its
+    input takes on the backend."""
+    rng = np.random.default_rng(seed)
+    case = random_case(rng, dims, **options)
+    view = "step" if rng.random() < 0.3 else "contiguous"
+    return rng, case, view
+
+
+def user_values(rng, case: Case, special: bool = True) -> np.ndarray:
+    """Random values in the case's user shape (C-contiguous)."""
+    return random_values(rng, case.user_shape(case.spatial), case.dtype, special=special)
+
+
+def window_options(case: Case) -> dict:
+    return dict(kernel_size=case.kernel, stride=case.stride, padding=case.padding, ceil_mode=case.ceil_mode)

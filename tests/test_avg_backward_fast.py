@@ -11,8 +11,7 @@ import numba_pool as nb
 from numba_pool import _spec, reference
 from numba_pool.backends.cpu import _threading
 from numba_pool.backends.cpu import avg_pool
-
-TOLERANCE = {np.float32: dict(rtol=2e-6, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-12)}
+from helpers import assert_matches, op
 
 
 @pytest.fixture(params=["serial", "parallel"])
@@ -56,12 +55,12 @@ def gradient_memories(grad_output):
 def backward_in_every_memory(grad_output, spatial, arguments, expected, dtype):
     """Every memory's gradient, checked against ``expected`` and against the first one bit for bit."""
     dims = len(spatial)
-    backward = getattr(nb, f"avg_pool{dims}d_backward")
+    backward = op("avg_pool", dims, "backward")
     first = None
     for name, grad, last, back in gradient_memories(grad_output):
         shape = (grad.shape[0],) + spatial + (grad.shape[-1],) if last else grad.shape[:2] + spatial
         result = back(backward(grad, shape, *arguments, channels_last=last))
-        np.testing.assert_allclose(result, expected, **TOLERANCE[dtype], err_msg=name)
+        assert_matches(result, expected, err_msg=name)
         first = result if first is None else first
         np.testing.assert_array_equal(result, first, err_msg=name)
 
@@ -133,7 +132,7 @@ def test_channels_first_result_does_not_depend_on_the_blocks(blocks):
     expected = reference.avg_pool_backward(grad_output[:, :, 0], (13, 12), (3, 3), (2, 2), (1, 1), True, False, None)
     grad_input = np.full((3, 2, 1, 13, 12), np.nan)
     avg_pool.avg_pool_backward(grad_output, plan.covering_windows, scales, blocks, grad_input)
-    np.testing.assert_allclose(grad_input[:, :, 0], expected, rtol=1e-12, atol=1e-12)
+    assert_matches(grad_input[:, :, 0], expected)
 
 
 @pytest.mark.parametrize("channels_last", [False, True])

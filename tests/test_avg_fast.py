@@ -8,8 +8,7 @@ import pytest
 
 import numba_pool as nb
 from numba_pool import reference
-
-TOLERANCE = {np.float32: dict(rtol=2e-6, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-12)}
+from helpers import assert_matches, op
 
 
 def random_configuration(rng, dims):
@@ -60,8 +59,8 @@ def test_forward_and_backward_agree_with_reference_and_across_memories(dims, see
         pytest.skip("window larger than the padded input")
     batch, channels = int(rng.integers(1, 3)), int(rng.choice([1, 3, 8, 13]))
     x = random_input(rng, batch, channels, config["spatial"], dtype)
-    forward = getattr(nb, f"avg_pool{dims}d")
-    backward = getattr(nb, f"avg_pool{dims}d_backward")
+    forward = op("avg_pool", dims)
+    backward = op("avg_pool", dims, "backward")
     arguments = window_arguments(config)
 
     expected = reference.avg_pool(x, *arguments)
@@ -70,11 +69,11 @@ def test_forward_and_backward_agree_with_reference_and_across_memories(dims, see
     first_forward = first_backward = None
     for name, array, last, back in memories(x):
         y = back(forward(array, *arguments, channels_last=last))
-        np.testing.assert_allclose(y, expected, **TOLERANCE[dtype], err_msg=name)
+        assert_matches(y, expected, err_msg=name)
         grad = np.moveaxis(grad_output, 1, -1) if last else grad_output
         shape = array.shape
         g = back(backward(np.ascontiguousarray(grad) if seed % 2 else grad, shape, *arguments, channels_last=last))
-        np.testing.assert_allclose(g, expected_grad, **TOLERANCE[dtype], err_msg=name)
+        assert_matches(g, expected_grad, err_msg=name)
         if first_forward is None:
             first_forward, first_backward = y, g
         np.testing.assert_array_equal(y, first_forward, err_msg=name)  # same bits in every memory
@@ -94,7 +93,7 @@ def test_common_2d_windows_with_every_border(kernel, stride, padding, width):
             expected = reference.avg_pool(x, pair(kernel), pair(stride), pair(padding), ceil_mode, include_pad, None)
             results = [back(nb.avg_pool2d(a, *arguments, channels_last=last)) for _, a, last, back in memories(x)]
             for result in results:
-                np.testing.assert_allclose(result, expected, **TOLERANCE[np.float64])
+                assert_matches(result, expected)
                 np.testing.assert_array_equal(result, results[0])
 
 

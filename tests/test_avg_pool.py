@@ -5,9 +5,8 @@ import pytest
 
 import numba_pool
 from numba_pool import reference
-from cases import random_case, random_values
-
-TOLERANCE = {np.float32: dict(rtol=2e-6, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-12)}
+from cases import backend_case, random_case, random_values, user_values, window_options
+from helpers import assert_matches, assert_same_results, op
 
 
 def window_arguments(case):
@@ -15,11 +14,11 @@ def window_arguments(case):
 
 
 def avg_pool_call(case, x, **extra):
-    return getattr(numba_pool, f"avg_pool{case.dims}d")(x, *window_arguments(case), channels_last=case.channels_last, **extra)
+    return op("avg_pool", case.dims)(x, *window_arguments(case), channels_last=case.channels_last, **extra)
 
 
 def avg_pool_backward_call(case, grad_output):
-    backward = getattr(numba_pool, f"avg_pool{case.dims}d_backward")
+    backward = op("avg_pool", case.dims, "backward")
     return backward(grad_output, case.user_shape(case.spatial), *window_arguments(case), channels_last=case.channels_last)
 
 
@@ -33,13 +32,13 @@ def test_forward_and_backward_match_reference(dims, seed):
 
     y = avg_pool_call(case, case.to_user(x))
     assert y.dtype == x.dtype
-    np.testing.assert_allclose(case.from_user(y), expected, **TOLERANCE[case.dtype])
+    assert_matches(case.from_user(y), expected)
 
     grad_output = rng.standard_normal(expected.shape).astype(case.dtype)
     grad_input = avg_pool_backward_call(case, case.to_user(grad_output))
     assert grad_input.dtype == grad_output.dtype
     expected_grad = reference.avg_pool_backward(grad_output, case.spatial, *window_arguments(case))
-    np.testing.assert_allclose(case.from_user(grad_input), expected_grad, **TOLERANCE[case.dtype])
+    assert_matches(case.from_user(grad_input), expected_grad)
 
 
 @pytest.mark.parametrize("dims", [1, 2, 3])
@@ -70,9 +69,9 @@ def test_count_include_pad_and_divisor_override():
 @pytest.mark.parametrize("dims", [1, 2, 3])
 def test_zero_size_batch(dims):
     x = np.zeros((0, 2) + (5,) * dims)
-    y = getattr(numba_pool, f"avg_pool{dims}d")(x, 2)
+    y = op("avg_pool", dims)(x, 2)
     assert y.shape == (0, 2) + (2,) * dims
-    grad = getattr(numba_pool, f"avg_pool{dims}d_backward")(y, x.shape, 2)
+    grad = op("avg_pool", dims, "backward")(y, x.shape, 2)
     assert grad.shape == x.shape
 
 
@@ -94,3 +93,29 @@ def test_backward_is_deterministic_across_thread_counts():
         results.append(numba_pool.avg_pool3d_backward(grad, (2, 3, 18, 18, 18), 3, 2, 1))
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     assert results[0].tobytes() == results[1].tobytes()
+
+
+# --------------------------------------------------------------------------- other backends against the CPU
+
+
+@pytest.mark.backends("cuda")
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("seed", range(6))
+def test_other_backends_match_the_cpu(backend, dims, seed):
+    """Sums accumulate in the data's dtype on the GPU: equal to rounding."""
+    rng, case, view = backend_case(seed + 100, dims, dilation=False)
+    x = user_values(rng, case, special=False)
+    options = dict(
+        window_options(case),
+        count_include_pad=case.count_include_pad,
+        divisor_override=case.divisor_override,
+        channels_last=case.channels_last,
+    )
+    forward = op("avg_pool", dims)
+    y = forward(x, **options)
+    assert_same_results(backend.get(forward(backend.put(x, view), **options)), y, exact=False)
+
+    grad = random_values(rng, y.shape, case.dtype, special=False)
+    backward = op("avg_pool", dims, "backward")
+    got = backward(backend.put(grad, view), x.shape, **options)
+    assert_same_results(backend.get(got), backward(grad, x.shape, **options), exact=False)

@@ -5,7 +5,8 @@ import pytest
 
 import numba_pool as nb
 from numba_pool import reference
-from cases import nan_heavy_values, random_case, random_values
+from cases import backend_case, nan_heavy_values, random_case, random_values, user_values
+from helpers import assert_matches, assert_same_results, op
 
 
 @pytest.mark.parametrize("dims", [1, 2, 3])
@@ -20,13 +21,12 @@ def test_global_pooling_matches_reference(dims, seed, keepdims):
     kept_shape = case.user_shape((1,) * dims)
     flat_shape = (case.batch, case.channels) if case.batched else (case.channels,)
 
-    average = getattr(nb, f"global_avg_pool{dims}d")(case.to_user(x), keepdims, **layout)
+    average = op("global_avg_pool", dims)(case.to_user(x), keepdims, **layout)
     assert average.shape == (kept_shape if keepdims else flat_shape)
     expected_average = reference.avg_pool(x, whole, whole, (0,) * dims, False, True, None)
-    tolerance = dict(rtol=1e-6, atol=1e-6) if case.dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(case.from_user(average.reshape(kept_shape)), expected_average, **tolerance)
+    assert_matches(case.from_user(average.reshape(kept_shape)), expected_average)
 
-    maximum, indices = getattr(nb, f"global_max_pool{dims}d")(case.to_user(x), keepdims, True, **layout)
+    maximum, indices = op("global_max_pool", dims)(case.to_user(x), keepdims, True, **layout)
     expected_max, expected_indices = reference.max_pool(x, whole, whole, (0,) * dims, (1,) * dims, False)
     np.testing.assert_array_equal(case.from_user(maximum.reshape(kept_shape)), expected_max)
     np.testing.assert_array_equal(case.from_user(indices.reshape(kept_shape)), expected_indices)
@@ -34,12 +34,12 @@ def test_global_pooling_matches_reference(dims, seed, keepdims):
     grad = rng.standard_normal(average.shape).astype(case.dtype)
     grad_kept = case.from_user(grad.reshape(kept_shape))
     input_shape = case.user_shape(case.spatial)
-    average_grad = getattr(nb, f"global_avg_pool{dims}d_backward")(grad, input_shape, **layout)
+    average_grad = op("global_avg_pool", dims, "backward")(grad, input_shape, **layout)
     expected = reference.avg_pool_backward(grad_kept, whole, whole, whole, (0,) * dims, False, True, None)
-    np.testing.assert_allclose(case.from_user(average_grad), expected, **tolerance)
-    max_grad = getattr(nb, f"global_max_pool{dims}d_backward")(grad, indices, input_shape, **layout)
+    assert_matches(case.from_user(average_grad), expected)
+    max_grad = op("global_max_pool", dims, "backward")(grad, indices, input_shape, **layout)
     expected = reference.max_pool_backward(grad_kept, expected_indices, whole)
-    np.testing.assert_allclose(case.from_user(max_grad), expected, **tolerance)
+    assert_matches(case.from_user(max_grad), expected)
 
 
 @pytest.mark.parametrize("dims", [1, 2, 3])
@@ -53,7 +53,7 @@ def test_global_max_of_nan_heavy_planes_matches_torch(dims, seed):
     x[:, :1] = np.where(np.isnan(x[:, :1]), 1.0, x[:, :1])  # one channel without NaN: ties decide there
     pool = getattr(torch.nn.functional, f"adaptive_max_pool{dims}d")
     expected, expected_indices = (t.numpy() for t in pool(torch.from_numpy(x), 1, True))
-    maximum, indices = getattr(nb, f"global_max_pool{dims}d")(case.to_user(x), True, True, channels_last=case.channels_last)
+    maximum, indices = op("global_max_pool", dims)(case.to_user(x), True, True, channels_last=case.channels_last)
     kept_shape = case.user_shape((1,) * dims)
     np.testing.assert_array_equal(case.from_user(maximum.reshape(kept_shape)), expected)
     np.testing.assert_array_equal(case.from_user(indices.reshape(kept_shape)), expected_indices)
@@ -84,3 +84,46 @@ def test_bad_arguments():
         nb.global_max_pool2d_backward(np.ones((2, 3)), np.full((2, 3), 16), x.shape)
     with pytest.raises(TypeError, match="accepted dtypes"):
         nb.global_avg_pool2d(x.astype(np.int64))
+
+
+# --------------------------------------------------------------------------- other backends against the CPU
+
+
+@pytest.mark.backends("cuda")
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("seed", range(4))
+def test_other_backends_match_the_cpu(backend, dims, seed):
+    rng, case, view = backend_case(seed + 300, dims)
+    x = user_values(rng, case, special=False)
+    options = dict(channels_last=case.channels_last)
+    keepdims = bool(rng.random() < 0.5)
+    mean = op("global_avg_pool", dims)
+    expected_mean = mean(x, keepdims, **options)
+    assert_same_results(backend.get(mean(backend.put(x, view), keepdims, **options)), expected_mean, exact=False)
+    grad = random_values(rng, expected_mean.shape, case.dtype, special=False)
+    mean_backward = op("global_avg_pool", dims, "backward")
+    got = mean_backward(backend.put(grad), x.shape, **options)
+    assert_same_results(backend.get(got), mean_backward(grad, x.shape, **options), exact=False)
+
+    with_nan = user_values(rng, case)
+    maximum = op("global_max_pool", dims)
+    values, indices = maximum(with_nan, keepdims, True, **options)
+    assert_same_results(backend.get(maximum(backend.put(with_nan, view), keepdims, True, **options)), (values, indices))
+    max_backward = op("global_max_pool", dims, "backward")
+    expected = max_backward(grad, indices, x.shape, **options)
+    assert_same_results(backend.get(max_backward(backend.put(grad), backend.put(indices), x.shape, **options)), expected)
+
+
+@pytest.mark.backends("cuda")
+@pytest.mark.parametrize("dtype", [np.float32, np.int16])
+def test_global_max_over_planes_larger_than_a_block(backend, dtype):
+    """Planes of 300 elements: the block reduction's tree must keep the CPU's tie and NaN rules."""
+    rng = np.random.default_rng(12)
+    x = random_values(rng, (2, 3, 20, 15), dtype)
+    x[0, 0] = 7  # all ties: the first element wins
+    if dtype == np.float32:
+        x[0, 1, 5:, :] = np.nan  # the last NaN wins
+    expected = nb.global_max_pool2d(x, return_indices=True)
+    assert_same_results(backend.get(nb.global_max_pool2d(backend.put(x), return_indices=True)), expected)
+    assert expected[1][0, 0] == 0
+    assert dtype != np.float32 or expected[1][0, 1] == 299

@@ -5,11 +5,12 @@ import pytest
 
 import numba_pool
 from numba_pool import reference
-from cases import INTEGER_DTYPES, nan_heavy_values, random_case, random_values
+from cases import INTEGER_DTYPES, backend_case, nan_heavy_values, random_case, random_values, user_values, window_options
+from helpers import assert_matches, assert_same_results, op
 
 
 def max_pool_call(case, x, **extra):
-    function = getattr(numba_pool, f"max_pool{case.dims}d")
+    function = op("max_pool", case.dims)
     return function(
         x, case.kernel, case.stride, case.padding, case.dilation, case.ceil_mode,
         channels_last=case.channels_last, **extra,
@@ -35,12 +36,12 @@ def test_forward_and_backward_match_reference(dims, seed):
     np.testing.assert_array_equal(max_pool_call(case, case.to_user(x)), y)  # without indices: same values
 
     grad_output = rng.standard_normal(expected.shape).astype(case.dtype)
-    backward = getattr(numba_pool, f"max_pool{dims}d_backward")
+    backward = op("max_pool", dims, "backward")
     grad_input = backward(case.to_user(grad_output), case.to_user(expected_indices), case.user_shape(case.spatial),
                           channels_last=case.channels_last)
     assert grad_input.dtype == grad_output.dtype
     expected_grad = reference.max_pool_backward(grad_output, expected_indices, case.spatial)
-    np.testing.assert_allclose(case.from_user(grad_input), expected_grad, rtol=1e-6, atol=1e-6)
+    assert_matches(case.from_user(grad_input), expected_grad)
 
 
 @pytest.mark.parametrize("dtype", INTEGER_DTYPES)
@@ -126,9 +127,9 @@ def test_unbatched_equals_batched():
 @pytest.mark.parametrize("dims", [1, 2, 3])
 def test_zero_size_batch(dims):
     x = np.zeros((0, 2) + (5,) * dims, np.float32)
-    y, indices = getattr(numba_pool, f"max_pool{dims}d")(x, 2, return_indices=True)
+    y, indices = op("max_pool", dims)(x, 2, return_indices=True)
     assert y.shape == (0, 2) + (2,) * dims and indices.shape == y.shape
-    grad = getattr(numba_pool, f"max_pool{dims}d_backward")(y, indices, x.shape)
+    grad = op("max_pool", dims, "backward")(y, indices, x.shape)
     assert grad.shape == x.shape and grad.dtype == np.float32
 
 
@@ -180,3 +181,24 @@ def test_channels_contiguous_memory_keeps_its_format():
     assert y.transpose(0, 2, 3, 1).flags.c_contiguous and indices.transpose(0, 2, 3, 1).flags.c_contiguous
     grad = numba_pool.max_pool2d_backward(np.ones_like(y), indices, nchw_view.shape)
     assert grad.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
+# --------------------------------------------------------------------------- other backends against the CPU
+
+
+@pytest.mark.backends("cuda")
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("seed", range(6))
+def test_other_backends_match_the_cpu_bitwise(backend, dims, seed):
+    rng, case, view = backend_case(seed, dims, dtypes=(np.float32, np.float64, np.int16, np.uint8))
+    x = user_values(rng, case)
+    forward = op("max_pool", dims)
+    options = dict(window_options(case), dilation=case.dilation, return_indices=True, channels_last=case.channels_last)
+    y, indices = forward(x, **options)
+    assert_same_results(backend.get(forward(backend.put(x, view), **options)), (y, indices))
+
+    grad = random_values(rng, y.shape, np.float32, special=False)
+    backward = op("max_pool", dims, "backward")
+    expected = backward(grad, indices, x.shape, channels_last=case.channels_last)
+    got = backward(backend.put(grad), backend.put(indices, view), x.shape, channels_last=case.channels_last)
+    assert_same_results(backend.get(got), expected)

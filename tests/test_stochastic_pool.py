@@ -6,7 +6,8 @@ import pytest
 
 import numba_pool as nb
 from numba_pool import reference
-from cases import random_case, random_values
+from cases import backend_case, random_case, random_values, user_values, window_options
+from helpers import assert_matches, assert_same_results, op
 
 # chi-square critical value for 3 degrees of freedom at p = 0.001; the draws are seeded, so not flaky.
 CHI_SQUARE_3_DOF_0_001 = 16.27
@@ -77,7 +78,7 @@ def test_layouts_and_views_pick_the_same_elements(dims, seed):
     case = random_case(rng, dims, dilation=False)
     x = random_values(rng, (case.batch, case.channels) + case.spatial, case.dtype)
     arguments = (case.kernel, case.stride, case.padding, case.ceil_mode)
-    pool = getattr(nb, f"stochastic_pool{dims}d")
+    pool = op("stochastic_pool", dims)
     canonical_y, canonical_indices = pool(x, *arguments, seed=seed, return_indices=True)
     y, indices = pool(case.to_user(x), *arguments, seed=seed, return_indices=True, channels_last=case.channels_last)
     np.testing.assert_array_equal(case.from_user(indices), canonical_indices)
@@ -92,13 +93,12 @@ def test_training_picks_and_inference_match_the_reference(dims, seed):
     x = random_values(rng, (case.batch, case.channels) + case.spatial, case.dtype, special=False)
     x[rng.random(x.shape) < 0.02] = np.nan
     arguments = (case.kernel, case.stride, case.padding, case.ceil_mode)
-    pool = getattr(nb, f"stochastic_pool{dims}d")
+    pool = op("stochastic_pool", dims)
     user_x = case.to_user(x)
 
     expected = reference.stochastic_pool_inference(x, *arguments)
     inference = pool(user_x, *arguments, training=False, channels_last=case.channels_last)
-    tolerance = dict(rtol=1e-6, atol=1e-6) if case.dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(case.from_user(inference), expected, **tolerance)
+    assert_matches(case.from_user(inference), expected)
 
     y, indices = pool(user_x, *arguments, seed=seed, return_indices=True, channels_last=case.channels_last)
     y, indices = case.from_user(y), case.from_user(indices)
@@ -125,16 +125,16 @@ def test_gradients(dims, seed):
     x = np.round(rng.standard_normal((case.batch, case.channels) + case.spatial), 1)
     arguments = (case.kernel, case.stride, case.padding, case.ceil_mode)
     layout = dict(channels_last=case.channels_last)
-    y, indices = getattr(nb, f"stochastic_pool{dims}d")(case.to_user(x), *arguments, seed=seed, return_indices=True, **layout)
+    y, indices = op("stochastic_pool", dims)(case.to_user(x), *arguments, seed=seed, return_indices=True, **layout)
     grad = rng.standard_normal(case.from_user(y).shape)
-    backward = getattr(nb, f"stochastic_pool{dims}d_backward")
+    backward = op("stochastic_pool", dims, "backward")
     training_grad = backward(case.to_user(grad), indices, case.user_shape(case.spatial), **layout)
     expected = reference.max_pool_backward(grad, case.from_user(indices), case.spatial)
-    np.testing.assert_allclose(case.from_user(training_grad), expected, rtol=1e-12, atol=1e-12)
+    assert_matches(case.from_user(training_grad), expected)
 
-    inference_grad = getattr(nb, f"stochastic_pool{dims}d_inference_backward")(case.to_user(grad), case.to_user(x), *arguments, **layout)
+    inference_grad = op("stochastic_pool", dims, "inference_backward")(case.to_user(grad), case.to_user(x), *arguments, **layout)
     expected = reference.stochastic_pool_inference_backward(x, grad, *arguments)
-    np.testing.assert_allclose(case.from_user(inference_grad), expected, rtol=1e-10, atol=1e-10)
+    assert_matches(case.from_user(inference_grad), expected)
 
 
 def test_inference_gradient_matches_finite_differences():
@@ -167,3 +167,32 @@ def test_bad_arguments():
         nb.stochastic_pool2d(x.astype(np.int32), 2)
     with pytest.raises(ValueError, match="grad_output must have"):
         nb.stochastic_pool2d_inference_backward(np.ones((1, 1, 3, 3)), x, 2)
+
+
+# --------------------------------------------------------------------------- other backends against the CPU
+
+
+@pytest.mark.backends("cuda")
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("seed", range(6))
+def test_other_backends_pick_the_cpus_elements(backend, dims, seed):
+    rng, case, view = backend_case(seed + 200, dims, dilation=False)
+    x = user_values(rng, case)
+    forward = op("stochastic_pool", dims)
+    options = dict(window_options(case), channels_last=case.channels_last)
+    expected = forward(x, seed=seed, return_indices=True, **options)
+    got = forward(backend.put(x, view), seed=seed, return_indices=True, **options)
+    assert_same_results(backend.get(got), expected)
+    inference = forward(backend.put(x, view), training=False, **options)
+    assert_same_results(backend.get(inference), forward(x, training=False, **options))
+
+    grad = random_values(rng, expected[0].shape, case.dtype, special=False)
+    backward = op("stochastic_pool", dims, "backward")
+    host_gradient = backward(grad, expected[1], x.shape, channels_last=case.channels_last)
+    assert_same_results(backend.get(backward(backend.put(grad), got[1], x.shape, channels_last=case.channels_last)), host_gradient)
+
+    inference_backward = op("stochastic_pool", dims, "inference_backward")
+    x_finite = user_values(rng, case, special=False)
+    expected_inference = inference_backward(grad, x_finite, **options)
+    got = inference_backward(backend.put(grad), backend.put(x_finite, view), **options)
+    assert_same_results(backend.get(got), expected_inference, exact=False)

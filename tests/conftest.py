@@ -1,0 +1,108 @@
+"""The ``backend`` fixture: one test body run on NumPy arrays, CUDA device arrays and dask arrays.
+
+A test that takes ``backend`` runs once per backend; ``@pytest.mark.backends("cuda")`` keeps it to
+the backends named (a comparison with the CPU says nothing on the CPU itself). ``backend.put``
+moves a NumPy array there, ``backend.get`` brings a result (or a tuple of them) back to NumPy and
+checks that it stayed on that backend. The CUDA backend is numba's simulator on a machine without
+a GPU (the root conftest.py sets it up).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+
+from cases import strided_view
+
+BACKENDS = ("cpu", "cuda", "dask")
+
+# The simulator runs kernels as Python on NumPy scalars, which warn where a GPU silently gives
+# inf or NaN (inf - inf in a window sum, for one); the results are compared all the same.
+_BACKEND_MARKS = {"cuda": [pytest.mark.filterwarnings("ignore::RuntimeWarning")]}
+
+_DASK_CHUNK = 2  # small chunks: windows cross chunk borders
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    put: Callable[..., Any]  # (NumPy array, view="contiguous") -> the same values on this backend
+    get: Callable[[Any], Any]  # a result or a tuple of results -> NumPy
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "backends(*names): run a test taking `backend` on these backends only")
+
+
+def pytest_generate_tests(metafunc):
+    if "backend" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("backends")
+    names = marker.args if marker else BACKENDS
+    unknown = set(names) - set(BACKENDS)
+    if unknown:
+        raise ValueError(f"unknown backends {sorted(unknown)}: the backends are {BACKENDS}")
+    parameters = [pytest.param(name, marks=_BACKEND_MARKS.get(name, [])) for name in names]
+    metafunc.parametrize("backend", parameters, indirect=True)
+
+
+@pytest.fixture
+def backend(request) -> Backend:
+    return {"cpu": _cpu, "cuda": _cuda, "dask": _dask}[request.param]()
+
+
+def _each(result, convert):
+    return tuple(convert(item) for item in result) if isinstance(result, tuple) else convert(result)
+
+
+def _cpu() -> Backend:
+    def get(result):
+        return _each(result, _numpy_result)
+
+    return Backend("cpu", strided_view, get)
+
+
+def _numpy_result(array):
+    assert isinstance(array, np.ndarray), f"expected a NumPy array, got {type(array).__name__}"
+    return array
+
+
+def _cuda() -> Backend:
+    pytest.importorskip("numba_cuda", reason="the CUDA backend needs numba-cuda (pip install -e '.[test]' installs it)")
+    from numba import cuda
+
+    from numba_pool.backends import _dispatch
+
+    def put(array, view="contiguous"):
+        if view == "step":  # every other element of a twice-as-wide device buffer
+            wide = np.zeros(array.shape[:-1] + (2 * array.shape[-1],), array.dtype)
+            wide[..., ::2] = array
+            return cuda.to_device(wide)[..., ::2]
+        if view != "contiguous":
+            raise ValueError(f"device arrays here are 'contiguous' or 'step', not {view!r}")
+        return cuda.to_device(np.ascontiguousarray(array))
+
+    def to_host(array):
+        assert _dispatch.is_device_array(array), f"expected a device array, got {type(array).__name__}"
+        return array.copy_to_host()
+
+    return Backend("cuda", put, lambda result: _each(result, to_host))
+
+
+def _dask() -> Backend:
+    da = pytest.importorskip("dask.array", reason="the dask backend needs dask (pip install -e '.[test]' installs it)")
+
+    def put(array, view="contiguous"):
+        return da.from_array(strided_view(array, view), chunks=_DASK_CHUNK)
+
+    def compute(array):
+        assert isinstance(array, da.Array), f"expected a dask array, got {type(array).__name__}"
+        return array.compute()
+
+    return Backend("dask", put, lambda result: _each(result, compute))
