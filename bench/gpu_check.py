@@ -29,6 +29,7 @@ from numba import cuda
 
 import numba_pool as nb
 from numba_pool.backends.cuda._arrays import SIMULATOR
+from numba_pool.ops import OPS
 
 FULL_SHAPES = [(32, 64, 112, 112), (128, 256, 28, 28)]
 TINY_SHAPES = [(2, 3, 9, 8)]
@@ -55,55 +56,26 @@ def _cupy():
         return None
 
 
-# --------------------------------------------------------------------------- the ops, as (name, run on device, run on CPU)
+# --------------------------------------------------------------------------- the ops, from the registry
 
 
-def _ops(kernel, stride, layout):
-    """Each op as a function of (x, grad source) on either backend; channels_last per layout."""
+def _cases(layout) -> dict:
+    """Each op's checks (its spec's ``device_checks``) as {name: (function of (x, gradient_like), rule)}.
+
+    The same function runs on either backend, in the layout's memory; the sliding-window ops
+    (``dask="windows"``) are checked for each of WINDOWS, the others once.
+    """
     last = layout == "nhwc"
-
-    def max_forward(x, g):
-        return nb.max_pool2d(x, kernel, stride, return_indices=True, channels_last=last)
-
-    def max_backward(x, g):
-        y, indices = nb.max_pool2d(x, kernel, stride, return_indices=True, channels_last=last)
-        return nb.max_pool2d_backward(g(y), indices, x.shape, channels_last=last)
-
-    def avg_forward(x, g):
-        return nb.avg_pool2d(x, kernel, stride, channels_last=last)
-
-    def avg_backward(x, g):
-        y = nb.avg_pool2d(x, kernel, stride, channels_last=last)
-        return nb.avg_pool2d_backward(g(y), x.shape, kernel, stride, channels_last=last)
-
-    def stochastic_forward(x, g):
-        return nb.stochastic_pool2d(x, kernel, stride, seed=5, return_indices=True, channels_last=last)
-
-    def stochastic_backward(x, g):
-        y, indices = nb.stochastic_pool2d(x, kernel, stride, seed=5, return_indices=True, channels_last=last)
-        return nb.stochastic_pool2d_backward(g(y), indices, x.shape, channels_last=last)
-
-    return {
-        "max fwd": (max_forward, "exact"),
-        "max bwd": (max_backward, "exact"),
-        "avg fwd": (avg_forward, "close"),
-        "avg bwd": (avg_backward, "close"),
-        "stochastic fwd": (stochastic_forward, "exact"),
-        "stochastic bwd": (stochastic_backward, "exact"),
-    }
-
-
-def _window_free_ops(layout):
-    last = layout == "nhwc"
-    return {
-        "global avg fwd": (lambda x, g: nb.global_avg_pool2d(x, channels_last=last), "close"),
-        "global avg bwd": (lambda x, g: nb.global_avg_pool2d_backward(g(nb.global_avg_pool2d(x, channels_last=last)), x.shape, channels_last=last), "close"),
-        "global max fwd": (lambda x, g: nb.global_max_pool2d(x, return_indices=True, channels_last=last), "exact"),
-        "adaptive avg fwd": (lambda x, g: nb.adaptive_avg_pool2d(x, (5, 3), channels_last=last), "close"),
-        "adaptive avg bwd": (lambda x, g: nb.adaptive_avg_pool2d_backward(g(nb.adaptive_avg_pool2d(x, (5, 3), channels_last=last)), x.shape, channels_last=last), "close"),
-        "adaptive max fwd": (lambda x, g: nb.adaptive_max_pool2d(x, (5, 3), return_indices=True, channels_last=last), "exact"),
-        "max unpool": (lambda x, g: nb.max_unpool2d(*nb.max_pool2d(x, 2, return_indices=True, channels_last=last), 2, channels_last=last), "exact"),
-    }
+    cases = {}
+    for spec in OPS:
+        if spec.device_checks is not None and spec.dask != "windows":
+            cases.update(spec.device_checks(nb, last))
+    for kernel, stride in WINDOWS:
+        for spec in OPS:
+            if spec.device_checks is not None and spec.dask == "windows":
+                windowed = spec.device_checks(nb, last, kernel, stride)
+                cases.update({f"{name} k{kernel}s{stride}": case for name, case in windowed.items()})
+    return cases
 
 
 # --------------------------------------------------------------------------- correctness
@@ -155,9 +127,7 @@ def check(shapes, families) -> list[str]:
     for shape in shapes:
         for layout in ("nchw", "nhwc"):
             host = _layout_host(shape, layout, seed=1)
-            ops = dict(_window_free_ops(layout))
-            for kernel, stride in WINDOWS:
-                ops.update({f"{name} k{kernel}s{stride}": op for name, op in _ops(kernel, stride, layout).items()})
+            ops = _cases(layout)
             for family, to_device in families.items():
                 device_x = to_device(host)
                 for name, (op, rule) in ops.items():

@@ -10,16 +10,18 @@ True
 
 How blocks are formed, so that every result equals the NumPy result exactly:
 
-* Sliding-window forward passes (max, average and stochastic pooling) keep the
-  input's chunks along every axis. Each output block is computed from the
-  input region its windows read (neighbouring chunks included), with the
-  window geometry, divisors and random-number positions of the whole array:
+* Sliding-window forward passes (ops whose spec says ``dask="windows"``: max,
+  average and stochastic pooling) keep the input's chunks along every axis.
+  Each output block is computed from the input region its windows read
+  (neighbouring chunks included), with the window geometry, divisors and
+  random-number positions of the whole array (the op's ``WindowBlocks`` hooks):
   argmax indices are flat positions in the whole plane, and stochastic
   pooling picks the elements the unchunked call picks.
-* Every other op (backward passes, global and adaptive pooling, unpooling)
-  keeps the chunks along batch and channels and runs on whole planes: the
-  spatial axes are rechunked to one chunk first (a backward pass's indices can
-  point anywhere in a plane, and an exact global sum needs the whole plane).
+* Every other op (``dask="planes"``: global and adaptive pooling, unpooling;
+  and every backward pass) keeps the chunks along batch and channels and runs
+  on whole planes: the spatial axes are rechunked to one chunk first (a
+  backward pass's indices can point anywhere in a plane, and an exact global
+  sum needs the whole plane).
 
 Each op adds one graph layer with one task per output block (a task names the input chunks its
 windows read), so building the graph takes time linear in the number of blocks and reads no data.
@@ -35,7 +37,6 @@ import inspect
 import itertools
 import math
 import operator
-import re
 from dataclasses import replace
 from functools import partial
 from typing import Callable, NamedTuple
@@ -45,22 +46,22 @@ import numpy as np
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 
-from . import _rng, _spec, functional
-from .backends import cpu
-from .ops import _front, avg_pool, max_pool, stochastic_pool
+from . import _spec, functional
+from .ops import _front
+from .ops.spec import Direction, OpSpec, WindowBlocks
 
 __all__ = ["call", "pyramid"]
 
-_WINDOW_FORWARDS = {"max_pool", "avg_pool", "stochastic_pool"}
 _ARRAY_PARAMETERS = ("x", "grad_output", "indices")
 
 
-def call(name: str, function: Callable, args: tuple, kwargs: dict):
-    """Run the public function ``function`` (called ``name``) lazily on dask arrays."""
+def call(spec: OpSpec, direction: Direction, dims: int, args: tuple, kwargs: dict):
+    """Run the public function of ``spec``, ``direction`` and ``dims`` lazily on dask arrays."""
+    name = spec.public_name(dims, direction)
+    function = partial(direction.implementation, dims)
     options = inspect.signature(function).bind(*args, **kwargs)
     options.apply_defaults()
     options = dict(options.arguments)
-    base, dims, suffix = _parse(name)
     if options.get("out") is not None:
         raise TypeError(f"{name}: out= is not supported with dask arrays (the result is lazy); leave it None")
     options.pop("out", None)
@@ -77,8 +78,8 @@ def call(name: str, function: Callable, args: tuple, kwargs: dict):
     if not batched:
         _add_batch_axis(options, dims)
     channel_axis = -1 if channels_last else 1
-    if base in _WINDOW_FORWARDS and suffix == "":
-        result = _window_forward(name, base, dims, function, options, channel_axis)
+    if spec.dask == "windows" and direction is spec.forward:
+        result = _window_forward(name, spec.windows, dims, function, options, channel_axis)
     else:
         result = _on_whole_planes(name, function, options, channel_axis)
     if batched:
@@ -93,12 +94,6 @@ def _check_known_chunks(array, parameter: str, name: str) -> None:
             f"{name}: {parameter} has unknown chunk sizes (shape {array.shape}, as after boolean indexing); "
             f"call {parameter}.compute_chunk_sizes() first, or pass an array whose chunks are known"
         )
-
-
-def _parse(name: str) -> tuple[str, int, str]:
-    """"max_pool2d_backward" -> ("max_pool", 2, "_backward")."""
-    base, dims, suffix = re.fullmatch(r"(.*?)([123])d(.*)", name).groups()
-    return base, int(dims), suffix
 
 
 def _add_batch_axis(options: dict, dims: int) -> None:
@@ -149,10 +144,13 @@ def _lazy_outputs(op: str, token: str, tasks: dict, dependencies: list, outputs:
     return tuple(results)
 
 
-def _token(op: str, options: dict, arrays: dict) -> str:
-    """A deterministic name: the same call on the same arrays gives the same graph keys."""
+def _token(op: str, options: dict, arrays: dict, shared=None) -> str:
+    """A deterministic name: the same call on the same arrays gives the same graph keys.
+
+    ``shared`` is what a windowed op's blocks share (a drawn seed makes each call's keys its own).
+    """
     constants = {k: v for k, v in options.items() if k not in arrays}
-    return tokenize(op, sorted(constants.items()), sorted((p, a.name) for p, a in arrays.items()))
+    return tokenize(op, sorted(constants.items()), sorted((p, a.name) for p, a in arrays.items()), shared)
 
 
 def _chunk_starts(chunks) -> np.ndarray:
@@ -253,29 +251,20 @@ def _output_channel_axis(template: np.ndarray, channel_axis: int) -> int:
 # --------------------------------------------------------------------------- sliding-window forward passes
 
 
-def _window_forward(name: str, base: str, dims: int, function: Callable, options: dict, channel_axis: int):
+def _window_forward(name: str, windows: WindowBlocks, dims: int, function: Callable, options: dict, channel_axis: int):
     x = options["x"]
-    template_options = dict(options, x=np.empty((0, *x.shape[1:]), x.dtype))
-    if base == "stochastic_pool":
-        template_options["seed"] = 0  # the real seed is drawn once the call is known to be valid
+    template_options = dict(options, x=np.empty((0, *x.shape[1:]), x.dtype), **dict(windows.checking_options))
     templates = function(**template_options)  # checks every argument as the NumPy call would
     templates = list(templates) if isinstance(templates, tuple) else [templates]
-    if base == "stochastic_pool":
-        options = dict(options, seed=int(_rng.seed_from(options["seed"], name)))  # one seed for every block
-    dilation = options.get("dilation", 1)
     plan = _spec.plan_window(
-        name, dims, x.shape, options["kernel_size"], options["stride"], options["padding"], dilation,
+        name, dims, x.shape, options["kernel_size"], options["stride"], options["padding"], options.get("dilation", 1),
         options["ceil_mode"], options["channels_last"],
     )
-    scales = None
-    if base == "avg_pool":
-        divisor = _spec.optional_nonzero_int(options["divisor_override"], "divisor_override", name)
-        scales = _spec.avg_scales(plan, options["count_include_pad"], divisor)
-    block_options = {key: options.get(key) for key in ("return_indices", "seed", "training")}
+    shared = windows.prepare(options, plan, name)  # what every block of this call shares
     spatial_axes = [a % x.ndim for a in range(2, 2 + dims)] if channel_axis == 1 else list(range(1, 1 + dims))
     axes = [0, channel_axis % x.ndim, *spatial_axes]  # grid position i -> array axis
-    per_axis = [_axis_blocks(x.chunks[axis], plan, i, scales) for i, axis in enumerate(spatial_axes)]
-    whole = _WholeGeometry(plan, scales)
+    per_axis = [_axis_blocks(x.chunks[axis], plan, i) for i, axis in enumerate(spatial_axes)]
+    whole = _WholeGeometry(plan)
     tasks = {}
     for b, (b0, b1) in enumerate(_bounds(x.chunks[0])):
         for c, (c0, c1) in enumerate(_bounds(x.chunks[channel_axis])):
@@ -287,7 +276,7 @@ def _window_forward(name: str, base: str, dims: int, function: Callable, options
                 for axis, block in zip(spatial_axes, blocks):
                     chunk_ranges[axis], local_index[axis] = block.chunks, block.part
                 grid_shape = tuple(len(r) for r in chunk_ranges)
-                task = partial(_window_task, base, window, block_options, grid_shape, tuple(local_index))
+                task = partial(_window_task, windows.block, window, shared, grid_shape, tuple(local_index))
                 tasks[(b, c, *position)] = (task, [(x.name, *index) for index in itertools.product(*chunk_ranges)])
     chunks = [None] * x.ndim
     chunks[0], chunks[axes[1]] = x.chunks[0], x.chunks[axes[1]]
@@ -301,7 +290,7 @@ def _window_forward(name: str, base: str, dims: int, function: Callable, options
         return tuple(index)
 
     outputs = [(tuple(chunks), template.dtype, block_index) for template in templates]
-    results = _lazy_outputs(name, _token(name, options, {"x": x}), tasks, [x], outputs)
+    results = _lazy_outputs(name, _token(name, options, {"x": x}, shared), tasks, [x], outputs)
     return results if len(results) > 1 else results[0]
 
 
@@ -313,21 +302,18 @@ class _AxisBlock(NamedTuple):
     padding: int  # the padding before ``low`` (only the whole input's left edge pads a block)
     chunks: range  # the input chunks holding [low, high)
     part: slice  # [low, high) within those chunks joined
-    scales: np.ndarray | None  # the average's scales for these outputs
 
 
-def _axis_blocks(input_chunks, plan, axis: int, scales) -> list[_AxisBlock]:
+def _axis_blocks(input_chunks, plan, axis: int) -> list[_AxisBlock]:
     """The output blocks along a spatial axis, following the input's chunk edges, and what each reads."""
     starts = _chunk_starts(input_chunks)
     k, s, p, d = plan.kernel_size[axis], plan.stride[axis], plan.padding[axis], plan.dilation[axis]
-    canonical_axis = _spec.CANONICAL_SPATIAL_DIMS - plan.layout.dims + axis
     blocks = []
     for first, stop in _output_blocks(input_chunks, plan, axis):
         start = first * s - p  # where the block's first window starts in the whole input
         low, high = max(0, start), min(plan.input_spatial[axis], (stop - 1) * s - p + d * (k - 1) + 1)
         chunks, part = _chunks_reading(starts, low, high)
-        block_scales = None if scales is None else scales[canonical_axis][first:stop]
-        blocks.append(_AxisBlock((first, stop), (low, high), low - start, chunks, part, block_scales))
+        blocks.append(_AxisBlock((first, stop), (low, high), low - start, chunks, part))
     return blocks
 
 
@@ -341,17 +327,19 @@ def _output_blocks(input_chunks, plan, axis: int) -> list[tuple[int, int]]:
 
 
 class _WholeGeometry:
-    """What every block of one call shares: the whole plan, its output shape, the scales of missing axes."""
+    """What every block of one call shares: the whole plan, its canonical output shape."""
 
-    def __init__(self, plan, scales):
+    def __init__(self, plan):
         self.plan = plan
         self.output_shape = _front.canonical_output_shape(plan)
         self.missing = _spec.CANONICAL_SPATIAL_DIMS - plan.layout.dims
-        self.missing_scales = None if scales is None else tuple(scales[:self.missing])
 
 
 class _Window:
-    """One output block of a sliding-window pooling: its outputs, the input region they read, its plan."""
+    """One output block of a sliding-window pooling: its outputs, the input region they read, its plan.
+
+    What an op's ``WindowBlocks.block`` reads: ``plan``, ``origin``, ``output_ranges``, ``whole_output_shape``.
+    """
 
     def __init__(self, whole: _WholeGeometry, origin, blocks: list[_AxisBlock], block_sizes):
         self.input_ranges = [block.inputs for block in blocks]
@@ -365,8 +353,8 @@ class _Window:
         )
         self.whole_input_spatial = whole.plan.input_spatial
         self.origin = (*origin, *(0,) * whole.missing, *(block.outputs[0] for block in blocks))
+        self.output_ranges = (*((0, 1),) * whole.missing, *(block.outputs for block in blocks))  # canonical D, H, W
         self.whole_output_shape = whole.output_shape
-        self.scales = None if whole.missing_scales is None else (*whole.missing_scales, *(block.scales for block in blocks))
 
     def global_indices(self, local: np.ndarray) -> np.ndarray:
         """Flat indices within the region's planes -> flat indices within the whole input's planes."""
@@ -375,23 +363,10 @@ class _Window:
         return np.ravel_multi_index(shifted, self.whole_input_spatial).astype(np.int64)
 
 
-def _window_task(base: str, window: _Window, options: dict, grid_shape: tuple, local_index: tuple, chunks: list):
-    """One output block, run in a dask worker: join the input chunks its windows read, then pool."""
-    return _window_block(base, _join_chunks(chunks, grid_shape)[local_index], window, options)
-
-
-def _window_block(base: str, region: np.ndarray, window: _Window, options: dict):
-    """One output block, computed from its input region with the whole array's window geometry."""
-    op = f"{base}{window.plan.layout.dims}d"
-    if base == "avg_pool":
-        return avg_pool.run(cpu, op, region, window.plan, window.scales)
-    if base == "max_pool":
-        result = max_pool.run(cpu, op, region, window.plan, options["return_indices"])
-    else:
-        draws = (np.uint64(options["seed"]), window.origin, window.whole_output_shape)
-        result = stochastic_pool.run(
-            cpu, region, window.plan, draws, options["training"], options["return_indices"]
-        )
+def _window_task(block: Callable, window: _Window, shared, grid_shape: tuple, local_index: tuple, chunks: list):
+    """One output block, run in a dask worker: join the input chunks its windows read, then the op's ``block``
+    pools them with the whole array's window geometry; indices become flat positions in the whole planes."""
+    result = block(_join_chunks(chunks, grid_shape)[local_index], window, shared)
     if isinstance(result, tuple):
         values, indices = result
         return values, window.global_indices(indices)

@@ -9,7 +9,6 @@ which builds a lazy graph of NumPy calls.
 
 from __future__ import annotations
 
-import functools
 import importlib
 from typing import Callable
 
@@ -34,8 +33,7 @@ def _public_function(spec: OpSpec, direction: Direction, dims: int) -> Callable:
         else:  # called by keyword; stochastic pooling's inference backward takes both x= and grad_output=
             dask_call = is_dask_array(kwargs.get("x")) or is_dask_array(kwargs.get("grad_output"))
         if dask_call:
-            on_numpy = functools.partial(implementation, dims)
-            return importlib.import_module(_DASK_ADAPTER).call(name, on_numpy, args, kwargs)
+            return importlib.import_module(_DASK_ADAPTER).call(spec, direction, dims, args, kwargs)
         return implementation(dims, *args, **kwargs)
 
     public.__name__ = public.__qualname__ = name

@@ -8,11 +8,12 @@ import numpy as np
 
 from .. import _spec, reference
 from ..backends import backend_for, cpu
+from . import _checks as checks
 from . import _docs as docs
 from . import _front as front
 from . import max_pool
 from ._layer import LinearLayer, RoutedLayer
-from .spec import Direction, OpSpec
+from .spec import CudaKernel, Direction, OpSpec, SelfCheck
 
 IntOrTuple = Union[int, Sequence[int]]
 
@@ -172,12 +173,70 @@ class MaxLayer(_AdaptiveLayer, RoutedLayer):
         return (self.output_size, True)
 
 
+# --------------------------------------------------------------------------- checks
+
+
+def _selfcheck(functions, rng, put, to_host):
+    """Adaptive average and max pooling, on one line of ``numba-pool check``."""
+    x = rng.standard_normal((2, 3, int(rng.integers(3, 9)), int(rng.integers(3, 9)))).astype(np.float32)
+    size = tuple(int(n) for n in rng.integers(1, 6, 2))
+    checks.expect_close(to_host(functions.adaptive_avg_pool2d(put(x), size)), reference.adaptive_avg_pool(x, size), "adaptive_avg_pool2d")
+    values, indices = functions.adaptive_max_pool2d(put(x), size, return_indices=True)
+    expected_values, expected_indices = reference.adaptive_max_pool(x, size)
+    checks.expect_equal(to_host(values), expected_values, "adaptive_max_pool2d")
+    checks.expect_equal(to_host(indices), expected_indices, "adaptive_max_pool2d indices")
+    grad = rng.standard_normal(expected_values.shape).astype(np.float32)
+    expected = reference.adaptive_avg_pool_backward(grad, x.shape[2:])
+    checks.expect_close(to_host(functions.adaptive_avg_pool2d_backward(put(grad), x.shape)), expected, "adaptive_avg_pool2d_backward")
+
+
+def _avg_device_checks(functions, channels_last):
+    def forward(x, gradient_like):
+        return functions.adaptive_avg_pool2d(x, (5, 3), channels_last=channels_last)
+
+    def backward(x, gradient_like):
+        return functions.adaptive_avg_pool2d_backward(gradient_like(forward(x, gradient_like)), x.shape, channels_last=channels_last)
+
+    return {"adaptive avg fwd": (forward, "close"), "adaptive avg bwd": (backward, "close")}
+
+
+def _max_device_checks(functions, channels_last):
+    def forward(x, gradient_like):
+        return functions.adaptive_max_pool2d(x, (5, 3), return_indices=True, channels_last=channels_last)
+
+    return {"adaptive max fwd": (forward, "exact")}
+
+
+def _ptx_max_forward(t):
+    from ..backends.cuda import adaptive_pool as kernels
+
+    return kernels._max_forward, (t.data, t.data, t.index, t.ranges, t.ranges, t.ranges, t.flag)
+
+
+def _ptx_avg_forward(t):
+    from ..backends.cuda import adaptive_pool as kernels
+
+    return kernels._avg_forward, (t.data, t.data, t.ranges, t.ranges, t.ranges, t.per_axis, t.per_axis, t.per_axis, t.scalar)
+
+
+def _ptx_avg_backward(t):
+    from ..backends.cuda import adaptive_pool as kernels
+
+    return kernels._avg_backward, (t.data, t.data, t.ranges, t.ranges, t.ranges, t.per_axis, t.per_axis, t.per_axis, t.scalar)
+
+
 AVG_SPEC = OpSpec(
     "adaptive_avg_pool",
     Direction("", adaptive_avg_pool, avg_forward_doc),
     (Direction("_backward", adaptive_avg_pool_backward, avg_backward_doc),),
     layer="AdaptiveAvgPool",
     saves="input_shape",
+    selfcheck=SelfCheck("adaptive_avg/max_pool2d (forward, indices, backward)", _selfcheck),
+    device_checks=_avg_device_checks,
+    cuda_kernels=(
+        CudaKernel("adaptive avg forward", _ptx_avg_forward),
+        CudaKernel("adaptive avg backward", _ptx_avg_backward),
+    ),
     reference=reference.adaptive_avg_pool,
     layer_class=AvgLayer,
     channels_last_output=(1, 2),
@@ -188,6 +247,9 @@ MAX_SPEC = OpSpec(
     (Direction("_backward", adaptive_max_pool_backward, max_backward_doc),),
     layer="AdaptiveMaxPool",
     saves="indices",
+    selfcheck=None,  # checked with adaptive average pooling, on its line
+    device_checks=_max_device_checks,
+    cuda_kernels=(CudaKernel("adaptive max forward", _ptx_max_forward, integers=True),),
     reference=reference.adaptive_max_pool,
     layer_class=MaxLayer,
     channels_last_output=(1, 2),

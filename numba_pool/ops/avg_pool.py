@@ -8,12 +8,13 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from .. import _spec, reference
-from ..backends import backend_for
+from ..backends import backend_for, cpu
 from ..backends.cpu._common import row_blocks
+from . import _checks as checks
 from . import _docs as docs
 from . import _front as front
 from ._layer import LinearLayer
-from .spec import Direction, OpSpec
+from .spec import CudaKernel, Direction, OpSpec, SelfCheck, WindowBlocks
 
 IntOrTuple = Union[int, Sequence[int]]
 
@@ -188,6 +189,56 @@ class Layer(LinearLayer):
         return self.pool_arguments()
 
 
+# --------------------------------------------------------------------------- dask blocks and checks
+
+
+def _dask_prepare(options, plan, op):
+    """The whole call's scales (a block's windows keep the divisors they have in the whole input)."""
+    divisor = _spec.optional_nonzero_int(options["divisor_override"], "divisor_override", op)
+    return op, _spec.avg_scales(plan, options["count_include_pad"], divisor)
+
+
+def _dask_block(region, window, shared):
+    op, scales = shared
+    block_scales = tuple(scale[first:stop] for scale, (first, stop) in zip(scales, window.output_ranges))
+    return run(cpu, op, region, window.plan, block_scales)
+
+
+def _selfcheck(functions, rng, put, to_host):
+    x, kernel, stride, padding = checks.random_window(rng)
+    include_pad = bool(rng.random() < 0.5)
+    y = functions.avg_pool2d(put(x), kernel, stride, padding, count_include_pad=include_pad)
+    expected = reference.avg_pool(x, kernel, stride, padding, False, include_pad, None)
+    checks.expect_close(to_host(y), expected, "avg_pool2d")
+    grad = rng.standard_normal(expected.shape).astype(np.float32)
+    got = functions.avg_pool2d_backward(put(grad), x.shape, kernel, stride, padding, count_include_pad=include_pad)
+    expected_grad = reference.avg_pool_backward(grad, x.shape[2:], kernel, stride, padding, False, include_pad, None)
+    checks.expect_close(to_host(got), expected_grad, "avg_pool2d_backward")
+
+
+def _device_checks(functions, channels_last, kernel, stride):
+    def forward(x, gradient_like):
+        return functions.avg_pool2d(x, kernel, stride, channels_last=channels_last)
+
+    def backward(x, gradient_like):
+        y = forward(x, gradient_like)
+        return functions.avg_pool2d_backward(gradient_like(y), x.shape, kernel, stride, channels_last=channels_last)
+
+    return {"avg fwd": (forward, "close"), "avg bwd": (backward, "close")}
+
+
+def _ptx_forward(t):
+    from ..backends.cuda import avg_pool as kernels
+
+    return kernels._avg_forward, (t.data, t.data, t.triple, t.triple, t.triple, t.per_axis, t.per_axis, t.per_axis, t.scalar)
+
+
+def _ptx_backward(t):
+    from ..backends.cuda import avg_pool as kernels
+
+    return kernels._avg_backward, (t.data, t.data, t.ranges, t.ranges, t.ranges, t.per_axis, t.per_axis, t.per_axis, t.scalar)
+
+
 SPEC = OpSpec(
     "avg_pool",
     Direction("", avg_pool, forward_doc),
@@ -195,6 +246,10 @@ SPEC = OpSpec(
     layer="AvgPool",
     saves="input_shape",
     dask="windows",
+    windows=WindowBlocks(_dask_prepare, _dask_block),
+    selfcheck=SelfCheck("avg_pool2d (forward, backward)", _selfcheck),
+    device_checks=_device_checks,
+    cuda_kernels=(CudaKernel("avg forward", _ptx_forward), CudaKernel("avg backward", _ptx_backward)),
     reference=reference.avg_pool,
     layer_class=Layer,
     channels_last_output=(1, 2),

@@ -10,10 +10,11 @@ import numpy as np
 from .. import _spec, reference
 from ..backends import backend_for, cpu
 from ..backends.cpu._common import row_blocks
+from . import _checks as checks
 from . import _docs as docs
 from . import _front as front
 from ._layer import LinearLayer, RoutedLayer
-from .spec import Direction, OpSpec
+from .spec import CudaKernel, Direction, OpSpec, SelfCheck
 
 IntOrTuple = Union[int, Sequence[int]]
 
@@ -245,12 +246,74 @@ class MaxLayer(_GlobalLayer, RoutedLayer):
         return (True, True)
 
 
+# --------------------------------------------------------------------------- checks
+
+
+def _selfcheck(functions, rng, put, to_host):
+    """Global average and max pooling, on one line of ``numba-pool check``."""
+    x = rng.standard_normal((2, 3, int(rng.integers(2, 9)), int(rng.integers(2, 9)))).astype(np.float32)
+    expected_means = x.mean(axis=(2, 3), dtype=np.float64).astype(np.float32)
+    checks.expect_close(to_host(functions.global_avg_pool2d(put(x))), expected_means, "global_avg_pool2d")
+    checks.expect_equal(to_host(functions.global_max_pool2d(put(x))), x.max(axis=(2, 3)), "global_max_pool2d")
+    grad = rng.standard_normal(x.shape[:2]).astype(np.float32)
+    expected = np.broadcast_to((grad / (x.shape[2] * x.shape[3]))[:, :, None, None], x.shape)
+    checks.expect_close(to_host(functions.global_avg_pool2d_backward(put(grad), x.shape)), expected, "global_avg_pool2d_backward")
+
+
+def _avg_device_checks(functions, channels_last):
+    def forward(x, gradient_like):
+        return functions.global_avg_pool2d(x, channels_last=channels_last)
+
+    def backward(x, gradient_like):
+        return functions.global_avg_pool2d_backward(gradient_like(forward(x, gradient_like)), x.shape, channels_last=channels_last)
+
+    return {"global avg fwd": (forward, "close"), "global avg bwd": (backward, "close")}
+
+
+def _max_device_checks(functions, channels_last):
+    def forward(x, gradient_like):
+        return functions.global_max_pool2d(x, return_indices=True, channels_last=channels_last)
+
+    return {"global max fwd": (forward, "exact")}
+
+
+def _ptx_thread_means(t):
+    from ..backends.cuda import global_pool as kernels
+
+    return kernels._thread_means, (t.data, t.array(t.dtype, 2), t.scalar)
+
+
+def _ptx_broadcast(t):
+    from ..backends.cuda import global_pool as kernels
+
+    return kernels._broadcast, (t.array(t.dtype, 2), t.data, t.scalar)
+
+
+def _ptx_block_means(t):
+    from ..backends.cuda import global_pool as kernels
+
+    return kernels._block_means(t.dtype), (t.data, t.array(t.dtype, 2), t.scalar)
+
+
+def _ptx_block_maxima(t):
+    from ..backends.cuda import global_pool as kernels
+
+    return kernels._block_maxima(t.dtype), (t.data, t.data, t.index, t.flag)
+
+
 AVG_SPEC = OpSpec(
     "global_avg_pool",
     Direction("", global_avg_pool, avg_forward_doc),
     (Direction("_backward", global_avg_pool_backward, avg_backward_doc),),
     layer="GlobalAvgPool",
     saves="input_shape",
+    selfcheck=SelfCheck("global_avg/max_pool2d (forward, backward)", _selfcheck),
+    device_checks=_avg_device_checks,
+    cuda_kernels=(
+        CudaKernel("global avg forward (channels last)", _ptx_thread_means),
+        CudaKernel("global avg backward", _ptx_broadcast),
+        CudaKernel("global avg forward (blocks)", _ptx_block_means, per_element=False),
+    ),
     reference=reference.global_avg_pool,
     layer_class=AvgLayer,  # outputs of spatial size 1 are both contiguous and channels-last: no channels_last_output
 )
@@ -260,6 +323,9 @@ MAX_SPEC = OpSpec(
     (Direction("_backward", global_max_pool_backward, max_backward_doc),),
     layer="GlobalMaxPool",
     saves="indices",
+    selfcheck=None,  # checked with global average pooling, on its line
+    device_checks=_max_device_checks,
+    cuda_kernels=(CudaKernel("global max forward (blocks)", _ptx_block_maxima, per_element=False, integers=True),),
     reference=reference.global_max_pool,
     layer_class=MaxLayer,
 )

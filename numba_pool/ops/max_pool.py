@@ -8,12 +8,13 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from .. import _spec, reference
-from ..backends import backend_for
+from ..backends import backend_for, cpu
 from ..backends.cpu._common import row_blocks
+from . import _checks as checks
 from . import _docs as docs
 from . import _front as front
 from ._layer import RoutedLayer
-from .spec import Direction, OpSpec
+from .spec import CudaKernel, Direction, OpSpec, SelfCheck, WindowBlocks
 
 IntOrTuple = Union[int, Sequence[int]]
 
@@ -157,6 +158,58 @@ class Layer(RoutedLayer):
         return (self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode, True)
 
 
+# --------------------------------------------------------------------------- dask blocks and checks
+
+
+def _dask_prepare(options, plan, op):
+    return op, options["return_indices"]
+
+
+def _dask_block(region, window, shared):
+    op, return_indices = shared
+    return run(cpu, op, region, window.plan, return_indices)
+
+
+def _selfcheck(functions, rng, put, to_host):
+    x, kernel, stride, padding = checks.random_window(rng)
+    y, indices = functions.max_pool2d(put(x), kernel, stride, padding, return_indices=True)
+    expected_y, expected_indices = reference.max_pool(x, kernel, stride, padding, (1, 1), False)
+    checks.expect_equal(to_host(y), expected_y, "max_pool2d values")
+    checks.expect_equal(to_host(indices), expected_indices, "max_pool2d indices")
+    grad = rng.standard_normal(expected_y.shape).astype(np.float32)
+    got = functions.max_pool2d_backward(put(grad), indices, x.shape)
+    checks.expect_close(to_host(got), reference.max_pool_backward(grad, expected_indices, x.shape[2:]), "max_pool2d_backward")
+
+
+def _device_checks(functions, channels_last, kernel, stride):
+    def forward(x, gradient_like):
+        return functions.max_pool2d(x, kernel, stride, return_indices=True, channels_last=channels_last)
+
+    def backward(x, gradient_like):
+        y, indices = forward(x, gradient_like)
+        return functions.max_pool2d_backward(gradient_like(y), indices, x.shape, channels_last=channels_last)
+
+    return {"max fwd": (forward, "exact"), "max bwd": (backward, "exact")}
+
+
+def _ptx_forward(t):
+    from ..backends.cuda import max_pool as kernels
+
+    return kernels._max_forward, (t.data, t.data, t.index, t.triple, t.triple, t.triple, t.triple, t.flag)
+
+
+def _ptx_index_summary(t):  # the index check of every routed backward (max, stochastic, adaptive max, unpool)
+    from ..backends.cuda import _routing
+
+    return _routing._note_indices, (t.index, t.int64, t.int64, t.int64, t.counts, t.counts, t.counts, t.int64, t.int64)
+
+
+def _ptx_routed_backward(t):  # the gather of every routed backward
+    from ..backends.cuda import _routing
+
+    return _routing._gather_by_index, (t.data, t.index, t.data, t.ranges, t.ranges, t.ranges, t.scalar, t.flag)
+
+
 SPEC = OpSpec(
     "max_pool",
     Direction("", max_pool, forward_doc),
@@ -164,6 +217,14 @@ SPEC = OpSpec(
     layer="MaxPool",
     saves="indices",
     dask="windows",
+    windows=WindowBlocks(_dask_prepare, _dask_block),
+    selfcheck=SelfCheck("max_pool2d (values, indices, backward)", _selfcheck),
+    device_checks=_device_checks,
+    cuda_kernels=(
+        CudaKernel("max forward", _ptx_forward, integers=True),
+        CudaKernel("index summary", _ptx_index_summary),
+        CudaKernel("routed backward", _ptx_routed_backward, integers=True),
+    ),
     reference=reference.max_pool,
     layer_class=Layer,
     channels_last_output=(1, 2, 3),  # 1-D: as for an input that needs a gradient (PyTorch's no-grad 1-D is contiguous)

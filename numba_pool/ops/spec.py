@@ -37,6 +37,62 @@ class Direction:
 
 
 @dataclass(frozen=True)
+class WindowBlocks:
+    """How the dask adapter runs a sliding-window forward block by block (``dask="windows"``).
+
+    prepare(options, plan, op) -> shared
+        Once per call, after the arguments are checked: what every block shares (divisor scales,
+        the call's one seed, flags). ``options`` holds the bound public arguments, ``plan`` is the
+        whole input's window plan, ``op`` the public name (for error messages).
+    block(region, window, shared) -> result
+        One output block from the input ``region`` its windows read, on the CPU. ``window.plan``
+        is the whole plan cut to the region; ``window.origin`` is the block's first output in
+        canonical (N, C, D, H, W) coordinates, ``window.output_ranges`` its [first, stop) along
+        the canonical D, H, W axes, ``window.whole_output_shape`` the whole canonical output
+        shape. Indices in a (values, indices) result are flat in the region's planes; the adapter
+        moves them to the whole planes.
+    checking_options
+        (name, value) pairs replaced in the zero-batch call that checks the arguments before
+        ``prepare`` (stochastic pooling's seed: checking must not advance a caller's Generator).
+    """
+
+    prepare: Callable
+    block: Callable
+    checking_options: tuple[tuple[str, object], ...] = ()
+
+
+@dataclass(frozen=True)
+class SelfCheck:
+    """One line of ``numba-pool check``: ``check(functions, rng, put, to_host)`` against the reference.
+
+    ``functions`` is :mod:`numba_pool.functional` (checks call the public functions; an op module
+    cannot import them), ``rng`` makes the random data, ``put`` moves a host array to the backend
+    under test and ``to_host`` brings a result back. ``check`` raises
+    :class:`numba_pool.ops._checks.Mismatch` naming what disagrees.
+    """
+
+    label: str
+    check: Callable
+
+
+@dataclass(frozen=True)
+class CudaKernel:
+    """A CUDA kernel for ``bench.cuda_compile_check``, which compiles it to PTX without a GPU.
+
+    ``target(types)`` returns (kernel, argument types) from the numba types of one dtype
+    (:class:`numba_pool.ops._checks.KernelTypes`): a per-element kernel's ``args`` tuple, or, with
+    ``per_element=False``, a whole-block kernel's full signature. ``integers``: also compiled for an
+    integer dtype; ``float64``: float64 arithmetic on purpose in its float32 form.
+    """
+
+    name: str
+    target: Callable
+    per_element: bool = True
+    integers: bool = False
+    float64: bool = False
+
+
+@dataclass(frozen=True)
 class OpSpec:
     """An op: its public functions, and what layers and adapters need to know to run it.
 
@@ -54,6 +110,19 @@ class OpSpec:
         How the dask adapter splits the forward: ``"windows"`` (blocks follow the input's chunks,
         each reading the input region its windows cover) or ``"planes"`` (whole (n, c) planes).
         Backward passes always run on whole planes.
+    windows
+        For ``dask="windows"``: how one block runs (:class:`WindowBlocks`).
+    selfcheck
+        ``numba-pool check``'s line for the op (:class:`SelfCheck`), or None for an op checked
+        with a sibling on one line (global and adaptive max pooling, with their averages).
+    device_checks
+        ``bench.gpu_check``'s cases: ``device_checks(functions, channels_last)`` (with ``kernel,
+        stride`` after it for ``dask="windows"`` ops, checked for each window) returns
+        ``{name: (function(x, gradient_like), "exact" or "close")}``; each function runs the op's
+        public ``functions`` on ``x`` (host or device; the GPU check compares the two) and
+        ``gradient_like(y)`` makes a gradient for ``y`` on its side.
+    cuda_kernels
+        The op's CUDA kernels that ``bench.cuda_compile_check`` compiles to PTX (:class:`CudaKernel`).
     reference
         The pure-NumPy reference function in :mod:`numba_pool.reference`.
     layer_class
@@ -72,6 +141,10 @@ class OpSpec:
     layer: Optional[str] = None
     saves: str = ""
     dask: str = "planes"
+    windows: Optional[WindowBlocks] = None
+    selfcheck: Optional[SelfCheck] = None
+    device_checks: Optional[Callable[..., dict]] = None
+    cuda_kernels: tuple[CudaKernel, ...] = ()
     reference: Optional[Callable] = None
     layer_class: Optional[type] = None
     channels_last_output: tuple[int, ...] = ()

@@ -10,13 +10,14 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from .. import _rng, _spec, reference
-from ..backends import backend_for
+from ..backends import backend_for, cpu
 from ..backends.cpu._common import row_blocks
+from . import _checks as checks
 from . import _docs as docs
 from . import _front as front
 from . import avg_pool
 from ._layer import Call, LinearCall, RoutedLayer
-from .spec import Direction, OpSpec
+from .spec import CudaKernel, Direction, OpSpec, SelfCheck, WindowBlocks
 
 IntOrTuple = Union[int, Sequence[int]]
 
@@ -329,6 +330,61 @@ class ExpectedValueCall(Call):
         return LinearCall(self.dims, self.channels_last, forward, window, backward, window)
 
 
+# --------------------------------------------------------------------------- dask blocks and checks
+
+
+def _dask_prepare(options, plan, op):
+    """One seed for every block, drawn once the call is known to be valid: each block draws at its
+    outputs' positions in the whole output, so the picks are those of the unchunked call."""
+    seed = np.uint64(int(_rng.seed_from(options["seed"], op)))
+    return seed, options["training"], options["return_indices"]
+
+
+def _dask_block(region, window, shared):
+    seed, training, return_indices = shared
+    draws = (seed, window.origin, window.whole_output_shape)
+    return run(cpu, region, window.plan, draws, training, return_indices)
+
+
+def _selfcheck(functions, rng, put, to_host):
+    x, kernel, stride, padding = checks.random_window(rng)
+    y = functions.stochastic_pool2d(put(x), kernel, stride, padding, training=False)
+    expected_y = reference.stochastic_pool_inference(x, kernel, stride, padding, False)
+    checks.expect_close(to_host(y), expected_y, "stochastic_pool2d inference")
+    picked, indices = functions.stochastic_pool2d(put(x), kernel, stride, padding, seed=int(rng.integers(1000)), return_indices=True)
+    planes = x.reshape(x.shape[0], x.shape[1], -1)
+    at_indices = np.take_along_axis(planes, to_host(indices).reshape(planes.shape[0], planes.shape[1], -1), axis=2)
+    checks.expect_equal(to_host(picked).reshape(at_indices.shape), at_indices, "stochastic_pool2d picks (values at their indices)")
+    grad = rng.standard_normal(to_host(picked).shape).astype(np.float32)
+    got = functions.stochastic_pool2d_inference_backward(put(grad), put(x), kernel, stride, padding)
+    expected = reference.stochastic_pool_inference_backward(x, grad, kernel, stride, padding, False)
+    checks.expect_close(to_host(got), expected, "stochastic_pool2d_inference_backward")
+
+
+def _device_checks(functions, channels_last, kernel, stride):
+    def forward(x, gradient_like):
+        return functions.stochastic_pool2d(x, kernel, stride, seed=5, return_indices=True, channels_last=channels_last)
+
+    def backward(x, gradient_like):
+        y, indices = forward(x, gradient_like)
+        return functions.stochastic_pool2d_backward(gradient_like(y), indices, x.shape, channels_last=channels_last)
+
+    return {"stochastic fwd": (forward, "exact"), "stochastic bwd": (backward, "exact")}
+
+
+def _ptx_forward(t):
+    from ..backends.cuda import stochastic_pool as kernels
+
+    arguments = (t.data, t.data, t.index, t.triple, t.triple, t.triple, t.uint64, t.five, t.five, t.flag, t.flag)
+    return kernels._stochastic_forward, arguments
+
+
+def _ptx_inference_backward(t):
+    from ..backends.cuda import stochastic_pool as kernels
+
+    return kernels._inference_backward, (t.data, t.data, t.data, t.triple, t.triple, t.triple, t.ranges, t.ranges, t.ranges)
+
+
 SPEC = OpSpec(
     "stochastic_pool",
     Direction("", stochastic_pool, forward_doc),
@@ -339,6 +395,13 @@ SPEC = OpSpec(
     layer="StochasticPool",
     saves="indices",
     dask="windows",
+    windows=WindowBlocks(_dask_prepare, _dask_block, checking_options=(("seed", 0),)),
+    selfcheck=SelfCheck("stochastic_pool2d (inference, picks, inference backward)", _selfcheck),
+    device_checks=_device_checks,
+    cuda_kernels=(  # the picks' arithmetic is float64 on purpose, to pick what the CPU picks
+        CudaKernel("stochastic forward", _ptx_forward, float64=True),
+        CudaKernel("stochastic inference backward", _ptx_inference_backward, float64=True),
+    ),
     reference=reference.stochastic_pool_inference,
     layer_class=Layer,
     channels_last_output=(1, 2, 3),  # no PyTorch counterpart: as max pooling

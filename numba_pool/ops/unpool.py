@@ -8,9 +8,10 @@ import numpy as np
 
 from .. import _spec, reference
 from ..backends import backend_for
+from . import _checks as checks
 from . import _docs as docs
 from . import _front as front
-from .spec import Direction, OpSpec
+from .spec import Direction, OpSpec, SelfCheck
 
 IntOrTuple = Union[int, Sequence[int]]
 
@@ -108,4 +109,28 @@ array([[[0., 3., 2., 0.]]])
 """
 
 
-SPEC = OpSpec("max_unpool", Direction("", max_unpool, forward_doc), reference=reference.max_unpool)
+# --------------------------------------------------------------------------- checks
+
+
+def _selfcheck(functions, rng, put, to_host):
+    x, kernel, stride, _ = checks.random_window(rng)
+    pooled, indices = reference.max_pool(x, kernel, stride, (0, 0), (1, 1), False)
+    got = functions.max_unpool2d(put(pooled), put(indices), kernel, stride, output_size=x.shape[2:])
+    checks.expect_equal(to_host(got), reference.max_unpool(pooled, indices, x.shape[2:]), "max_unpool2d")
+
+
+def _device_checks(functions, channels_last):
+    def unpool(x, gradient_like):
+        pooled, indices = functions.max_pool2d(x, 2, return_indices=True, channels_last=channels_last)
+        return functions.max_unpool2d(pooled, indices, 2, channels_last=channels_last)
+
+    return {"max unpool": (unpool, "exact")}
+
+
+SPEC = OpSpec(
+    "max_unpool",
+    Direction("", max_unpool, forward_doc),
+    reference=reference.max_unpool,
+    selfcheck=SelfCheck("max_unpool2d", _selfcheck),
+    device_checks=_device_checks,
+)
