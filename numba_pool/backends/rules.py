@@ -86,6 +86,22 @@ def replaces_maximum(value, best, have_best):
 
 
 @njit(inline="always", cache=True)
+def box_maximum(plane, d_first, d_stop, h_first, h_stop, w_first, w_stop):
+    """(maximum, flat plane index) of the box [d_first, d_stop) x [h_first, h_stop) x [w_first, w_stop)
+    of a (D, H, W) ``plane``, by ``replaces_maximum`` in box order. The box must not be empty."""
+    best = plane[d_first, h_first, w_first]
+    best_index = -1
+    for d in range(d_first, d_stop):
+        for h in range(h_first, h_stop):
+            for w in range(w_first, w_stop):
+                value = plane[d, h, w]
+                if replaces_maximum(value, best, best_index >= 0):
+                    best = value
+                    best_index = flat_plane_index(d, h, w, plane.shape[1], plane.shape[2])
+    return best, best_index
+
+
+@njit(inline="always", cache=True)
 def beats_maximum(candidate, candidate_flat, best, best_flat):
     """``replaces_maximum`` for candidates met in any order, each with its flat plane index.
 

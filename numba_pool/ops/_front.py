@@ -13,20 +13,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from .. import _spec
-from ..backends import backend_for, cpu
-
-NO_INDICES = np.zeros((1, 1, 1, 1, 1), np.int64)
-
-
-def kernel_named(backend, name: str, channels_last_memory: bool):
-    """The kernel ``name`` for this memory layout (channels-last kernels vectorise over channels)."""
-    return getattr(backend, f"{name}_channels_last" if channels_last_memory else name)
-
-
-def views(layout: _spec.Layout, channels_last_memory: bool, *arrays):
-    """Each array as the kernel sees it: canonical, then channels moved last for channels-last memory."""
-    return [_spec.kernel_view(layout.canonical(a), channels_last_memory) for a in arrays]
-
+from ..backends import backend_for
 
 def memory_is_channels_last(layout: _spec.Layout, array: np.ndarray) -> bool:
     return _spec.channels_innermost(layout.canonical(array))
@@ -34,7 +21,12 @@ def memory_is_channels_last(layout: _spec.Layout, array: np.ndarray) -> bool:
 
 def allocator(backend, like) -> Callable:
     """``allocate(shape, dtype)`` for new arrays of the backend and array family of ``like``."""
-    return np.empty if backend is cpu else functools.partial(backend.empty, like=like)
+    return functools.partial(backend.empty, like=like)
+
+
+def canonical_or_none(array, layout: _spec.Layout):
+    """The canonical view of ``array``, or None (an entry's way of saying "no indices")."""
+    return None if array is None else layout.canonical(array)
 
 
 def new_output(backend, plan, dtype, channels_last_memory: bool, like):
@@ -43,7 +35,7 @@ def new_output(backend, plan, dtype, channels_last_memory: bool, like):
 
 
 def gradient_output(backend, op, layout, input_shape, grad_output, out, memory_like, also_read=()):
-    """The array a backward pass writes, and whether its memory is channels-last (the kernel follows it).
+    """The array a backward pass writes.
 
     Without ``out``, a new array whose memory follows ``memory_like``'s. With it, ``out`` once checked: the
     input's shape, grad_output's dtype, and no element shared with grad_output or with the arrays of
@@ -52,9 +44,8 @@ def gradient_output(backend, op, layout, input_shape, grad_output, out, memory_l
     if out is None:
         last = memory_is_channels_last(layout, memory_like)
         allocate = allocator(backend, memory_like)
-        return layout.empty(*layout.split(input_shape), grad_output.dtype, last, allocate), last
-    out = backend.check_out(out, input_shape, grad_output.dtype, op, grad_output, "grad_output", also_read)
-    return out, memory_is_channels_last(layout, out)
+        return layout.empty(*layout.split(input_shape), grad_output.dtype, last, allocate)
+    return backend.check_out(out, input_shape, grad_output.dtype, op, grad_output, "grad_output", also_read)
 
 
 def checked_indices(backend, layout, indices, values, spatial, op: str, against: str = "grad_output"):
@@ -76,7 +67,7 @@ def checked_indices(backend, layout, indices, values, spatial, op: str, against:
                 f"{op}: indices must lie in [0, {plane_size}), flat positions within one input plane; "
                 f"got values from {low} to {high}"
             )
-    return backend.as_int64(indices)
+    return indices
 
 
 def gradient_against_input(backend, op, dims, grad_output, input_shape, channels_last):
@@ -135,22 +126,11 @@ def routed_backward(op, dims, grad_output, indices, input_shape, channels_last, 
         backend, op, dims, grad_output, input_shape, channels_last
     )
     indices = checked_indices(backend, layout, indices, grad_output, spatial, op)
-    grad_input, last = gradient_output(
+    grad_input = gradient_output(
         backend, op, layout, input_shape, grad_output, out, grad_output, also_read=(("indices", indices),)
     )
-    kernel_views = views(layout, last, grad_output, indices, grad_input)
-    if backend is cpu and all(view.flags.c_contiguous for view in kernel_views):  # a faster CPU kernel for plain memory
-        backend.max_pool_backward_flat(*(images_positions_channels(view, last) for view in kernel_views))
-    else:
-        kernel_named(backend, "max_pool_backward", last)(*kernel_views)
+    backend.routed_backward(*(layout.canonical(a) for a in (grad_output, indices, grad_input)))
     return backend.export(grad_input)
-
-
-def images_positions_channels(view: np.ndarray, channels_last_memory: bool) -> np.ndarray:
-    """A contiguous kernel view as (images, positions, channels), without a copy."""
-    if channels_last_memory:  # (N, D, H, W, C)
-        return view.reshape(view.shape[0], math.prod(view.shape[1:-1]), view.shape[-1])
-    return view.reshape(view.shape[0] * view.shape[1], math.prod(view.shape[2:]), 1)
 
 
 def canonical_output_shape(plan) -> tuple[int, ...]:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import Optional, Protocol, Sequence, Union
 
 import numpy as np
 
 from .. import _spec, reference
-from ..backends import backend_for, cpu
+from ..backends import backend_for
 from . import _checks as checks
 from . import _docs as docs
 from . import _front as front
@@ -39,14 +39,10 @@ def _adaptive_pool(kind, dims, x, output_size, return_indices, channels_last):
     y = layout.empty(batch, channels, output_spatial, x.dtype, last, allocate)
     bins, _ = _adaptive_bins(spatial, output_spatial)  # adaptive kernels run on the canonical view in any memory
     if kind == "avg":
-        if backend is cpu and output_spatial == tuple(spatial):  # bins of one element: the means are x itself
-            np.add(x, 0.0, out=y)  # as the kernel's 0.0 + x: -0.0 becomes +0.0 (VGG's AdaptiveAvgPool2d((7, 7)) on 7 x 7)
-        else:
-            backend.adaptive_avg_forward(layout.canonical(x), *bins, layout.canonical(y))
+        backend.adaptive_avg_pool_forward(layout.canonical(x), bins, layout.canonical(y))
         return backend.export(y)
     indices = layout.empty(batch, channels, output_spatial, np.int64, last, allocate) if return_indices else None
-    canonical_indices = front.NO_INDICES if indices is None else layout.canonical(indices)
-    backend.adaptive_max_forward(layout.canonical(x), *bins, layout.canonical(y), canonical_indices, return_indices)
+    backend.adaptive_max_pool_forward(layout.canonical(x), bins, layout.canonical(y), front.canonical_or_none(indices, layout))
     return backend.export((y, indices) if return_indices else y)
 
 
@@ -67,11 +63,8 @@ def adaptive_avg_pool_backward(
     bins, lengths = _adaptive_bins(spatial, output_spatial)
     cover = tuple(_spec.covering_bins(b, length) for b, length in zip(bins, lengths))
     # A new gradient follows grad_output's memory format (the kernel takes canonical views of any memory).
-    grad_input, _ = front.gradient_output(backend, op, layout, input_shape, grad_output, out, grad_output)
-    if backend is cpu and tuple(output_spatial) == tuple(spatial):  # bins of one element: the gradient passes through
-        np.add(grad_output, 0.0, out=grad_input)  # as the kernel's 0.0 + grad
-    else:
-        backend.adaptive_avg_backward(layout.canonical(grad_output), *bins, *cover, layout.canonical(grad_input))
+    grad_input = front.gradient_output(backend, op, layout, input_shape, grad_output, out, grad_output)
+    backend.adaptive_avg_pool_backward(layout.canonical(grad_output), bins, cover, layout.canonical(grad_input))
     return backend.export(grad_input)
 
 
@@ -225,11 +218,31 @@ def _ptx_avg_backward(t):
     return kernels._avg_backward, (t.data, t.data, t.ranges, t.ranges, t.ranges, t.per_axis, t.per_axis, t.per_axis, t.scalar)
 
 
+class AvgKernels(Protocol):
+    """Adaptive average pooling's entries of the backend contract (canonical views; ``bins``: per axis a
+    (2, output length) array of [start, stop); ``covers``: per axis a (2, input length) array of the bins
+    [first, stop) containing each position)."""
+
+    def adaptive_avg_pool_forward(self, x, bins, out) -> None:
+        """The mean of each bin."""
+
+    def adaptive_avg_pool_backward(self, grad_output, bins, covers, grad_input) -> None:
+        """Each input element gathers the gradients of its bins, each divided by its bin's size."""
+
+
+class MaxKernels(Protocol):
+    """Adaptive max pooling's entries of the backend contract (its backward is ``routed_backward``)."""
+
+    def adaptive_max_pool_forward(self, x, bins, out, indices) -> None:
+        """The maximum of each bin into ``out``, its flat plane index into ``indices`` unless None."""
+
+
 AVG_SPEC = OpSpec(
     "adaptive_avg_pool",
     Direction("", adaptive_avg_pool, avg_forward_doc),
     (Direction("_backward", adaptive_avg_pool_backward, avg_backward_doc),),
     layer="AdaptiveAvgPool",
+    kernels=AvgKernels,
     saves="input_shape",
     selfcheck=SelfCheck("adaptive_avg/max_pool2d (forward, indices, backward)", _selfcheck),
     device_checks=_avg_device_checks,
@@ -246,6 +259,7 @@ MAX_SPEC = OpSpec(
     Direction("", adaptive_max_pool, max_forward_doc),
     (Direction("_backward", adaptive_max_pool_backward, max_backward_doc),),
     layer="AdaptiveMaxPool",
+    kernels=MaxKernels,
     saves="indices",
     selfcheck=None,  # checked with adaptive average pooling, on its line
     device_checks=_max_device_checks,

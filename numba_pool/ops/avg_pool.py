@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import math
-from typing import Optional, Sequence, Union
+from typing import Optional, Protocol, Sequence, Union
 
 import numpy as np
 
 from .. import _spec, reference
 from ..backends import backend_for, cpu
-from ..backends.cpu._common import row_blocks
 from . import _checks as checks
 from . import _docs as docs
 from . import _front as front
@@ -47,13 +45,8 @@ def run(backend, op, x, plan, scales, out=None):
     """Average pooling of a checked ``x`` as ``plan`` says, with the per-axis ``scales`` of its windows."""
     last = front.memory_is_channels_last(plan.layout, x)
     y = front.new_output(backend, plan, x.dtype, last, x) if out is None else backend.check_out(out, plan.output_shape, x.dtype, op, x)
-    kernel, stride, padding, _ = plan.canonical_parameters
-    x_view, y_view = front.views(plan.layout, last, x, y)
-    if last:
-        backend.avg_pool_forward_channels_last(x_view, kernel, stride, padding, scales, y_view)
-    else:
-        blocks = row_blocks(plan.batch * plan.channels * math.prod(plan.output_spatial[:-1]))
-        backend.avg_pool_forward(x_view, kernel, stride, padding, scales, blocks, y_view)
+    canonical = plan.layout.canonical
+    backend.avg_pool_forward(canonical(x), plan.canonical_parameters[:3], scales, canonical(y))
     return backend.export(y)
 
 
@@ -87,14 +80,10 @@ def avg_pool_backward(
             f"{op}: grad_output must have the forward output's shape {plan.output_shape} for input_shape "
             f"{input_shape} and these window parameters; got {grad_output.shape}"
         )
-    grad_input, last = front.gradient_output(backend, op, plan.layout, input_shape, grad_output, out, grad_output)
+    grad_input = front.gradient_output(backend, op, plan.layout, input_shape, grad_output, out, grad_output)
     scales = _spec.avg_scales(plan, count_include_pad, divisor)
-    grad_view, grad_input_view = front.views(plan.layout, last, grad_output, grad_input)
-    if last:
-        backend.avg_pool_backward_channels_last(grad_view, plan.covering_windows, scales, grad_input_view)
-    else:
-        rows = plan.batch * plan.channels * math.prod(plan.input_spatial[:-1])
-        backend.avg_pool_backward(grad_view, plan.covering_windows, scales, row_blocks(rows), grad_input_view)
+    canonical = plan.layout.canonical
+    backend.avg_pool_backward(canonical(grad_output), plan.covering_windows, scales, canonical(grad_input))
     return backend.export(grad_input)
 
 
@@ -239,11 +228,22 @@ def _ptx_backward(t):
     return kernels._avg_backward, (t.data, t.data, t.ranges, t.ranges, t.ranges, t.per_axis, t.per_axis, t.per_axis, t.scalar)
 
 
+class Kernels(Protocol):
+    """Average pooling's entries of the backend contract (canonical (N, C, D, H, W) views)."""
+
+    def avg_pool_forward(self, x, window, scales, out) -> None:
+        """Each window's sum times its per-axis ``scales`` (product: 1 / divisor); ``window`` = (kernel, stride, padding)."""
+
+    def avg_pool_backward(self, grad_output, covers, scales, grad_input) -> None:
+        """Each input element gathers the scaled gradients of the windows ``covers`` says contain it."""
+
+
 SPEC = OpSpec(
     "avg_pool",
     Direction("", avg_pool, forward_doc),
     (Direction("_backward", avg_pool_backward, backward_doc),),
     layer="AvgPool",
+    kernels=Kernels,
     saves="input_shape",
     dask="windows",
     windows=WindowBlocks(_dask_prepare, _dask_block),

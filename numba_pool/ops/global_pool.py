@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import math
-from typing import Optional, Sequence, Union
+from typing import Optional, Protocol, Sequence, Union
 
 import numpy as np
 
 from .. import _spec, reference
-from ..backends import backend_for, cpu
-from ..backends.cpu._common import row_blocks
+from ..backends import backend_for
 from . import _checks as checks
 from . import _docs as docs
 from . import _front as front
@@ -17,13 +15,6 @@ from ._layer import LinearLayer, RoutedLayer
 from .spec import CudaKernel, Direction, OpSpec, SelfCheck
 
 IntOrTuple = Union[int, Sequence[int]]
-
-
-def _whole_plane(layout: _spec.Layout, spatial: tuple[int, ...]):
-    """Canonical (kernel, stride, padding, dilation) for one window covering every spatial position."""
-    missing = (1,) * (_spec.CANONICAL_SPATIAL_DIMS - layout.dims)
-    kernel = missing + tuple(spatial)
-    return kernel, kernel, (0, 0, 0), (1, 1, 1)
 
 
 def _global_shapes(layout: _spec.Layout, batch: int, channels: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -53,12 +44,7 @@ def global_avg_pool(dims: int, x: np.ndarray, keepdims: bool = False, *, channel
     x, layout, (batch, channels, spatial) = front.global_input(backend, op, dims, x, channels_last, _spec.FLOAT_DTYPES)
     kept, flat = _global_shapes(layout, batch, channels)
     pooled = backend.empty((batch, channels), x.dtype, like=x)
-    last = front.memory_is_channels_last(layout, x)
-    x_view = front.views(layout, last, x)[0]
-    if backend is cpu and not last and x_view.flags.c_contiguous:  # whole planes are contiguous rows: sum them flat
-        backend.global_avg_forward_flat(x_view.reshape(batch * channels, math.prod(spatial)), pooled.reshape(-1))
-    else:
-        front.kernel_named(backend, "global_avg_forward", last)(x_view, pooled)
+    backend.global_avg_pool_forward(layout.canonical(x), pooled)
     return backend.export(pooled.reshape(kept if keepdims else flat))
 
 
@@ -79,9 +65,8 @@ def global_avg_pool_backward(
         last = channels > 1 and channels_last  # no memory to follow: use the layout the user works in
         grad_input = layout.empty(batch, channels, spatial, grad_output.dtype, last, front.allocator(backend, grad_output))
     else:
-        grad_input, last = front.gradient_output(backend, op, layout, input_shape, grad_output, out, grad_output)
-    per_plane = grad_output.reshape(batch, channels)
-    front.kernel_named(backend, "global_avg_backward", last)(per_plane, front.views(layout, last, grad_input)[0])
+        grad_input = front.gradient_output(backend, op, layout, input_shape, grad_output, out, grad_output)
+    backend.global_avg_pool_backward(grad_output.reshape(batch, channels), layout.canonical(grad_input))
     return backend.export(grad_input)
 
 
@@ -101,13 +86,7 @@ def global_max_pool(
     allocate = front.allocator(backend, x)
     pooled = layout.empty(batch, channels, single, x.dtype, last, allocate)
     indices = layout.empty(batch, channels, single, np.int64, last, allocate) if return_indices else None
-    x_view, pooled_view = front.views(layout, last, x, pooled)
-    indices_view = front.views(layout, last, indices)[0] if return_indices else front.NO_INDICES
-    if last:
-        backend.max_pool_forward_channels_last(x_view, *_whole_plane(layout, spatial), pooled_view, indices_view, return_indices)
-    else:
-        blocks = row_blocks(batch * channels)
-        backend.max_pool_forward(x_view, *_whole_plane(layout, spatial), blocks, pooled_view, indices_view, return_indices)
+    backend.global_max_pool_forward(layout.canonical(x), layout.canonical(pooled), front.canonical_or_none(indices, layout))
     shape = kept if keepdims else flat
     return backend.export((pooled.reshape(shape), indices.reshape(shape)) if return_indices else pooled.reshape(shape))
 
@@ -301,11 +280,29 @@ def _ptx_block_maxima(t):
     return kernels._block_maxima(t.dtype), (t.data, t.data, t.index, t.flag)
 
 
+class AvgKernels(Protocol):
+    """Global average pooling's entries of the backend contract (canonical views; ``out`` is (N, C))."""
+
+    def global_avg_pool_forward(self, x, out) -> None:
+        """The mean of each (n, c) plane."""
+
+    def global_avg_pool_backward(self, grad_output, grad_input) -> None:
+        """Each element of a plane gets its share of the plane's gradient (``grad_output`` is (N, C))."""
+
+
+class MaxKernels(Protocol):
+    """Global max pooling's entries of the backend contract (its backward is ``routed_backward``)."""
+
+    def global_max_pool_forward(self, x, out, indices) -> None:
+        """Each plane's maximum into ``out`` (N, C, 1, 1, 1), its flat index into ``indices`` unless None."""
+
+
 AVG_SPEC = OpSpec(
     "global_avg_pool",
     Direction("", global_avg_pool, avg_forward_doc),
     (Direction("_backward", global_avg_pool_backward, avg_backward_doc),),
     layer="GlobalAvgPool",
+    kernels=AvgKernels,
     saves="input_shape",
     selfcheck=SelfCheck("global_avg/max_pool2d (forward, backward)", _selfcheck),
     device_checks=_avg_device_checks,
@@ -322,6 +319,7 @@ MAX_SPEC = OpSpec(
     Direction("", global_max_pool, max_forward_doc),
     (Direction("_backward", global_max_pool_backward, max_backward_doc),),
     layer="GlobalMaxPool",
+    kernels=MaxKernels,
     saves="indices",
     selfcheck=None,  # checked with global average pooling, on its line
     device_checks=_max_device_checks,

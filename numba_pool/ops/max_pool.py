@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import math
-from typing import Optional, Sequence, Union
+from typing import Optional, Protocol, Sequence, Union
 
 import numpy as np
 
 from .. import _spec, reference
 from ..backends import backend_for, cpu
-from ..backends.cpu._common import row_blocks
 from . import _checks as checks
 from . import _docs as docs
 from . import _front as front
@@ -47,13 +45,8 @@ def run(backend, op, x, plan, return_indices, out=None):
     last = front.memory_is_channels_last(plan.layout, x)
     y = front.new_output(backend, plan, x.dtype, last, x) if out is None else backend.check_out(out, plan.output_shape, x.dtype, op, x)
     indices = front.new_output(backend, plan, np.int64, last, x) if return_indices else None
-    x_view, y_view = front.views(plan.layout, last, x, y)
-    indices_view = front.views(plan.layout, last, indices)[0] if return_indices else front.NO_INDICES
-    if last:
-        backend.max_pool_forward_channels_last(x_view, *plan.canonical_parameters, y_view, indices_view, return_indices)
-    else:
-        blocks = row_blocks(plan.batch * plan.channels * math.prod(plan.output_spatial[:-1]))
-        backend.max_pool_forward(x_view, *plan.canonical_parameters, blocks, y_view, indices_view, return_indices)
+    canonical = plan.layout.canonical
+    backend.max_pool_forward(canonical(x), plan.canonical_parameters, canonical(y), front.canonical_or_none(indices, plan.layout))
     return backend.export((y, indices) if return_indices else y)
 
 
@@ -210,11 +203,21 @@ def _ptx_routed_backward(t):  # the gather of every routed backward
     return _routing._gather_by_index, (t.data, t.index, t.data, t.ranges, t.ranges, t.ranges, t.scalar, t.flag)
 
 
+class Kernels(Protocol):
+    """Max pooling's entries of the backend contract (canonical (N, C, D, H, W) views; its backward is
+    ``routed_backward`` of :class:`numba_pool.backends.contract.RoutedKernels`)."""
+
+    def max_pool_forward(self, x, window, out, indices) -> None:
+        """Each window's maximum into ``out``, its flat plane index into ``indices`` unless that is None;
+        ``window`` = (kernel, stride, padding, dilation), three ints each."""
+
+
 SPEC = OpSpec(
     "max_pool",
     Direction("", max_pool, forward_doc),
     (Direction("_backward", max_pool_backward, backward_doc),),
     layer="MaxPool",
+    kernels=Kernels,
     saves="indices",
     dask="windows",
     windows=WindowBlocks(_dask_prepare, _dask_block),

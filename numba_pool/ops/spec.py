@@ -125,6 +125,10 @@ class OpSpec:
         The op's CUDA kernels that ``bench.cuda_compile_check`` compiles to PTX (:class:`CudaKernel`).
     reference
         The pure-NumPy reference function in :mod:`numba_pool.reference`.
+    kernels
+        The op's entries of the backend contract, a ``typing.Protocol`` written in the op module
+        (see :mod:`numba_pool.backends.contract`): every backend provides each entry, with these
+        parameters, in the ``__all__`` of its kernel module.
     layer_class
         The layer without a dimensionality, written in the op module on a base of
         :mod:`numba_pool.ops._layer` (its ``saves`` as above): :mod:`numba_pool.layers` and
@@ -146,6 +150,7 @@ class OpSpec:
     device_checks: Optional[Callable[..., dict]] = None
     cuda_kernels: tuple[CudaKernel, ...] = ()
     reference: Optional[Callable] = None
+    kernels: Optional[type] = None
     layer_class: Optional[type] = None
     channels_last_output: tuple[int, ...] = ()
 

@@ -4,14 +4,12 @@ proportional to its activation; inference returns the probability-weighted avera
 from __future__ import annotations
 
 import functools
-import math
-from typing import Optional, Sequence, Union
+from typing import Optional, Protocol, Sequence, Union
 
 import numpy as np
 
 from .. import _rng, _spec, reference
 from ..backends import backend_for, cpu
-from ..backends.cpu._common import row_blocks
 from . import _checks as checks
 from . import _docs as docs
 from . import _front as front
@@ -59,16 +57,10 @@ def run(backend, x, plan, draws, training, return_indices, out=None):
     last = front.memory_is_channels_last(plan.layout, x)
     y = front.new_output(backend, plan, x.dtype, last, x) if out is None else out
     indices = front.new_output(backend, plan, np.int64, last, x) if return_indices else None
-    kernel, stride, padding, _ = plan.canonical_parameters
-    x_view, y_view = front.views(plan.layout, last, x, y)
-    indices_view = front.views(plan.layout, last, indices)[0] if return_indices else front.NO_INDICES
-    if last:
-        blocks = row_blocks(plan.batch * math.prod(plan.output_spatial[:-1]))
-        backend.stochastic_pool_forward_channels_last(
-            x_view, kernel, stride, padding, draws, training, blocks, y_view, indices_view, return_indices
-        )
-    else:
-        backend.stochastic_pool_forward(x_view, kernel, stride, padding, draws, training, y_view, indices_view, return_indices)
+    canonical = plan.layout.canonical
+    window = plan.canonical_parameters[:3]
+    indices_view = front.canonical_or_none(indices, plan.layout)
+    backend.stochastic_pool_forward(canonical(x), window, draws, training, canonical(y), indices_view)
     return backend.export((y, indices) if return_indices else y)
 
 
@@ -95,12 +87,10 @@ def stochastic_pool_inference_backward(
     if grad_output.shape != plan.output_shape:
         raise ValueError(f"{op}: grad_output must have the forward output's shape {plan.output_shape}; got {grad_output.shape}")
     # A new gradient follows the input's memory format.
-    grad_input, _ = front.gradient_output(backend, op, plan.layout, x.shape, grad_output, out, x, also_read=(("x", x),))
-    kernel, stride, padding, _ = plan.canonical_parameters
-    to_canonical = plan.layout.canonical
-    backend.stochastic_pool_inference_backward(
-        to_canonical(x), to_canonical(grad_output), kernel, stride, padding, to_canonical(grad_input)
-    )
+    grad_input = front.gradient_output(backend, op, plan.layout, x.shape, grad_output, out, x, also_read=(("x", x),))
+    canonical = plan.layout.canonical
+    window = plan.canonical_parameters[:3]
+    backend.stochastic_pool_inference_backward(canonical(x), canonical(grad_output), window, canonical(grad_input))
     return backend.export(grad_input)
 
 
@@ -385,6 +375,18 @@ def _ptx_inference_backward(t):
     return kernels._inference_backward, (t.data, t.data, t.data, t.triple, t.triple, t.triple, t.ranges, t.ranges, t.ranges)
 
 
+class Kernels(Protocol):
+    """Stochastic pooling's entries of the backend contract (canonical views; the training backward is
+    ``routed_backward`` of :class:`numba_pool.backends.contract.RoutedKernels`)."""
+
+    def stochastic_pool_forward(self, x, window, draws, training, out, indices) -> None:
+        """Training: each window's sampled element (its index into ``indices`` unless None); inference:
+        its expected value. ``window`` = (kernel, stride, padding); ``draws`` = (seed, origin, whole shape)."""
+
+    def stochastic_pool_inference_backward(self, x, grad_output, window, grad_input) -> None:
+        """The exact gradient of the inference output."""
+
+
 SPEC = OpSpec(
     "stochastic_pool",
     Direction("", stochastic_pool, forward_doc),
@@ -393,6 +395,7 @@ SPEC = OpSpec(
         Direction("_inference_backward", stochastic_pool_inference_backward, inference_backward_doc),
     ),
     layer="StochasticPool",
+    kernels=Kernels,
     saves="indices",
     dask="windows",
     windows=WindowBlocks(_dask_prepare, _dask_block, checking_options=(("seed", 0),)),

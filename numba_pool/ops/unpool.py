@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import _spec, reference
 from ..backends import backend_for
+from ..backends.contract import RoutedKernels
 from . import _checks as checks
 from . import _docs as docs
 from . import _front as front
@@ -131,6 +132,7 @@ SPEC = OpSpec(
     "max_unpool",
     Direction("", max_unpool, forward_doc),
     reference=reference.max_unpool,
+    kernels=RoutedKernels,
     selfcheck=SelfCheck("max_unpool2d", _selfcheck),
     device_checks=_device_checks,
 )

@@ -17,12 +17,8 @@ def empty(shape, dtype, like) -> np.ndarray:
     return np.empty(shape, dtype)
 
 
-def as_int64(indices: np.ndarray) -> np.ndarray:
-    return indices.astype(np.int64, copy=False)
-
-
 def export(result):
     return result
 
 
-__all__ = ["as_int64", "asarray", "check_out", "empty", "export"]
+__all__ = ["asarray", "check_out", "empty", "export"]

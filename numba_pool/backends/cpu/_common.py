@@ -1,7 +1,10 @@
 """Small compiled helpers shared by the CPU kernels."""
 
 import numba
+import numpy as np
 from numba import njit
+
+from ..._spec import channels_innermost
 
 # The scalar rules both backends compile; imported here for the CPU kernels that use them.
 from ..rules import (  # noqa: F401
@@ -18,6 +21,26 @@ from ..rules import (  # noqa: F401
 KERNEL_OPTIONS = {"parallel": True, "cache": True, "nogil": True}
 
 _BLOCKS_PER_CALL = 8 * numba.config.NUMBA_NUM_THREADS  # fixed for the process: Numba reads it once at import
+
+
+# Stands in for the indices array when a kernel is asked not to store indices.
+NO_INDICES = np.zeros((1, 1, 1, 1, 1), np.int64)
+
+_TO_CHANNELS_LAST = (0, 2, 3, 4, 1)
+
+
+def in_kernel_layout(follow, *canonical):
+    """(channels_last, views): the (N, C, D, H, W) views of the contract as the CPU kernels take them.
+
+    When ``follow`` keeps its channels innermost in memory, the channels-last
+    kernels run, on (N, D, H, W, C) transposes that vectorise over the
+    channels; otherwise the channels-first kernels, on the views as given.
+    None stays None.
+    """
+    last = channels_innermost(follow)
+    if not last:
+        return False, canonical
+    return True, tuple(None if view is None else view.transpose(_TO_CHANNELS_LAST) for view in canonical)
 
 
 def row_blocks(rows: int) -> int:

@@ -3,28 +3,24 @@
 Each bins array has shape (2, out_length): row 0 the starts, row 1 the stops.
 """
 
+import numpy as np
 from numba import njit, prange
 
-from ._common import KERNEL_OPTIONS, flat_plane_index, replaces_maximum, unravel_row
+from ..rules import box_maximum
+from ._common import KERNEL_OPTIONS, NO_INDICES, unravel_row
 
 
 @njit(**KERNEL_OPTIONS)
-def adaptive_max_forward(x, d_bins, h_bins, w_bins, out, indices, store_indices):
+def _max_forward(x, d_bins, h_bins, w_bins, out, indices, store_indices):
     """Each bin's maximum and its flat plane index, by PyTorch's rule (``replaces_maximum``: first on ties, last NaN)."""
-    batch, channels, depth, height, width = x.shape
+    batch, channels = x.shape[0], x.shape[1]
     out_depth, out_height, out_width = out.shape[2], out.shape[3], out.shape[4]
     for row in prange(batch * channels * out_depth * out_height):
         n, c, od, oh = unravel_row(row, channels, out_depth, out_height)
         for ow in range(out_width):
-            best = x[n, c, 0, 0, 0]
-            best_index = -1
-            for d in range(d_bins[0, od], d_bins[1, od]):
-                for h in range(h_bins[0, oh], h_bins[1, oh]):
-                    for w in range(w_bins[0, ow], w_bins[1, ow]):
-                        value = x[n, c, d, h, w]
-                        if replaces_maximum(value, best, best_index >= 0):
-                            best = value
-                            best_index = flat_plane_index(d, h, w, height, width)
+            best, best_index = box_maximum(
+                x[n, c], d_bins[0, od], d_bins[1, od], h_bins[0, oh], h_bins[1, oh], w_bins[0, ow], w_bins[1, ow]
+            )
             out[n, c, od, oh, ow] = best
             if store_indices:
                 indices[n, c, od, oh, ow] = best_index
@@ -36,7 +32,7 @@ def bin_size(bins, i):
 
 
 @njit(**KERNEL_OPTIONS)
-def adaptive_avg_forward(x, d_bins, h_bins, w_bins, out):
+def _avg_forward(x, d_bins, h_bins, w_bins, out):
     """Each bin's mean, accumulated in float64."""
     batch, channels = x.shape[0], x.shape[1]
     out_depth, out_height, out_width = out.shape[2], out.shape[3], out.shape[4]
@@ -52,7 +48,7 @@ def adaptive_avg_forward(x, d_bins, h_bins, w_bins, out):
 
 
 @njit(**KERNEL_OPTIONS)
-def adaptive_avg_backward(grad_output, d_bins, h_bins, w_bins, d_cover, h_cover, w_cover, grad_input):
+def _avg_backward(grad_output, d_bins, h_bins, w_bins, d_cover, h_cover, w_cover, grad_input):
     """Each input element gathers grad / bin size from the bins that hold it.
 
     ``*_cover`` arrays of shape (2, length) give, per input position, the
@@ -69,3 +65,34 @@ def adaptive_avg_backward(grad_output, d_bins, h_bins, w_bins, d_cover, h_cover,
                         size = bin_size(d_bins, od) * bin_size(h_bins, oh) * bin_size(w_bins, ow)
                         total += grad_output[n, c, od, oh, ow] / size
             grad_input[n, c, d, h, w] = total
+
+
+# --------------------------------------------------------------------------- the backend contract
+# Entries of ops.adaptive_pool.AvgKernels and MaxKernels: canonical (N, C, D, H, W) views of any memory;
+# ``bins`` holds per axis a (2, output length) array of bin [start, stop), ``covers`` per axis a
+# (2, input length) array of the bins [first, stop) containing each position.
+
+
+def adaptive_avg_pool_forward(x, bins, out):
+    """The mean of each bin of ``x`` into ``out``."""
+    if x.shape == out.shape:  # bins of one element: the means are x itself
+        np.add(x, 0.0, out=out)  # as the kernel's 0.0 + x: -0.0 becomes +0.0 (VGG's AdaptiveAvgPool2d((7, 7)) on 7 x 7)
+    else:
+        _avg_forward(x, *bins, out)
+
+
+def adaptive_avg_pool_backward(grad_output, bins, covers, grad_input):
+    """Each input element gathers the gradients of the bins containing it, each divided by its bin's size."""
+    if grad_output.shape == grad_input.shape:  # bins of one element: the gradient passes through
+        np.add(grad_output, 0.0, out=grad_input)  # as the kernel's 0.0 + grad
+    else:
+        _avg_backward(grad_output, *bins, *covers, grad_input)
+
+
+def adaptive_max_pool_forward(x, bins, out, indices):
+    """The maximum of each bin into ``out``, its flat plane index into ``indices`` unless that is None."""
+    store_indices = indices is not None
+    _max_forward(x, *bins, out, indices if store_indices else NO_INDICES, store_indices)
+
+
+__all__ = ["adaptive_avg_pool_backward", "adaptive_avg_pool_forward", "adaptive_max_pool_forward"]

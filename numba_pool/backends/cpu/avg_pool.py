@@ -6,10 +6,12 @@ size along that axis, counted with or without padding), so the caller passes
 ``divisor_override`` folded into the last axis). Sums are accumulated in float64.
 """
 
+import math
+
 import numpy as np
 from numba import config, njit, prange
 
-from ._common import KERNEL_OPTIONS, interior_windows, next_row, unravel_row, window_extent
+from ._common import KERNEL_OPTIONS, in_kernel_layout, row_blocks, interior_windows, next_row, unravel_row, window_extent
 
 
 @njit(inline="always", cache=True)
@@ -25,7 +27,7 @@ def _sum_interior(columns, sums, first, stop, kernel, stride, offset):
 
 
 @njit(**KERNEL_OPTIONS)
-def avg_pool_forward(x, kernel, stride, padding, scales, blocks, out):
+def _forward_channels_first(x, kernel, stride, padding, scales, blocks, out):
     """Write each window's sum over its in-input part, times its scale, to ``out``.
 
     Separable, like max pooling: the window's input rows are summed into
@@ -72,7 +74,7 @@ def avg_pool_forward(x, kernel, stride, padding, scales, blocks, out):
             n, c, od, oh = next_row(n, c, od, oh, channels, out_depth, out_height)
 
 
-def avg_pool_forward_channels_last(x, kernel, stride, padding, scales, out):
+def _forward_channels_last(x, kernel, stride, padding, scales, out):
     """``avg_pool_forward`` on (N, D, H, W, C) views, summing all channels at once.
 
     A Python wrapper: the kernel's column sums live in scratch allocated here,
@@ -191,7 +193,7 @@ def _avg_forward_channels_last(x, kernel, stride, padding, scales, columns, tota
                     target[c] = window_sum[c] * scale
 
 
-def avg_pool_backward(grad_output, covers, scales, blocks, grad_input):
+def _backward_channels_first(grad_output, covers, scales, blocks, grad_input):
     """Each input element gathers grad * scale from every window that covers it.
 
     A Python wrapper: the kernel's per-block row of combined gradients is
@@ -347,7 +349,7 @@ def _avg_backward_channels_first(grad_output, covers, scales, scratch, grad_inpu
             n, c, d, h = next_row(n, c, d, h, channels, depth, height)
 
 
-def avg_pool_backward_channels_last(grad_output, covers, scales, grad_input):
+def _backward_channels_last(grad_output, covers, scales, grad_input):
     """``avg_pool_backward`` on (N, D, H, W, C) views, gathering all channels at once.
 
     A Python wrapper: the kernel's per-window column sums live in scratch
@@ -408,3 +410,32 @@ def _avg_backward_channels_last(grad_output, covers, scales, columns, grad_input
                         for ow in range(first + 1, stop):
                             total += window_columns[ow, c]
                         target[c] = total
+
+
+# --------------------------------------------------------------------------- the backend contract
+# Entries of ops.avg_pool.Kernels: canonical (N, C, D, H, W) views in. The CPU picks its kernel here: the channels-last kernels
+# when the channels are innermost in memory (``in_kernel_layout``), the channels-first ones otherwise.
+
+
+def avg_pool_forward(x, window, scales, out):
+    """Each window's sum times its per-axis ``scales`` (whose product is 1 / divisor) into ``out``.
+
+    ``window`` is (kernel, stride, padding), three ints each.
+    """
+    last, (x, out) = in_kernel_layout(x, x, out)
+    if last:
+        _forward_channels_last(x, *window, scales, out)
+    else:
+        _forward_channels_first(x, *window, scales, row_blocks(math.prod(out.shape[:4])), out)
+
+
+def avg_pool_backward(grad_output, covers, scales, grad_input):
+    """Each input element gathers the scaled gradients of the windows ``covers`` says contain it."""
+    last, (grad_output, grad_input) = in_kernel_layout(grad_input, grad_output, grad_input)
+    if last:
+        _backward_channels_last(grad_output, covers, scales, grad_input)
+    else:
+        _backward_channels_first(grad_output, covers, scales, row_blocks(math.prod(grad_input.shape[:4])), grad_input)
+
+
+__all__ = ["avg_pool_backward", "avg_pool_forward"]

@@ -3,7 +3,7 @@
 import numpy as np
 from numba import njit, prange
 
-from ._common import KERNEL_OPTIONS
+from ._common import KERNEL_OPTIONS, in_kernel_layout
 
 # Every layout sums a plane in one order, so that results are identical whatever
 # the memory layout: element i of the plane (flat index in (D, H, W) order) goes
@@ -53,7 +53,7 @@ def lane_sums_of_row(row):
 
 
 @njit(**KERNEL_OPTIONS)
-def global_avg_forward(x, out):
+def _forward_channels_first(x, out):
     """out[n, c] = mean of plane x[n, c] (x: (N, C, D, H, W) with any strides, out: (N, C))."""
     batch, channels = x.shape[0], x.shape[1]
     scale = 1.0 / (x.shape[2] * x.shape[3] * x.shape[4])
@@ -71,7 +71,7 @@ def global_avg_forward(x, out):
 
 
 @njit(**KERNEL_OPTIONS)
-def global_avg_forward_flat(planes, out):
+def _forward_flat(planes, out):
     """out[i] = mean of planes[i]: ``global_avg_forward`` for contiguous planes seen as rows of (N * C, D * H * W)."""
     scale = 1.0 / planes.shape[1]
     for i in prange(planes.shape[0]):
@@ -80,7 +80,7 @@ def global_avg_forward_flat(planes, out):
 
 
 @njit(**KERNEL_OPTIONS)
-def global_avg_forward_channels_last(x, out):
+def _forward_channels_last(x, out):
     """``global_avg_forward`` on (N, D, H, W, C) views: one thread per image, summing all channels at once."""
     batch, depth, height, width, channels = x.shape
     scale = 1.0 / (depth * height * width)
@@ -103,7 +103,7 @@ def global_avg_forward_channels_last(x, out):
 
 
 @njit(**KERNEL_OPTIONS)
-def global_avg_backward(grad_output, grad_input):
+def _backward_channels_first(grad_output, grad_input):
     """grad_input[n, c] = grad_output[n, c] / plane size everywhere (grad_input: (N, C, D, H, W))."""
     batch, channels = grad_input.shape[0], grad_input.shape[1]
     scale = 1.0 / (grad_input.shape[2] * grad_input.shape[3] * grad_input.shape[4])
@@ -112,7 +112,7 @@ def global_avg_backward(grad_output, grad_input):
 
 
 @njit(**KERNEL_OPTIONS)
-def global_avg_backward_channels_last(grad_output, grad_input):
+def _backward_channels_last(grad_output, grad_input):
     """``global_avg_backward`` on (N, D, H, W, C) views, one output row per iteration."""
     batch, depth, height, width, channels = grad_input.shape
     scale = 1.0 / (depth * height * width)
@@ -125,3 +125,31 @@ def global_avg_backward_channels_last(grad_output, grad_input):
             target = grad_input[n, d, h, w]
             for c in range(channels):
                 target[c] = shares[c] * scale
+
+
+# --------------------------------------------------------------------------- the backend contract
+# Entries of ops.global_pool.AvgKernels: canonical (N, C, D, H, W) views in. The CPU picks its kernel here: the channels-last kernels
+# when the channels are innermost in memory (``in_kernel_layout``), the channels-first ones otherwise.
+
+
+def global_avg_pool_forward(x, out):
+    """The mean of each (n, c) plane of ``x`` into ``out``, of shape (N, C)."""
+    last, (view,) = in_kernel_layout(x, x)
+    if last:
+        _forward_channels_last(view, out)
+    elif view.flags.c_contiguous and out.flags.c_contiguous:  # whole planes are contiguous rows: sum them flat
+        _forward_flat(view.reshape(view.shape[0] * view.shape[1], -1), out.reshape(-1))
+    else:
+        _forward_channels_first(view, out)
+
+
+def global_avg_pool_backward(grad_output, grad_input):
+    """Each element of a plane of ``grad_input`` gets its share of the plane's gradient in ``grad_output`` (N, C)."""
+    last, (grad_input,) = in_kernel_layout(grad_input, grad_input)
+    if last:
+        _backward_channels_last(grad_output, grad_input)
+    else:
+        _backward_channels_first(grad_output, grad_input)
+
+
+__all__ = ["global_avg_pool_backward", "global_avg_pool_forward"]

@@ -38,3 +38,6 @@ def index_range(indices, plane) -> tuple[int, int]:
     """
     low, high = _extremes(indices.ravel(order="K"))
     return int(low), int(high)
+
+
+__all__ = ["index_range"]

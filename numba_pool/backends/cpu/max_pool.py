@@ -5,13 +5,17 @@ rows of one plane, and channels-last ``(N, D, H, W, C)`` views, where the
 innermost loop runs over the contiguous channels and vectorises.
 """
 
+import math
+
 import numpy as np
 from numba import njit, prange
 
 from ._common import (
     KERNEL_OPTIONS,
+    NO_INDICES,
     beats_maximum,
     flat_plane_index,
+    in_kernel_layout,
     interior_windows,
     next_row,
     plane_position,
@@ -451,7 +455,7 @@ def _takes_direct_kernel(x, kernel, stride, padding, dilation):
     )
 
 
-def max_pool_forward(x, kernel, stride, padding, dilation, blocks, out, indices, store_indices):
+def _forward_channels_first(x, kernel, stride, padding, dilation, blocks, out, indices, store_indices):
     """Write each window's maximum to ``out`` (and its flat plane index to ``indices``).
 
     PyTorch's rule (``replaces_maximum``): the first maximum in window order
@@ -529,7 +533,7 @@ def _max_pool_forward_channels_last_kernel(x, kernel, stride, padding, dilation,
                     indices[n, od, oh, ow, :] = keys[current]
 
 
-def max_pool_forward_channels_last(x, kernel, stride, padding, dilation, out, indices, store_indices):
+def _forward_channels_last(x, kernel, stride, padding, dilation, out, indices, store_indices):
     """``max_pool_forward`` on (N, D, H, W, C) views: all channels of a window at once, vectorised.
 
     The same rule as ``max_pool_forward``, taps in window order. Rows of outputs are split into
@@ -548,7 +552,7 @@ def max_pool_forward_channels_last(x, kernel, stride, padding, dilation, out, in
 
 
 @njit(**KERNEL_OPTIONS)
-def max_pool_backward(grad_output, indices, grad_input):
+def _routed_backward_channels_first(grad_output, indices, grad_input):
     """Route each output gradient to the input element its index names.
 
     One thread owns a whole (n, c) plane and visits its outputs in order, so
@@ -569,7 +573,7 @@ def max_pool_backward(grad_output, indices, grad_input):
 
 
 @njit(**KERNEL_OPTIONS)
-def max_pool_backward_channels_last(grad_output, indices, grad_input):
+def _routed_backward_channels_last(grad_output, indices, grad_input):
     """``max_pool_backward`` on (N, D, H, W, C) views: one thread owns a whole image n."""
     batch, depth, height, width, channels = grad_input.shape
     out_depth, out_height, out_width = grad_output.shape[1], grad_output.shape[2], grad_output.shape[3]
@@ -585,7 +589,7 @@ def max_pool_backward_channels_last(grad_output, indices, grad_input):
 
 
 @njit(**KERNEL_OPTIONS)
-def max_pool_backward_flat(grad_output, indices, grad_input):
+def _routed_backward_flat(grad_output, indices, grad_input):
     """``max_pool_backward`` for contiguous memory seen as (images, positions, channels).
 
     Channels-first memory is (N * C, positions, 1), channels-last (N, positions, C).
@@ -600,3 +604,51 @@ def max_pool_backward_flat(grad_output, indices, grad_input):
         for position in range(grad.shape[0]):
             for c in range(grad.shape[1]):
                 target[where[position, c], c] += grad[position, c]
+
+
+# --------------------------------------------------------------------------- the backend contract
+# Entries of ops.max_pool.Kernels, ops.global_pool.MaxKernels and contract.RoutedKernels: canonical (N, C, D, H, W) views in. The CPU picks its kernel here: the channels-last kernels
+# when the channels are innermost in memory (``in_kernel_layout``), the channels-first ones otherwise.
+
+
+def max_pool_forward(x, window, out, indices):
+    """Each window's maximum into ``out``, its flat plane index into ``indices`` unless that is None.
+
+    ``window`` is (kernel, stride, padding, dilation), three ints each.
+    """
+    store_indices = indices is not None
+    last, (x, out, indices) = in_kernel_layout(x, x, out, indices)
+    indices = indices if store_indices else NO_INDICES
+    if last:
+        _forward_channels_last(x, *window, out, indices, store_indices)
+    else:
+        blocks = row_blocks(math.prod(out.shape[:4]))
+        _forward_channels_first(x, *window, blocks, out, indices, store_indices)
+
+
+def global_max_pool_forward(x, out, indices):
+    """Max pooling with one window covering each whole plane; ``out`` and ``indices`` are (N, C, 1, 1, 1)."""
+    plane = tuple(x.shape[2:])
+    max_pool_forward(x, (plane, plane, (0, 0, 0), (1, 1, 1)), out, indices)
+
+
+def routed_backward(grad_output, indices, grad_input):
+    """Each output gradient added to the input element its index names, in output order (deterministic)."""
+    indices = indices.astype(np.int64, copy=False)
+    last, views = in_kernel_layout(grad_input, grad_output, indices, grad_input)
+    if all(view.flags.c_contiguous for view in views):  # plain memory: the kernel without index divisions
+        _routed_backward_flat(*(_images_positions_channels(view, last) for view in views))
+    elif last:
+        _routed_backward_channels_last(*views)
+    else:
+        _routed_backward_channels_first(*views)
+
+
+def _images_positions_channels(view: np.ndarray, channels_last_memory: bool) -> np.ndarray:
+    """A contiguous kernel view as (images, positions, channels), without a copy."""
+    if channels_last_memory:  # (N, D, H, W, C)
+        return view.reshape(view.shape[0], math.prod(view.shape[1:-1]), view.shape[-1])
+    return view.reshape(view.shape[0] * view.shape[1], math.prod(view.shape[2:]), 1)
+
+
+__all__ = ["global_max_pool_forward", "max_pool_forward", "routed_backward"]

@@ -21,6 +21,8 @@ from ..rules import (  # noqa: F401  (weight_scale and window_output: the rules 
     window_statistics,
 )
 from ._common import (
+    NO_INDICES,
+    in_kernel_layout,
     KERNEL_OPTIONS,
     flat_plane_index,
     interior_windows,
@@ -273,7 +275,7 @@ def _stochastic_pool_forward_kernel(x, kernel, stride, padding, draws, training,
             n, c, od, oh = next_row(n, c, od, oh, channels, out_depth, out_height)
 
 
-def stochastic_pool_forward(x, kernel, stride, padding, draws, training, out, indices, store_indices):
+def _forward_channels_first(x, kernel, stride, padding, draws, training, out, indices, store_indices):
     """Training: the picked element (and its flat index); inference: the expected value.
 
     ``draws`` is (seed, origin, shape): the random number of an output comes from its position in a
@@ -330,7 +332,7 @@ def _stochastic_pool_forward_channels_last_kernel(x, kernel, stride, padding, dr
                     )
 
 
-def stochastic_pool_forward_channels_last(x, kernel, stride, padding, draws, training, blocks, out, indices, store_indices):
+def _forward_channels_last(x, kernel, stride, padding, draws, training, blocks, out, indices, store_indices):
     """``stochastic_pool_forward`` on (N, D, H, W, C) views, the channels of a window as lanes.
 
     The same arithmetic in the same order as ``window_output``, so the same
@@ -338,7 +340,7 @@ def stochastic_pool_forward_channels_last(x, kernel, stride, padding, draws, tra
     """
     if _taps_in_input(kernel, x.shape[1:4]) > LARGEST_LANE_WINDOW:  # window by window, in the channels-first kernel
         to_channels_first = (0, 4, 1, 2, 3)
-        stochastic_pool_forward(
+        _forward_channels_first(
             x.transpose(to_channels_first), kernel, stride, padding, draws, training, out.transpose(to_channels_first),
             indices.transpose(to_channels_first), store_indices,
         )
@@ -350,7 +352,7 @@ def stochastic_pool_forward_channels_last(x, kernel, stride, padding, draws, tra
 
 
 @njit(**KERNEL_OPTIONS)
-def stochastic_pool_inference_backward(x, grad_output, kernel, stride, padding, grad_input):
+def _inference_backward(x, grad_output, kernel, stride, padding, grad_input):
     """Exact gradient of the inference output sum(w * a) / sum(w), w = max(a, 0) (see ``inference_gradient``).
 
     One thread owns a plane and visits its windows in order (deterministic).
@@ -377,3 +379,30 @@ def stochastic_pool_inference_backward(x, grad_output, kernel, stride, padding, 
                             for w in range(w_first, w_stop):
                                 value = np.float64(plane[d, h, w])
                                 target[d, h, w] += inference_gradient(grad, value, weight_sum, square_sum, count, scale)
+
+
+# --------------------------------------------------------------------------- the backend contract
+# Entries of ops.stochastic_pool.Kernels: canonical (N, C, D, H, W) views in. The CPU picks its kernel here: the channels-last kernels
+# when the channels are innermost in memory (``in_kernel_layout``), the channels-first ones otherwise.
+
+
+def stochastic_pool_forward(x, window, draws, training, out, indices):
+    """Training: each window's sampled element (its flat plane index into ``indices`` unless None);
+    inference: each window's expected value. ``window`` is (kernel, stride, padding); ``draws`` is
+    (seed, origin of these outputs in the whole output, the whole output's canonical shape)."""
+    store_indices = indices is not None
+    last, (x, out, indices) = in_kernel_layout(x, x, out, indices)
+    indices = indices if store_indices else NO_INDICES
+    if last:
+        blocks = row_blocks(out.shape[0] * out.shape[1] * out.shape[2])
+        _forward_channels_last(x, *window, draws, training, blocks, out, indices, store_indices)
+    else:
+        _forward_channels_first(x, *window, draws, training, out, indices, store_indices)
+
+
+def stochastic_pool_inference_backward(x, grad_output, window, grad_input):
+    """The exact gradient of the inference output, on canonical views of any memory."""
+    _inference_backward(x, grad_output, *window, grad_input)
+
+
+__all__ = ["stochastic_pool_forward", "stochastic_pool_inference_backward"]

@@ -1,39 +1,21 @@
-"""CUDA kernels (numba-cuda): ``@cuda.jit``, one thread per output element, backward passes as gathers.
+"""The CUDA backend (numba-cuda): ``@cuda.jit`` kernels, one thread per output element, backward passes as gathers.
 
 Imported only when a call receives a CUDA array, so CPU-only users never
-import numba.cuda. The launchers have the names and signatures of the CPU
-kernels in :mod:`numba_pool.backends.cpu`; they take ``DeviceView`` objects (see
-``_arrays``) and launch on the stream of the input array.
+import numba.cuda. Each kernel module lists its entries of the backend
+contract (:mod:`numba_pool.backends.contract`) in ``__all__``, with the names
+and parameters of the CPU's; this package gathers them. They take
+``DeviceView`` objects (see ``_arrays``) and launch on the stream of the input
+array.
 """
 
 from ..._spec import check_elements_distinct
+from ..contract import gather_entries
 from ._arrays import DeviceView, as_view, export, overlaps
 from ._arrays import empty as _empty
-from ._routing import index_range, max_unpool
-from .adaptive_pool import adaptive_avg_backward, adaptive_avg_forward, adaptive_max_forward
-from .avg_pool import (
-    avg_pool_backward,
-    avg_pool_backward_channels_last,
-    avg_pool_forward,
-    avg_pool_forward_channels_last,
-)
-from .global_pool import (
-    global_avg_backward,
-    global_avg_backward_channels_last,
-    global_avg_forward,
-    global_avg_forward_channels_last,
-)
-from .max_pool import (
-    max_pool_backward,
-    max_pool_backward_channels_last,
-    max_pool_forward,
-    max_pool_forward_channels_last,
-)
-from .stochastic_pool import (
-    stochastic_pool_forward,
-    stochastic_pool_forward_channels_last,
-    stochastic_pool_inference_backward,
-)
+
+_ENTRIES = gather_entries(__name__, __path__)
+globals().update(_ENTRIES)
+ENTRIES = tuple(sorted(_ENTRIES))
 
 
 def asarray(array, name: str, op: str) -> DeviceView:
@@ -62,34 +44,4 @@ def check_out(out, shape, dtype, op: str, source: DeviceView, source_name: str =
     return view
 
 
-def as_int64(indices: DeviceView) -> DeviceView:
-    return indices  # kernels compile for the index dtype they get; no conversion pass on the device
-
-
-__all__ = [
-    "adaptive_avg_backward",
-    "adaptive_avg_forward",
-    "adaptive_max_forward",
-    "as_int64",
-    "asarray",
-    "avg_pool_backward",
-    "avg_pool_backward_channels_last",
-    "avg_pool_forward",
-    "avg_pool_forward_channels_last",
-    "check_out",
-    "empty",
-    "export",
-    "global_avg_backward",
-    "global_avg_backward_channels_last",
-    "global_avg_forward",
-    "global_avg_forward_channels_last",
-    "index_range",
-    "max_pool_backward",
-    "max_pool_backward_channels_last",
-    "max_pool_forward",
-    "max_pool_forward_channels_last",
-    "max_unpool",
-    "stochastic_pool_forward",
-    "stochastic_pool_forward_channels_last",
-    "stochastic_pool_inference_backward",
-]
+__all__ = ["asarray", "check_out", "empty", "export", *ENTRIES]

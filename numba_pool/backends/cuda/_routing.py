@@ -132,3 +132,6 @@ def index_range(indices, plane):
     """(lowest, highest) value of a canonical index view (for the range check before any gather)."""
     found = summary(indices, plane)
     return found.low, found.high
+
+
+__all__ = ["index_range", "max_unpool", "routed_backward"]

@@ -3,7 +3,7 @@ the average's backward gathers over the bins covering each input element."""
 
 from numba import cuda
 
-from ..rules import flat_plane_index, replaces_maximum
+from ..rules import box_maximum
 from ._launch import arrays, channels_fastest, launch, no_indices, per_element, uploaded
 
 
@@ -11,15 +11,9 @@ from ._launch import arrays, channels_fastest, launch, no_indices, per_element, 
 def _bin_maximum(args, n, c, od, oh, ow):
     """The CPU's rule (``replaces_maximum``): first maximum on ties, the last NaN in bin order wins."""
     x, out, indices, d_bins, h_bins, w_bins, store_indices = args
-    best = x[n, c, d_bins[0, od], h_bins[0, oh], w_bins[0, ow]]
-    best_index = -1
-    for d in range(d_bins[0, od], d_bins[1, od]):
-        for h in range(h_bins[0, oh], h_bins[1, oh]):
-            for w in range(w_bins[0, ow], w_bins[1, ow]):
-                value = x[n, c, d, h, w]
-                if replaces_maximum(value, best, best_index >= 0):
-                    best = value
-                    best_index = flat_plane_index(d, h, w, x.shape[3], x.shape[4])
+    best, best_index = box_maximum(
+        x[n, c], d_bins[0, od], d_bins[1, od], h_bins[0, oh], h_bins[1, oh], w_bins[0, ow], w_bins[1, ow]
+    )
     out[n, c, od, oh, ow] = best
     if store_indices:
         indices[n, c, od, oh, ow] = best_index
@@ -32,9 +26,11 @@ def _upload(stream, *host_arrays, dtype=None):
     return tuple(uploaded(array, dtype, stream) for array in host_arrays)
 
 
-def adaptive_max_forward(x, d_bins, h_bins, w_bins, out, indices, store_indices):
+def adaptive_max_pool_forward(x, bins, out, indices):
+    """Entry of ops.adaptive_pool.MaxKernels (canonical views; per axis a (2, output length) bins array)."""
+    store_indices = indices is not None
     index_argument = arrays(indices)[0] if store_indices else no_indices()
-    bins = _upload(x.stream, d_bins, h_bins, w_bins)
+    bins = _upload(x.stream, *bins)
     launch(_max_forward, out.shape, channels_fastest(x), (*arrays(x, out), index_argument, *bins, store_indices), x.stream)
 
 
@@ -57,10 +53,10 @@ def _bin_mean(args, n, c, od, oh, ow):
 _avg_forward = per_element(_bin_mean)
 
 
-def adaptive_avg_forward(x, d_bins, h_bins, w_bins, out):
-    bins = _upload(x.stream, d_bins, h_bins, w_bins)
-    sizes = _bin_sizes(x.dtype, x.stream, d_bins, h_bins, w_bins)
-    args = (*arrays(x, out), *bins, *sizes, x.dtype.type(0))
+def adaptive_avg_pool_forward(x, bins, out):
+    """Entry of ops.adaptive_pool.AvgKernels: the mean of each bin."""
+    sizes = _bin_sizes(x.dtype, x.stream, *bins)
+    args = (*arrays(x, out), *_upload(x.stream, *bins), *sizes, x.dtype.type(0))
     launch(_avg_forward, out.shape, channels_fastest(x), args, x.stream)
 
 
@@ -78,9 +74,12 @@ def _gather_bin_shares(args, n, c, d, h, w):
 _avg_backward = per_element(_gather_bin_shares)
 
 
-def adaptive_avg_backward(grad_output, d_bins, h_bins, w_bins, d_cover, h_cover, w_cover, grad_input):
+def adaptive_avg_pool_backward(grad_output, bins, covers, grad_input):
+    """Entry of ops.adaptive_pool.AvgKernels: each input element gathers the gradients of its bins."""
     stream = grad_output.stream
-    covers = _upload(stream, d_cover, h_cover, w_cover)
-    sizes = _bin_sizes(grad_output.dtype, stream, d_bins, h_bins, w_bins)
-    args = (*arrays(grad_output, grad_input), *covers, *sizes, grad_output.dtype.type(0))
+    sizes = _bin_sizes(grad_output.dtype, stream, *bins)
+    args = (*arrays(grad_output, grad_input), *_upload(stream, *covers), *sizes, grad_output.dtype.type(0))
     launch(_avg_backward, grad_input.shape, channels_fastest(grad_input), args, stream)
+
+
+__all__ = ["adaptive_avg_pool_backward", "adaptive_avg_pool_forward", "adaptive_max_pool_forward"]

@@ -33,13 +33,10 @@ def _scales_on_device(scales, dtype):
     return tuple(on_device(scale, dtype) for scale in scales)
 
 
-def avg_pool_forward(x, kernel, stride, padding, scales, blocks, out):
-    args = (*arrays(x, out), kernel, stride, padding, *_scales_on_device(scales, x.dtype), x.dtype.type(0))
+def avg_pool_forward(x, window, scales, out):
+    """Entry of ops.avg_pool.Kernels: canonical views; ``window`` = (kernel, stride, padding)."""
+    args = (*arrays(x, out), *window, *_scales_on_device(scales, x.dtype), x.dtype.type(0))
     launch(_avg_forward, out.shape, channels_fastest(x), args, x.stream)
-
-
-def avg_pool_forward_channels_last(x, kernel, stride, padding, scales, out):
-    avg_pool_forward(x.transpose(_TO_CANONICAL), kernel, stride, padding, scales, 1, out.transpose(_TO_CANONICAL))
 
 
 @cuda.jit(device=True)
@@ -57,7 +54,8 @@ def _gather_window_shares(args, n, c, d, h, w):
 _avg_backward = per_element(_gather_window_shares)
 
 
-def avg_pool_backward(grad_output, covers, scales, blocks, grad_input):
+def avg_pool_backward(grad_output, covers, scales, grad_input):
+    """Entry of ops.avg_pool.Kernels: each input element gathers the scaled gradients of its covering windows."""
     stream = grad_output.stream
     device_covers = tuple(on_device(cover) for cover in covers)
     device_scales = _scales_on_device(scales, grad_output.dtype)
@@ -65,5 +63,4 @@ def avg_pool_backward(grad_output, covers, scales, blocks, grad_input):
     launch(_avg_backward, grad_input.shape, channels_fastest(grad_input), args, stream)
 
 
-def avg_pool_backward_channels_last(grad_output, covers, scales, grad_input):
-    avg_pool_backward(grad_output.transpose(_TO_CANONICAL), covers, scales, 1, grad_input.transpose(_TO_CANONICAL))
+__all__ = ["avg_pool_backward", "avg_pool_forward"]

@@ -133,8 +133,8 @@ def _scale(dtype, view) -> np.generic:
     return dtype.type(1.0 / (view.shape[2] * view.shape[3] * view.shape[4]))
 
 
-def global_avg_forward(x, out):
-    """x: canonical (N, C, D, H, W) view; out: (N, C)."""
+def global_avg_pool_forward(x, out):
+    """Entry of ops.global_pool.AvgKernels. x: canonical (N, C, D, H, W) view; out: (N, C)."""
     scale = _scale(x.dtype, x)
     if channels_fastest(x):
         batch, channels = x.shape[0], x.shape[1]
@@ -142,10 +142,6 @@ def global_avg_forward(x, out):
     elif x.size:
         planes = x.shape[0] * x.shape[1]
         _block_means(x.dtype)[min(planes, 65535 * 16), _BLOCK, x.stream](*arrays(x, out), scale)
-
-
-def global_avg_forward_channels_last(x, out):
-    global_avg_forward(x.transpose(_TO_CANONICAL), out)
 
 
 @cuda.jit(device=True)
@@ -157,11 +153,10 @@ def _broadcast_share(args, n, c, d, h, w):
 _broadcast = per_element(_broadcast_share)
 
 
-def global_avg_backward(grad_output, grad_input):
-    """grad_output: (N, C); grad_input: canonical view, every element the plane's share."""
+def global_avg_pool_backward(grad_output, grad_input):
+    """Entry of ops.global_pool.AvgKernels. grad_output: (N, C); grad_input: canonical view, every element the plane's share."""
     args = (*arrays(grad_output, grad_input), _scale(grad_input.dtype, grad_input))
     launch(_broadcast, grad_input.shape, channels_fastest(grad_input), args, grad_output.stream)
 
 
-def global_avg_backward_channels_last(grad_output, grad_input):
-    global_avg_backward(grad_output, grad_input.transpose(_TO_CANONICAL))
+__all__ = ["global_avg_pool_backward", "global_avg_pool_forward"]

@@ -5,7 +5,6 @@ from numba import cuda
 from ..rules import flat_plane_index, replaces_maximum, valid_taps
 from . import global_pool
 from ._launch import arrays, channels_fastest, launch, no_indices, per_element
-from ._routing import routed_backward
 
 
 @cuda.jit(device=True)
@@ -40,29 +39,25 @@ def _window_maximum(args, n, c, od, oh, ow):
 _max_forward = per_element(_window_maximum)
 
 
-def max_pool_forward(x, kernel, stride, padding, dilation, blocks, out, indices, store_indices):
-    """Canonical (N, C, D, H, W) views in any memory order (``blocks`` is the CPU's and unused here)."""
+# --------------------------------------------------------------------------- the backend contract
+
+
+def max_pool_forward(x, window, out, indices):
+    """Entry of ops.max_pool.Kernels: canonical views of any memory; ``window`` = (kernel, stride, padding, dilation)."""
+    store_indices = indices is not None
     index_argument = arrays(indices)[0] if store_indices else no_indices()
-    whole_plane = tuple(kernel) == tuple(x.shape[2:]) and tuple(padding) == (0, 0, 0) and tuple(dilation) == (1, 1, 1)
-    if whole_plane and not channels_fastest(x):
-        # One window per plane (global max pooling): a block per plane instead of a thread per plane.
-        global_pool.plane_maxima(x, out, index_argument, store_indices)
-        return
-    args = (*arrays(x, out), index_argument, kernel, stride, padding, dilation, store_indices)
+    args = (*arrays(x, out), index_argument, *window, store_indices)
     launch(_max_forward, out.shape, channels_fastest(x), args, x.stream)
 
 
-def max_pool_forward_channels_last(x, kernel, stride, padding, dilation, out, indices, store_indices):
-    """(N, D, H, W, C) views: the same kernel on their canonical transposes, threads along the channels."""
-    to_canonical = (0, 4, 1, 2, 3)
-    indices = indices.transpose(to_canonical) if store_indices else indices
-    max_pool_forward(x.transpose(to_canonical), kernel, stride, padding, dilation, 1, out.transpose(to_canonical), indices, store_indices)
+def global_max_pool_forward(x, out, indices):
+    """Entry of ops.global_pool.MaxKernels: the maximum of each whole plane; ``out``, ``indices`` (N, C, 1, 1, 1)."""
+    if channels_fastest(x):  # threads along the channels: the sliding-window kernel, one window per plane
+        plane = tuple(x.shape[2:])
+        max_pool_forward(x, (plane, plane, (0, 0, 0), (1, 1, 1)), out, indices)
+        return
+    store_indices = indices is not None  # a block of threads per plane, reducing in shared memory
+    global_pool.plane_maxima(x, out, arrays(indices)[0] if store_indices else no_indices(), store_indices)
 
 
-def max_pool_backward(grad_output, indices, grad_input):
-    routed_backward(grad_output, indices, grad_input)
-
-
-def max_pool_backward_channels_last(grad_output, indices, grad_input):
-    to_canonical = (0, 4, 1, 2, 3)
-    routed_backward(*(view.transpose(to_canonical) for view in (grad_output, indices, grad_input)))
+__all__ = ["global_max_pool_forward", "max_pool_forward"]

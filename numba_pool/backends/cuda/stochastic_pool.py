@@ -46,17 +46,13 @@ def _stochastic_output(args, n, c, od, oh, ow):
 _stochastic_forward = per_element(_stochastic_output)
 
 
-def stochastic_pool_forward(x, kernel, stride, padding, draws, training, out, indices, store_indices):
+def stochastic_pool_forward(x, window, draws, training, out, indices):
+    """Entry of ops.stochastic_pool.Kernels: canonical views; ``window`` = (kernel, stride, padding)."""
     seed, origin, logical = draws
+    store_indices = indices is not None
     index_argument = arrays(indices)[0] if store_indices else no_indices()
-    args = (*arrays(x, out), index_argument, kernel, stride, padding, np.uint64(seed), origin, logical, training, store_indices)
+    args = (*arrays(x, out), index_argument, *window, np.uint64(seed), origin, logical, training, store_indices)
     launch(_stochastic_forward, out.shape, channels_fastest(x), args, x.stream)
-
-
-def stochastic_pool_forward_channels_last(x, kernel, stride, padding, draws, training, blocks, out, indices, store_indices):
-    indices = indices.transpose(_TO_CANONICAL) if store_indices else indices
-    x, out = x.transpose(_TO_CANONICAL), out.transpose(_TO_CANONICAL)
-    stochastic_pool_forward(x, kernel, stride, padding, draws, training, out, indices, store_indices)
 
 
 @cuda.jit(device=True)
@@ -86,9 +82,14 @@ def _window_covers(lengths, counts, kernel, stride, padding):
     return covers
 
 
-def stochastic_pool_inference_backward(x, grad_output, kernel, stride, padding, grad_input):
+def stochastic_pool_inference_backward(x, grad_output, window, grad_input):
+    """Entry of ops.stochastic_pool.Kernels: the exact gradient of the inference output."""
+    kernel, stride, padding = window
     stream = x.stream
     covers = _window_covers(x.shape[2:], grad_output.shape[2:], kernel, stride, padding)
     device_covers = tuple(uploaded(cover, stream=stream) for cover in covers)
     args = (*arrays(x, grad_output, grad_input), kernel, stride, padding, *device_covers)
     launch(_inference_backward, grad_input.shape, channels_fastest(grad_input), args, stream)
+
+
+__all__ = ["stochastic_pool_forward", "stochastic_pool_inference_backward"]
