@@ -124,6 +124,12 @@ numpy.ndarray
     Gradient with respect to the input.
 
 {docs.RAISES_DOC}
+
+Examples
+--------
+>>> import numpy as np, numba_pool
+>>> numba_pool.adaptive_avg_pool1d_backward(np.array([[[2.0, 4.0]]]), (1, 1, 4))
+array([[[1., 1., 2., 2.]]])
 """
 
 

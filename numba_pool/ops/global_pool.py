@@ -176,7 +176,22 @@ TypeError
     For a non-float gradient (or non-integer indices).
 ValueError
     For shapes that do not match input_shape.
+
+Examples
+--------
+>>> import numpy as np, numba_pool
+>>> x = np.array([[[1.0, 4.0, 2.0, 3.0]]])
+{_BACKWARD_EXAMPLES[kind]}
 """
+
+
+_BACKWARD_EXAMPLES = {
+    "avg": """>>> numba_pool.global_avg_pool1d_backward(np.array([[2.0]]), x.shape)
+array([[[0.5, 0.5, 0.5, 0.5]]])""",
+    "max": """>>> y, idx = numba_pool.global_max_pool1d(x, return_indices=True)
+>>> numba_pool.global_max_pool1d_backward(np.ones_like(y), idx, x.shape)
+array([[[0., 1., 0., 0.]]])""",
+}
 
 
 def avg_forward_doc(dims: int) -> str:
