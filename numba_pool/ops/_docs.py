@@ -31,3 +31,15 @@ TypeError
     For a non-array input, an unsupported dtype or a non-integer size.
 ValueError
     For a wrong number of dims, sizes out of range, or an empty output."""
+
+# The end of the Parameters of a forward that can return indices, its Returns and Raises.
+OUT_AND_RETURNS_WITH_INDICES_DOC = f"""{LAYOUT_DOC}
+out : numpy.ndarray, optional
+    Preallocated output of the right shape and dtype.
+
+Returns
+-------
+numpy.ndarray or tuple of numpy.ndarray
+    The pooled array, and the indices when ``return_indices``.
+
+{RAISES_DOC}"""

@@ -71,16 +71,7 @@ ceil_mode : bool, default False
 return_indices : bool, default False
     Also return the argmax of each window as int64, flat within its
     (n, c) plane ({docs.FLAT_INDEX[dims]}), for ``max_pool{dims}d_backward``.
-{docs.LAYOUT_DOC}
-out : numpy.ndarray, optional
-    Preallocated output of the right shape and dtype.
-
-Returns
--------
-numpy.ndarray or tuple of numpy.ndarray
-    The pooled array, and the indices when ``return_indices``.
-
-{docs.RAISES_DOC}
+{docs.OUT_AND_RETURNS_WITH_INDICES_DOC}
 
 Examples
 --------

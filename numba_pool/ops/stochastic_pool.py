@@ -124,16 +124,7 @@ seed : int, numpy.random.Generator or None
 return_indices : bool, default False
     Also return the picked elements' flat plane indices (training only), for
     ``stochastic_pool{dims}d_backward``.
-{docs.LAYOUT_DOC}
-out : numpy.ndarray, optional
-    Preallocated output of the right shape and dtype.
-
-Returns
--------
-numpy.ndarray or tuple of numpy.ndarray
-    The pooled array, and the indices when ``return_indices``.
-
-{docs.RAISES_DOC}
+{docs.OUT_AND_RETURNS_WITH_INDICES_DOC}
 
 Examples
 --------
