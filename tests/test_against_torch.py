@@ -5,6 +5,7 @@ import pytest
 
 import numba_pool
 from cases import random_case, random_values
+from helpers import op
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -24,7 +25,7 @@ def test_max_pool_matches_torch(dims, seed):
     x_torch = torch_layout(case, x).requires_grad_(True)
     torch_pool = getattr(F, f"max_pool{dims}d")
     y_torch, indices_torch = torch_pool(x_torch, case.kernel, case.stride, case.padding, case.dilation, case.ceil_mode, True)
-    y, indices = getattr(numba_pool, f"max_pool{dims}d")(
+    y, indices = op("max_pool", dims)(
         case.to_user(x), case.kernel, case.stride, case.padding, case.dilation, case.ceil_mode, True,
         channels_last=case.channels_last,
     )
@@ -34,7 +35,7 @@ def test_max_pool_matches_torch(dims, seed):
     if case.batch:
         grad = rng.standard_normal(y_torch.shape).astype(case.dtype)
         y_torch.backward(torch.from_numpy(grad))
-        grad_input = getattr(numba_pool, f"max_pool{dims}d_backward")(
+        grad_input = op("max_pool", dims, "backward")(
             case.to_user(grad), indices, case.user_shape(case.spatial), channels_last=case.channels_last
         )
         np.testing.assert_allclose(case.from_user(grad_input), x_torch.grad.numpy(), rtol=1e-5, atol=1e-6)
@@ -56,13 +57,13 @@ def test_avg_pool_matches_torch(dims, seed):
         x_torch, case.kernel, case.stride, case.padding, case.ceil_mode, case.count_include_pad, **extra
     )
     arguments = (case.kernel, case.stride, case.padding, case.ceil_mode, case.count_include_pad, case.divisor_override)
-    y = getattr(numba_pool, f"avg_pool{dims}d")(case.to_user(x), *arguments, channels_last=case.channels_last)
+    y = op("avg_pool", dims)(case.to_user(x), *arguments, channels_last=case.channels_last)
     np.testing.assert_allclose(case.from_user(y), y_torch.detach().numpy(), rtol=1e-5, atol=1e-6)
 
     if case.batch:
         grad = rng.standard_normal(y_torch.shape).astype(case.dtype)
         y_torch.backward(torch.from_numpy(grad))
-        grad_input = getattr(numba_pool, f"avg_pool{dims}d_backward")(
+        grad_input = op("avg_pool", dims, "backward")(
             case.to_user(grad), case.user_shape(case.spatial), *arguments, channels_last=case.channels_last
         )
         np.testing.assert_allclose(case.from_user(grad_input), x_torch.grad.numpy(), rtol=1e-5, atol=1e-6)

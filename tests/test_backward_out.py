@@ -15,16 +15,13 @@ import pytest
 
 import numba_pool as nb
 from cases import strided_view
+from helpers import assert_matches, op
 
 BACKWARDS = (
     "max", "avg", "stochastic", "stochastic_inference", "global_avg", "global_max", "adaptive_avg", "adaptive_max"
 )
 # How ``out`` is laid out in memory: the views of cases.py, plus the other memory format.
 OUT_VIEWS = ("contiguous", "step", "reversed", "fortran", "other_format")
-
-
-def _function(name: str, dims: int, suffix: str = "_backward"):
-    return getattr(nb, name.format(d=dims) + suffix)
 
 
 def backward_call(kind: str, dims: int, channels_last: bool, batched: bool, dtype=np.float32):
@@ -41,27 +38,27 @@ def backward_call(kind: str, dims: int, channels_last: bool, batched: bool, dtyp
 
     if kind in ("max", "stochastic", "adaptive_max", "global_max"):
         if kind == "max":
-            y, indices = getattr(nb, f"max_pool{dims}d")(x, 3, 2, 1, return_indices=True, **layout)
+            y, indices = op("max_pool", dims)(x, 3, 2, 1, return_indices=True, **layout)
         elif kind == "stochastic":
-            y, indices = getattr(nb, f"stochastic_pool{dims}d")(x, 2, seed=0, return_indices=True, **layout)
+            y, indices = op("stochastic_pool", dims)(x, 2, seed=0, return_indices=True, **layout)
         elif kind == "adaptive_max":
-            y, indices = getattr(nb, f"adaptive_max_pool{dims}d")(x, 3, True, **layout)
+            y, indices = op("adaptive_max_pool", dims)(x, 3, True, **layout)
         else:
-            y, indices = getattr(nb, f"global_max_pool{dims}d")(x, return_indices=True, **layout)
-        backward = _function(f"{kind}_pool{{d}}d", dims)
+            y, indices = op("global_max_pool", dims)(x, return_indices=True, **layout)
+        backward = op(f"{kind}_pool", dims, "backward")
         g = gradient_like(y)
         return (lambda **options: backward(g, indices, x.shape, **layout, **options)), x.shape
     if kind == "avg":
-        g = gradient_like(getattr(nb, f"avg_pool{dims}d")(x, 3, 2, 1, **layout))
-        backward = _function("avg_pool{d}d", dims)
+        g = gradient_like(op("avg_pool", dims)(x, 3, 2, 1, **layout))
+        backward = op("avg_pool", dims, "backward")
         return (lambda **options: backward(g, x.shape, 3, 2, 1, **layout, **options)), x.shape
     if kind == "stochastic_inference":
-        g = gradient_like(getattr(nb, f"stochastic_pool{dims}d")(x, 2, training=False, **layout))
-        backward = _function("stochastic_pool{d}d", dims, "_inference_backward")
+        g = gradient_like(op("stochastic_pool", dims)(x, 2, training=False, **layout))
+        backward = op("stochastic_pool", dims, "inference_backward")
         return (lambda **options: backward(g, x, 2, **layout, **options)), x.shape
     size = () if kind == "global_avg" else (3,)  # adaptive average pooling to 3 bins per axis
-    g = gradient_like(getattr(nb, f"{kind}_pool{dims}d")(x, *size, **layout))
-    backward = _function(f"{kind}_pool{{d}}d", dims)
+    g = gradient_like(op(f"{kind}_pool", dims)(x, *size, **layout))
+    backward = op(f"{kind}_pool", dims, "backward")
     return (lambda **options: backward(g, x.shape, **layout, **options)), x.shape
 
 
@@ -263,7 +260,7 @@ def test_backward_out_on_the_device():
     for name, (call, expected) in calls.items():
         out = cuda.to_device(np.full(x.shape, np.nan, np.float32))
         assert call(out=out) is out, name
-        np.testing.assert_allclose(out.copy_to_host(), expected, rtol=1e-6, atol=1e-6, err_msg=name)
+        assert_matches(out.copy_to_host(), expected, err_msg=name)
     with pytest.raises(ValueError, match="stochastic_pool2d_inference_backward: out must not share memory with x"):
         nb.stochastic_pool2d_inference_backward(device_g, device_x, 2, out=device_x)
     with pytest.raises(TypeError, match="out must have dtype float32 \\(the dtype of grad_output\\)"):

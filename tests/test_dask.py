@@ -14,6 +14,7 @@ da = pytest.importorskip("dask.array", reason="the dask adapter needs dask (pip 
 import numba_pool as nb  # noqa: E402
 from numba_pool.dask import pyramid  # noqa: E402
 from cases import random_case, random_values  # noqa: E402
+from helpers import op  # noqa: E402
 
 
 def random_chunks(rng, shape):
@@ -56,15 +57,15 @@ def test_sliding_window_forwards_equal_numpy_for_any_chunks(dims, seed):
     x = np.ascontiguousarray(user_array(rng, case))
     window = dict(kernel_size=case.kernel, stride=case.stride, padding=case.padding, ceil_mode=case.ceil_mode,
                   channels_last=case.channels_last)
-    maximum = getattr(nb, f"max_pool{dims}d")
+    maximum = op("max_pool", dims)
     assert_lazy_equal(maximum(lazy(rng, x), dilation=case.dilation, return_indices=True, **window),
                       maximum(x, dilation=case.dilation, return_indices=True, **window))
     if case.dilation == (1,) * dims:
-        average = getattr(nb, f"avg_pool{dims}d")
+        average = op("avg_pool", dims)
         options = dict(window, count_include_pad=case.count_include_pad, divisor_override=case.divisor_override)
         x_float = x.astype(np.float64) if x.dtype.kind != "f" else x
         assert_lazy_equal(average(lazy(rng, x_float), **options), average(x_float, **options))
-        stochastic = getattr(nb, f"stochastic_pool{dims}d")
+        stochastic = op("stochastic_pool", dims)
         assert_lazy_equal(stochastic(lazy(rng, x_float), seed=seed, return_indices=True, **window),
                           stochastic(x_float, seed=seed, return_indices=True, **window))
         assert_lazy_equal(stochastic(lazy(rng, x_float), training=False, **window), stochastic(x_float, training=False, **window))
@@ -78,13 +79,13 @@ def test_backward_passes_equal_numpy(dims, seed):
     x = np.ascontiguousarray(user_array(rng, case, special=False))
     options = dict(channels_last=case.channels_last)
     window = dict(kernel_size=case.kernel, stride=case.stride, padding=case.padding, ceil_mode=case.ceil_mode)
-    y, indices = getattr(nb, f"max_pool{dims}d")(x, return_indices=True, **window, **options)
+    y, indices = op("max_pool", dims)(x, return_indices=True, **window, **options)
     grad = random_values(rng, y.shape, x.dtype, special=False)
-    backward = getattr(nb, f"max_pool{dims}d_backward")
+    backward = op("max_pool", dims, "backward")
     assert_lazy_equal(backward(lazy(rng, grad), lazy(rng, indices), x.shape, **options), backward(grad, indices, x.shape, **options))
-    average = getattr(nb, f"avg_pool{dims}d_backward")
+    average = op("avg_pool", dims, "backward")
     assert_lazy_equal(average(lazy(rng, grad), x.shape, **window, **options), average(grad, x.shape, **window, **options))
-    inference = getattr(nb, f"stochastic_pool{dims}d_inference_backward")
+    inference = op("stochastic_pool", dims, "inference_backward")
     assert_lazy_equal(inference(lazy(rng, grad), lazy(rng, x), **window, **options), inference(grad, x, **window, **options))
 
 
@@ -95,20 +96,20 @@ def test_global_adaptive_and_unpool_equal_numpy(dims):
     x = np.ascontiguousarray(user_array(rng, case, special=False))
     options = dict(channels_last=case.channels_last)
     for keepdims in (False, True):
-        mean = getattr(nb, f"global_avg_pool{dims}d")
+        mean = op("global_avg_pool", dims)
         assert_lazy_equal(mean(lazy(rng, x), keepdims, **options), mean(x, keepdims, **options))
-        maximum = getattr(nb, f"global_max_pool{dims}d")
+        maximum = op("global_max_pool", dims)
         assert_lazy_equal(maximum(lazy(rng, x), keepdims, True, **options), maximum(x, keepdims, True, **options))
     size = tuple(int(n) for n in rng.integers(1, 5, dims))
     for kind in ("avg", "max"):
-        adaptive = getattr(nb, f"adaptive_{kind}_pool{dims}d")
+        adaptive = op(f"adaptive_{kind}_pool", dims)
         assert_lazy_equal(adaptive(lazy(rng, x), size, **options), adaptive(x, size, **options))
-    pooled = getattr(nb, f"adaptive_avg_pool{dims}d")(x, size, **options)
-    backward = getattr(nb, f"adaptive_avg_pool{dims}d_backward")
+    pooled = op("adaptive_avg_pool", dims)(x, size, **options)
+    backward = op("adaptive_avg_pool", dims, "backward")
     assert_lazy_equal(backward(lazy(rng, pooled), x.shape, **options), backward(pooled, x.shape, **options))
     kernel = tuple(min(k, n) for k, n in zip(case.kernel, case.spatial))
-    values, indices = getattr(nb, f"max_pool{dims}d")(x, kernel, return_indices=True, **options)
-    unpool = getattr(nb, f"max_unpool{dims}d")
+    values, indices = op("max_pool", dims)(x, kernel, return_indices=True, **options)
+    unpool = op("max_unpool", dims)
     assert_lazy_equal(unpool(lazy(rng, values), lazy(rng, indices), kernel, output_size=case.spatial, **options),
                       unpool(values, indices, kernel, output_size=case.spatial, **options))
 
@@ -139,15 +140,15 @@ def test_arrays_passed_by_keyword_stay_lazy():
     assert_lazy_equal(inference(grad_output=grad, x=lazy_x, kernel_size=2), inference(grad, x, 2))
 
 
-@pytest.mark.parametrize("op", ["max_pool2d", "avg_pool2d_backward", "global_max_pool2d"])
-def test_unknown_chunk_sizes_are_refused_with_the_fix(op):
+@pytest.mark.parametrize("name", ["max_pool2d", "avg_pool2d_backward", "global_max_pool2d"])
+def test_unknown_chunk_sizes_are_refused_with_the_fix(name):
     x = da.from_array(np.ones((4, 2, 8, 8)), chunks=(2, 1, 4, 4))
     unknown = x[x[:, 0, 0, 0] > 0]  # boolean indexing: the batch chunk sizes are unknown (NaN)
-    arguments = {"max_pool2d": (2,), "avg_pool2d_backward": ((4, 2, 16, 16), 2), "global_max_pool2d": ()}[op]
-    with pytest.raises(ValueError, match=rf"^{op}: .* unknown chunk sizes .*compute_chunk_sizes\(\)"):
-        getattr(nb, op)(unknown, *arguments)
+    arguments = {"max_pool2d": (2,), "avg_pool2d_backward": ((4, 2, 16, 16), 2), "global_max_pool2d": ()}[name]
+    with pytest.raises(ValueError, match=rf"^{name}: .* unknown chunk sizes .*compute_chunk_sizes\(\)"):
+        getattr(nb, name)(unknown, *arguments)
     known = unknown.compute_chunk_sizes()
-    assert isinstance(getattr(nb, op)(known, *arguments), da.Array)
+    assert isinstance(getattr(nb, name)(known, *arguments), da.Array)
 
 
 def test_a_generator_seed_is_drawn_once_for_all_blocks_and_not_by_a_refused_call():
@@ -202,7 +203,7 @@ def test_workqueue_threading_layer_in_threaded_workers():
     """Numba's workqueue layer aborts on concurrent parallel kernels; dask's threads must not trigger that."""
     code = """
 import numba, numpy as np, dask, dask.array as da, numba_pool as nb
-nb._threading.SERIAL_BELOW = 0  # the blocks are small: launch the thread pool all the same
+nb.backends.cpu._threading.SERIAL_BELOW = 0  # the blocks are small: launch the thread pool all the same
 x = np.random.default_rng(0).random((8, 8, 64, 64))
 lazy = da.from_array(x, chunks=(1, 2, 32, 32))
 with dask.config.set(scheduler="threads", num_workers=4):

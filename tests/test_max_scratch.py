@@ -15,6 +15,7 @@ import numba_pool as nb
 from numba_pool import reference
 from numba_pool.backends.cpu import max_pool as cpu_max_pool
 from cases import nan_heavy_values, random_case
+from helpers import op
 
 LONG = 2**24  # float32 elements of the long test rows (64 MiB): enough to see, small for a shared machine
 
@@ -68,7 +69,7 @@ def test_compiled_kernel_allocates_no_row_sized_buffers(monkeypatch):
     """Allocations inside the compiled kernel are invisible to tracemalloc; the resident peak sees them.
     Before the fix, the global max of a 2**24-element float32 row took 192 MiB of scratch."""
     x = np.random.default_rng(1).standard_normal((1, 1, LONG)).astype(np.float32)
-    monkeypatch.setattr(nb._threading, "SERIAL_BELOW", 0)  # the parallel kernel, as the long row runs it
+    monkeypatch.setattr(nb.backends.cpu._threading, "SERIAL_BELOW", 0)  # the parallel kernel, as the long row runs it
     nb.global_max_pool1d(x[..., :100])  # compiled (or loaded) before measuring
     rise = _peak_resident_bytes_during(lambda: nb.global_max_pool1d(x, return_indices=True))
     assert rise < 32 * 2**20
@@ -87,7 +88,7 @@ def test_memory_limits_give_memory_error_not_system_error():
 
         x = np.ones((1, 1, 2**24), np.uint8)
         x[0, 0, 12345] = 7
-        nb._threading.SERIAL_BELOW = 0  # warm the parallel kernels the large calls below run
+        nb.backends.cpu._threading.SERIAL_BELOW = 0  # warm the parallel kernels the large calls below run
         nb.global_max_pool1d(x[..., :100], return_indices=True)  # threads and compiled code first
         nb.max_pool1d(x[..., :100], 3)
         with open("/proc/self/status") as status:
@@ -109,7 +110,7 @@ def test_memory_limits_give_memory_error_not_system_error():
 def _assert_matches_reference(x, kernel, stride, padding, dilation, ceil_mode):
     dims = x.ndim - 2
     expected, expected_indices = reference.max_pool(x, kernel, stride, padding, dilation, ceil_mode)
-    pool = getattr(nb, f"max_pool{dims}d")
+    pool = op("max_pool", dims)
     values, indices = pool(x, kernel, stride, padding, dilation, ceil_mode, return_indices=True)
     np.testing.assert_array_equal(values, expected)
     np.testing.assert_array_equal(indices, expected_indices)
@@ -120,7 +121,7 @@ def _assert_matches_reference(x, kernel, stride, padding, dilation, ceil_mode):
 @pytest.mark.parametrize("dims", [1, 2, 3])
 def test_small_tiles_match_reference(monkeypatch, tile_columns, dims):
     """Tiny tiles make every row cross tile borders and many windows wider than a tile (chunked)."""
-    monkeypatch.setattr(nb._threading, "SERIAL_BELOW", 0)  # serial copies do not see a changed TILE_COLUMNS
+    monkeypatch.setattr(nb.backends.cpu._threading, "SERIAL_BELOW", 0)  # serial copies do not see a changed TILE_COLUMNS
     monkeypatch.setattr(cpu_max_pool, "TILE_COLUMNS", tile_columns)
     rng = np.random.default_rng([tile_columns, dims])
     for _ in range(12):
