@@ -368,17 +368,13 @@ class WindowPlan:
     @functools.cached_property
     def covering_windows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per canonical axis, a (2, input length) array: the range of windows [first, stop) covering each position."""
-        kernel, stride, padding, dilation = self.canonical_parameters
         missing = CANONICAL_SPATIAL_DIMS - self.layout.dims
         lengths = (1,) * missing + self.input_spatial
         counts = (1,) * missing + self.output_spatial
-        covers = []
-        for length, count, k, s, p, d in zip(lengths, counts, kernel, stride, padding, dilation):
-            starts = np.arange(count) * s - p
-            cover = covering_bins(np.stack([starts, starts + d * (k - 1) + 1]), length)
+        covers = window_covers(lengths, counts, *self.canonical_parameters)
+        for cover in covers:
             cover.flags.writeable = False
-            covers.append(cover)
-        return tuple(covers)
+        return covers
 
     @functools.cached_property
     def canonical_parameters(self) -> tuple[tuple[int, int, int], ...]:
@@ -457,6 +453,15 @@ def adaptive_bins(length: int, out_length: int) -> np.ndarray:
     starts = (i * length) // out_length
     stops = -((-(i + 1) * length) // out_length)
     return np.stack([starts, stops]).astype(np.int64)
+
+
+def window_covers(lengths, counts, kernel, stride, padding, dilation=(1, 1, 1)) -> tuple[np.ndarray, ...]:
+    """Per axis, the (2, length) range of sliding windows [first, stop) that contain each position."""
+    covers = []
+    for length, count, k, s, p, d in zip(lengths, counts, kernel, stride, padding, dilation):
+        starts = np.arange(count) * s - p
+        covers.append(covering_bins(np.stack([starts, starts + d * (k - 1) + 1]), length))
+    return tuple(covers)
 
 
 def covering_bins(bins: np.ndarray, length: int) -> np.ndarray:

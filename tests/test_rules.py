@@ -388,7 +388,7 @@ def test_max_kernels_follow_replaces_maximum(layout):
         if layout == "channels_last":
             view = (0, 2, 3, 4, 1)
             x_last = np.ascontiguousarray(x.transpose(view))
-            cpu_max_pool.max_pool_forward_channels_last(x_last, kernel, stride, padding, dilation, got.transpose(view),
+            cpu_max_pool._forward_channels_last(x_last, kernel, stride, padding, dilation, got.transpose(view),
                                                         got_indices.transpose(view), True)
         elif layout == "direct":
             assert cpu_max_pool._takes_direct_kernel(x, kernel, stride, padding, dilation)

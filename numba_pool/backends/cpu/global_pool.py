@@ -1,5 +1,7 @@
 """Global average pooling on the CPU: one float64 sum per (n, c) plane, and its broadcast gradient."""
 
+import math
+
 import numpy as np
 from numba import njit, prange
 
@@ -138,7 +140,8 @@ def global_avg_pool_forward(x, out):
     if last:
         _forward_channels_last(view, out)
     elif view.flags.c_contiguous and out.flags.c_contiguous:  # whole planes are contiguous rows: sum them flat
-        _forward_flat(view.reshape(view.shape[0] * view.shape[1], -1), out.reshape(-1))
+        planes = view.shape[0] * view.shape[1]
+        _forward_flat(view.reshape(planes, math.prod(view.shape[2:])), out.reshape(planes))
     else:
         _forward_channels_first(view, out)
 

@@ -19,6 +19,7 @@ import warnings
 import numpy as np
 from numba import cuda, int64, uint32
 
+from ..._spec import channels_innermost
 from . import _arrays
 
 _THREADS_PER_BLOCK = 256
@@ -101,8 +102,9 @@ def launch(kernel, shape, channels_fastest: bool, args, stream) -> None:
 
 
 def channels_fastest(view) -> bool:
-    """Whether a canonical (N, C, D, H, W) view keeps channels closer together than the plane's last axis."""
-    return view.shape[1] > 1 and abs(view.strides[1]) < abs(view.strides[4] if view.shape[4] > 1 else view.strides[3])
+    """Whether a canonical (N, C, D, H, W) view keeps its channels innermost in memory: the CPU's rule
+    (``_spec.channels_innermost``); threads then run along the channels."""
+    return channels_innermost(view)
 
 
 def arrays(*views):

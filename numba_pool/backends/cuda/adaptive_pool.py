@@ -3,8 +3,10 @@ the average's backward gathers over the bins covering each input element."""
 
 from numba import cuda
 
-from ..rules import box_maximum
-from ._launch import arrays, channels_fastest, launch, no_indices, per_element, uploaded
+from .. import rules
+from ._launch import arrays, channels_fastest, launch, no_indices, per_element, shared_with_cpu, uploaded
+
+box_maximum = shared_with_cpu(rules.box_maximum)  # takes an array: under the simulator, its Python code
 
 
 @cuda.jit(device=True)

@@ -10,7 +10,7 @@ and pick different elements.
 import numpy as np
 from numba import cuda, float64
 
-from ..._spec import covering_bins
+from ..._spec import window_covers
 from ..._rng import output_counter
 from .. import rules
 from ..rules import window_extent
@@ -74,19 +74,11 @@ def _inference_gradient(args, n, c, d, h, w):
 _inference_backward = per_element(_inference_gradient)
 
 
-def _window_covers(lengths, counts, kernel, stride, padding):
-    covers = []
-    for length, count, k, s, p in zip(lengths, counts, kernel, stride, padding):
-        starts = np.arange(count) * s - p
-        covers.append(covering_bins(np.stack([starts, starts + k]), length))
-    return covers
-
-
 def stochastic_pool_inference_backward(x, grad_output, window, grad_input):
     """Entry of ops.stochastic_pool.Kernels: the exact gradient of the inference output."""
     kernel, stride, padding = window
     stream = x.stream
-    covers = _window_covers(x.shape[2:], grad_output.shape[2:], kernel, stride, padding)
+    covers = window_covers(x.shape[2:], grad_output.shape[2:], kernel, stride, padding)
     device_covers = tuple(uploaded(cover, stream=stream) for cover in covers)
     args = (*arrays(x, grad_output, grad_input), kernel, stride, padding, *device_covers)
     launch(_inference_backward, grad_input.shape, channels_fastest(grad_input), args, stream)
