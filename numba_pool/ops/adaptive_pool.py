@@ -274,3 +274,5 @@ MAX_SPEC = OpSpec(
     layer_class=MaxLayer,
     channels_last_output=(1, 2),
 )
+
+SPECS = (AVG_SPEC, MAX_SPEC)

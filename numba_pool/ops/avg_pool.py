@@ -254,3 +254,5 @@ SPEC = OpSpec(
     layer_class=Layer,
     channels_last_output=(1, 2),
 )
+
+SPECS = (SPEC,)

@@ -342,3 +342,5 @@ MAX_SPEC = OpSpec(
     reference=reference.global_max_pool,
     layer_class=MaxLayer,
 )
+
+SPECS = (AVG_SPEC, MAX_SPEC)

@@ -223,3 +223,5 @@ SPEC = OpSpec(
     layer_class=Layer,
     channels_last_output=(1, 2, 3),  # 1-D: as for an input that needs a gradient (PyTorch's no-grad 1-D is contiguous)
 )
+
+SPECS = (SPEC,)

@@ -400,3 +400,5 @@ SPEC = OpSpec(
     layer_class=Layer,
     channels_last_output=(1, 2, 3),  # no PyTorch counterpart: as max pooling
 )
+
+SPECS = (SPEC,)

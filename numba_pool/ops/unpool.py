@@ -136,3 +136,5 @@ SPEC = OpSpec(
     selfcheck=SelfCheck("max_unpool2d", _selfcheck),
     device_checks=_device_checks,
 )
+
+SPECS = (SPEC,)
