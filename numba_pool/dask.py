@@ -8,6 +8,10 @@ True
 >>> [level.shape for level in pyramid(x, levels=2)]
 [(1, 1, 8, 8), (1, 1, 4, 4), (1, 1, 2, 2)]
 
+About 430 lines: the two ways of splitting (windows, planes), the block
+geometry and the graph building are one algorithm; the per-op parts are
+hooks in the op modules (``OpSpec.windows``).
+
 How blocks are formed, so that every result equals the NumPy result exactly:
 
 * Sliding-window forward passes (ops whose spec says ``dask="windows"``: max,

