@@ -376,6 +376,12 @@ class WindowPlan:
             cover.flags.writeable = False
         return covers
 
+    @property
+    def canonical_output_shape(self) -> tuple[int, ...]:
+        """The (N, C, D, H, W) shape of the output."""
+        missing = (1,) * (CANONICAL_SPATIAL_DIMS - self.layout.dims)
+        return (self.batch, self.channels, *missing, *self.output_spatial)
+
     @functools.cached_property
     def canonical_parameters(self) -> tuple[tuple[int, int, int], ...]:
         """(kernel, stride, padding, dilation), each padded to 3 dims with neutral leading values."""

@@ -51,7 +51,6 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 
 from . import _spec, functional
-from .ops import _front
 from .ops.spec import Direction, OpSpec, WindowBlocks
 
 __all__ = ["call", "pyramid"]
@@ -335,7 +334,7 @@ class _WholeGeometry:
 
     def __init__(self, plan):
         self.plan = plan
-        self.output_shape = _front.canonical_output_shape(plan)
+        self.output_shape = plan.canonical_output_shape
         self.missing = _spec.CANONICAL_SPATIAL_DIMS - plan.layout.dims
 
 

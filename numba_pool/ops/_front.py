@@ -133,12 +133,6 @@ def routed_backward(op, dims, grad_output, indices, input_shape, channels_last, 
     return backend.export(grad_input)
 
 
-def canonical_output_shape(plan) -> tuple[int, ...]:
-    """The (N, C, D, H, W) shape of a plan's output."""
-    missing = (1,) * (_spec.CANONICAL_SPATIAL_DIMS - plan.layout.dims)
-    return (plan.batch, plan.channels, *missing, *plan.output_spatial)
-
-
 def global_input(backend, op, dims, x, channels_last, accepted):
     x = backend.asarray(x, "x", op)
     _spec.check_dtype(x, accepted, "x", op)

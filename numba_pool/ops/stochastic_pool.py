@@ -53,7 +53,7 @@ def stochastic_pool(
     # Last, so that a refused call does not advance a Generator. Inference draws nothing, so without a
     # seed it skips the fresh generator (tens of microseconds of OS entropy per call).
     seed = _rng.seed_from(seed, op) if training or seed is not None else np.uint64(0)
-    draws = (seed, (0,) * 5, front.canonical_output_shape(plan))
+    draws = (seed, (0,) * 5, plan.canonical_output_shape)
     return run(backend, x, plan, draws, training, return_indices, y)
 
 
