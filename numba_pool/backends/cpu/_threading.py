@@ -94,9 +94,9 @@ def _tbb_library_path() -> str | None:
 def start_threading_layer() -> str | None:
     """Launch the thread pool once (a parallel kernel on a tiny array, which a plain call would run
     serially), so that Numba fixes its layer and it can be named; returns the layer."""
-    from . import global_avg_forward_flat
+    from .global_pool import _forward_flat  # a plain parallel kernel: (planes, plane size) -> (planes,)
 
-    _call_carefully(global_avg_forward_flat.parallel_kernel, (np.zeros((1, 1)), np.zeros(1)))
+    _call_carefully(_forward_flat, (np.zeros((1, 1)), np.zeros(1)))
     return active_layer()
 
 
