@@ -43,3 +43,23 @@ numpy.ndarray or tuple of numpy.ndarray
     The pooled array, and the indices when ``return_indices``.
 
 {RAISES_DOC}"""
+
+
+def routed_backward_parameters(forward: str) -> str:
+    """The Parameters of the backward of ``forward`` (e.g. ``max_pool2d``), which routes gradients by indices."""
+    return f"""grad_output : numpy.ndarray
+    Gradient with respect to the pooled output; float32 or float64.
+indices : numpy.ndarray
+    The integer indices ``{forward}(..., return_indices=True)`` returned.
+input_shape : tuple of int
+    Shape of the forward input.
+{LAYOUT_DOC}
+{BACKWARD_OUT_DOC.format(shape="``input_shape``", read="``grad_output`` or ``indices``")}"""
+
+
+ROUTED_BACKWARD_RAISES_DOC = """Raises
+------
+TypeError
+    For a non-float gradient or non-integer indices.
+ValueError
+    For shapes that do not match or indices outside the input plane."""

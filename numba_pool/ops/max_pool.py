@@ -87,14 +87,7 @@ def backward_doc(dims: int) -> str:
 
 Parameters
 ----------
-grad_output : numpy.ndarray
-    Gradient with respect to the pooled output; float32 or float64.
-indices : numpy.ndarray
-    The integer indices ``max_pool{dims}d(..., return_indices=True)`` returned.
-input_shape : tuple of int
-    Shape of the forward input.
-{docs.LAYOUT_DOC}
-{docs.BACKWARD_OUT_DOC.format(shape="``input_shape``", read="``grad_output`` or ``indices``")}
+{docs.routed_backward_parameters(f"max_pool{dims}d")}
 
 Returns
 -------
@@ -102,12 +95,7 @@ numpy.ndarray
     Gradient with respect to the input, of shape ``input_shape``. Windows
     that share an argmax add up, in a fixed order (deterministic).
 
-Raises
-------
-TypeError
-    For a non-float gradient or non-integer indices.
-ValueError
-    For shapes that do not match or indices outside the input plane.
+{docs.ROUTED_BACKWARD_RAISES_DOC}
 
 Examples
 --------
