@@ -31,7 +31,14 @@ def test_every_public_function_is_generated_with_its_signature_and_doc(spec):
             function = getattr(numba_pool, name)
             assert function is getattr(functional, name) and name in numba_pool.__all__
             assert function.__name__ == name
-            assert inspect.signature(function) == direction.public_signature()
+            parameters = inspect.signature(function).parameters
+            assert list(parameters) == list(direction.public_signature().parameters)
+            section = function.__doc__.split("Parameters\n----------\n", 1)[1].split("\n\n", 1)[0]
+            entries = [line.split(" :")[0] for line in section.splitlines() if line and not line.startswith(" ")]
+            documented = {word.strip() for entry in entries for word in entry.split(",")}
+            assert set(parameters) <= documented, f"{name} does not document {set(parameters) - documented}"
+            with pytest.raises(TypeError, match=rf"^{name}\(\) missing"):  # Python's own check, in the public name
+                function()
             assert function.__doc__.startswith(f"{dims}-D") or f"{spec.name}{dims}d" in function.__doc__.split("\n")[0]
             assert "Parameters\n----------" in function.__doc__ and ">>> " in function.__doc__, name
 

@@ -60,5 +60,7 @@ def gather_entries(package: str, path, wrap: Callable = lambda entry: entry, ski
             continue
         module = importlib.import_module(f"{package}.{module_info.name}")
         for name in getattr(module, "__all__", ()):
+            if name in entries:
+                raise ImportError(f"{package}: two kernel modules export the entry {name!r}; rename one")
             entries[name] = wrap(getattr(module, name))
     return entries

@@ -128,8 +128,9 @@ numpy.ndarray
 Examples
 --------
 >>> import numpy as np, numba_pool
->>> numba_pool.adaptive_avg_pool1d_backward(np.array([[[2.0, 4.0]]]), (1, 1, 4))
-array([[[1., 1., 2., 2.]]])
+>>> grad = np.array([2.0, 4.0]).reshape((1, 1) + (1,) * {dims - 1} + (2,))
+>>> numba_pool.adaptive_avg_pool{dims}d_backward(grad, (1, 1) + (1,) * {dims - 1} + (4,)).ravel()
+array([1., 1., 2., 2.])
 """
 
 

@@ -185,17 +185,17 @@ ValueError
 Examples
 --------
 >>> import numpy as np, numba_pool
->>> x = np.array([[[1.0, 4.0, 2.0, 3.0]]])
-{_BACKWARD_EXAMPLES[kind]}
+>>> x = np.array([1.0, 4.0, 2.0, 3.0]).reshape((1, 1) + (1,) * {dims - 1} + (4,))
+{_BACKWARD_EXAMPLES[kind].format(dims=dims)}
 """
 
 
 _BACKWARD_EXAMPLES = {
-    "avg": """>>> numba_pool.global_avg_pool1d_backward(np.array([[2.0]]), x.shape)
-array([[[0.5, 0.5, 0.5, 0.5]]])""",
-    "max": """>>> y, idx = numba_pool.global_max_pool1d(x, return_indices=True)
->>> numba_pool.global_max_pool1d_backward(np.ones_like(y), idx, x.shape)
-array([[[0., 1., 0., 0.]]])""",
+    "avg": """>>> numba_pool.global_avg_pool{dims}d_backward(np.array([[2.0]]), x.shape).ravel()
+array([0.5, 0.5, 0.5, 0.5])""",
+    "max": """>>> y, idx = numba_pool.global_max_pool{dims}d(x, return_indices=True)
+>>> numba_pool.global_max_pool{dims}d_backward(np.ones_like(y), idx, x.shape).ravel()
+array([0., 1., 0., 0.])""",
 }
 
 
