@@ -255,3 +255,48 @@ def max_unpool(x, indices, output_spatial):
         for value, index in zip(x.reshape(n * c, -1)[plane], indices.reshape(n * c, -1)[plane]):
             out[plane // c, plane % c, index] = value
     return out.reshape((n, c) + tuple(output_spatial))
+
+
+def _lp_boxes(spatial, kernel, stride, padding, ceil_mode):
+    """Yield (output position, input box as slices, prod(kernel) / window size counted with padding)."""
+    for position, box, padded_count, _ in _avg_boxes(spatial, kernel, stride, padding, ceil_mode, True, None):
+        yield position, box, math.prod(kernel) / padded_count
+
+
+def lp_pool(x, norm_type, kernel, stride, ceil_mode, padding):
+    """PyTorch's lp_pool: (sum(x**p) * prod(kernel) / window size) ** (1/p), padding contributing nothing;
+    p = inf: the largest |x| (max pooling of |x|)."""
+    spatial = x.shape[2:]
+    if norm_type == np.inf:
+        return max_pool(np.abs(x), kernel, stride, padding, (1,) * len(spatial), ceil_mode)[0]
+    out_spatial = output_shape(spatial, kernel, stride, padding, (1,) * len(spatial), ceil_mode)
+    result = np.zeros(x.shape[:2] + out_spatial, np.float64)
+    wide = x.astype(np.float64)
+    axes = tuple(range(2, x.ndim))
+    with np.errstate(all="ignore"):
+        for position, box, scale in _lp_boxes(spatial, kernel, stride, padding, ceil_mode):
+            total = (wide[(...,) + box] ** norm_type).sum(axis=axes)
+            result[(...,) + position] = (total * scale) ** (1.0 / norm_type)
+    return result.astype(x.dtype)
+
+
+def lp_pool_backward(x, grad_output, norm_type, kernel, stride, ceil_mode, padding):
+    """The gradient of ``lp_pool`` as PyTorch's autograd gives it: 0 from a window whose power sum is 0;
+    p = inf: each gradient to the window's (first) largest |x|, times sign(x) (0 for NaN, as torch.sign)."""
+    spatial = x.shape[2:]
+    wide = x.astype(np.float64)
+    if norm_type == np.inf:
+        _, indices = max_pool(np.abs(x), kernel, stride, padding, (1,) * len(spatial), ceil_mode)
+        routed = max_pool_backward(grad_output.astype(np.float64), indices, spatial)
+        sign = np.where(wide > 0, 1.0, np.where(wide < 0, -1.0, 0.0))
+        return (routed * sign).astype(grad_output.dtype)
+    coefficients = np.zeros(grad_output.shape[:2] + tuple(spatial), np.float64)
+    axes = tuple(range(2, x.ndim))
+    with np.errstate(all="ignore"):
+        for position, box, scale in _lp_boxes(spatial, kernel, stride, padding, ceil_mode):
+            z = (wide[(...,) + box] ** norm_type).sum(axis=axes) * scale
+            g = grad_output[(...,) + position].astype(np.float64)
+            share = np.where(z != 0, g * scale * z ** (1.0 / norm_type - 1.0), 0.0)
+            coefficients[(...,) + box] += share.reshape(share.shape + (1,) * len(spatial))
+        grad_input = coefficients * wide ** (norm_type - 1.0)
+    return grad_input.astype(grad_output.dtype)

@@ -300,6 +300,44 @@ def _stochastic_inference_gradient(grad_output, x, op) -> torch.Tensor:
     return (2 * p * a - b) * (x > 0).to(x.dtype) + mean_part
 
 
+class _InputFormulaPool(_Function):
+    """A smooth pooling whose backward reads x (numba_pool.ops._layer.InputCall): the kernels compute the
+    gradient; under create_graph the call's own formula builds it from the differentiable pieces below."""
+
+    @staticmethod
+    def forward(x, op):
+        return _pooled(x, op)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, op = inputs
+        ctx.save_for_backward(x)
+        ctx.op = op
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (x,) = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            return ctx.op.gradient_graph(grad_output, x, _GRAPH_PIECES), None
+        return _as_tensor(ctx.op.backward(_for_kernels(grad_output), _for_kernels(x))), None
+
+    @staticmethod
+    def vmap(info, in_dims, x, op):
+        return _vmap_over_input(_InputFormulaPool, info, in_dims, x, op)
+
+
+class _GraphPieces:
+    """The differentiable calls an op's ``gradient_graph`` may use (each is an autograd Function above)."""
+
+    linear = staticmethod(_LinearPool.apply)  # (tensor, LinearCall)
+    adjoint = staticmethod(_LinearAdjoint.apply)  # (grad, LinearCall, input_shape)
+    routed = staticmethod(_RoutedPool.apply)  # (tensor, RoutedCall) -> (output, indices)
+    scatter = staticmethod(_Scatter.apply)  # (grad, indices, RoutedCall, input_shape)
+
+
+_GRAPH_PIECES = _GraphPieces()
+
+
 # --------------------------------------------------------------------------- modules
 
 
@@ -345,6 +383,7 @@ _APPLY = {
     "indices": lambda x, call: _RoutedPool.apply(x, call)[0],
     "input_shape": _LinearPool.apply,
     "input": _StochasticInference.apply,  # stochastic pooling's expected value (ExpectedValueCall)
+    "input_formula": _InputFormulaPool.apply,  # smooth pooling whose backward reads x (InputCall: Lp norms)
 }
 
 

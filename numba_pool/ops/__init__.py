@@ -20,6 +20,7 @@ _OP_MODULES = (
     "global_pool",
     "adaptive_pool",
     "unpool",
+    "lp_pool",
 )
 
 OPS: tuple[OpSpec, ...] = tuple(

@@ -15,6 +15,7 @@ autograd Functions run it, and pass its output through
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Optional
 
 import numpy as np
@@ -154,6 +155,53 @@ class LinearLayer(PoolLayer):
         )
 
 
+class InputLayer(PoolLayer):
+    """A layer whose backward reads the forward input itself (a smooth nonlinear pooling, Lp norms).
+
+    Its backward function takes ``(grad_output, x, *backward_arguments())``. For autograd adapters the op
+    writes ``gradient_graph(grad_output, x, pieces)``: the same gradient from differentiable pieces, for
+    ``create_graph`` (see :class:`InputCall`).
+    """
+
+    saves = "input_formula"
+
+    def backward_arguments(self) -> tuple:
+        """The backward function's arguments after ``x``: the forward's own by default."""
+        return self.pool_arguments()
+
+    def keyword_arguments(self) -> dict:
+        """Keyword-only arguments both functions take (besides ``channels_last``)."""
+        return {}
+
+    def _functions(self) -> tuple[Callable, Callable]:
+        """The forward and backward functions with ``keyword_arguments()`` bound."""
+        keywords = self.keyword_arguments()
+        forward, backward = self.functions[""], self.functions["_backward"]
+        if not keywords:
+            return forward, backward
+        return functools.partial(forward, **keywords), functools.partial(backward, **keywords)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        y = self._functions()[0](x, *self.pool_arguments(), channels_last=self.channels_last)
+        self._remember(y, x=x)
+        return y
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        x = self._recall(grad_output)["x"]
+        return self._run_backward(self._functions()[1], grad_output, x, *self.backward_arguments(), memory_source=x)
+
+    def gradient_graph(self, grad_output, x, pieces):
+        """The gradient as differentiable tensor operations (see :class:`InputCall`)."""
+        raise NotImplementedError
+
+    def autograd_call(self, training: bool = True) -> InputCall:
+        forward, backward = self._functions()
+        return InputCall(
+            self.dims, self.channels_last, forward, self.autograd_arguments(),
+            backward, self.backward_arguments(), self.gradient_graph,
+        )
+
+
 # --------------------------------------------------------------------------- calls: one adapter call's settings
 # A call holds what one autograd call needs (the functions and their arguments); an adapter's
 # autograd Functions are shared by every call of a kind (its ``saves``).
@@ -204,3 +252,28 @@ class LinearCall(Call):
     def adjoint(self, grad_output, input_shape):
         return self._backward(grad_output, input_shape, *self._backward_arguments, channels_last=self.channels_last)
 
+
+
+class InputCall(Call):
+    """A smooth nonlinear pooling whose backward reads x (``saves = "input_formula"``).
+
+    ``backward(grad_output, x)`` runs the kernels. ``gradient_graph(grad_output, x, pieces)`` gives the same
+    gradient built from tensor operations and the adapter's differentiable ``pieces`` (``linear(tensor,
+    call)`` and ``adjoint(tensor, call, input_shape)`` for a :class:`LinearCall`, ``routed(tensor, call)``
+    and ``scatter(grad, indices, call, input_shape)`` for a :class:`RoutedCall`), so that an adapter can
+    differentiate the gradient again without knowing the op.
+    """
+
+    saves = "input_formula"
+
+    def __init__(self, dims, channels_last, forward, arguments, backward, backward_arguments, gradient_graph) -> None:
+        super().__init__(dims, channels_last)
+        self._forward, self._arguments = forward, arguments
+        self._backward, self._backward_arguments = backward, backward_arguments
+        self.gradient_graph = gradient_graph
+
+    def pool(self, x):
+        return self._forward(x, *self._arguments, channels_last=self.channels_last)
+
+    def backward(self, grad_output, x):
+        return self._backward(grad_output, x, *self._backward_arguments, channels_last=self.channels_last)

@@ -105,7 +105,8 @@ class OpSpec:
     saves
         What the layer's forward keeps for its backward: ``"indices"`` (the backward routes each
         gradient to one saved position), ``"input_shape"`` (the backward is the adjoint of a linear
-        map) or ``""`` (no backward).
+        map), ``"input_formula"`` (the backward reads x, and the call writes its gradient as differentiable
+        pieces for double backward: :class:`numba_pool.ops._layer.InputCall`) or ``""`` (no backward).
     dask
         How the dask adapter splits the forward: ``"windows"`` (blocks follow the input's chunks,
         each reading the input region its windows cover) or ``"planes"`` (whole (n, c) planes).
