@@ -1,7 +1,7 @@
 """numba_pool: pooling kernels for NumPy arrays, compiled by Numba.
 
-Max, average, stochastic, global and adaptive pooling and max unpooling in
-1, 2 and 3 dimensions, forward and backward, with PyTorch's semantics
+Max, average, stochastic, Lp-norm, global and adaptive pooling and max unpooling
+in 1, 2 and 3 dimensions, forward and backward, with PyTorch's semantics
 (``torch.nn.functional``) and deterministic backward passes; layer objects
 for NumPy training loops in :mod:`numba_pool.layers`.
 """

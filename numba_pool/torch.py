@@ -1,8 +1,8 @@
 """PyTorch modules that run numba_pool's kernels, with autograd (``pip install "numba-pool[torch]"``).
 
-Each module (``MaxPool2d``, ``AvgPool2d``, ``StochasticPool2d``,
-``GlobalAvgPool2d``, ``GlobalMaxPool2d``, ``AdaptiveAvgPool2d``,
-``AdaptiveMaxPool2d``, for 1d, 2d and 3d) takes the arguments of the numba_pool
+Each module (one per layer of :mod:`numba_pool.layers`: ``MaxPool2d``,
+``AvgPool2d``, ``StochasticPool2d``, ``LpPool2d`` and the rest, for 1d, 2d and
+3d; ``__all__`` lists them) takes the arguments of the numba_pool
 layer of the same name (see :mod:`numba_pool.layers`) and can replace the
 PyTorch module in a model. CPU tensors reach the kernels as zero-copy NumPy
 views (a ``channels_last`` tensor is pooled in its own memory format, and the
