@@ -306,9 +306,16 @@ def check_elements_distinct(shape: tuple[int, ...], strides: tuple[int, ...], it
 # --------------------------------------------------------------------------- windows
 
 
-def pooled_length(length: int, kernel: int, stride: int, padding: int, dilation: int, ceil_mode: bool) -> int:
-    """PyTorch's output size for one spatial dim (may be < 1; the caller refuses that)."""
-    span = length + 2 * padding - dilation * (kernel - 1) - 1
+def pooled_length(
+    length: int, kernel: int, stride: int, padding: int, dilation: int, ceil_mode: bool, padding_end=None
+) -> int:
+    """PyTorch's output size for one spatial dim (may be < 1; the caller refuses that).
+
+    ``padding`` is the padding before the input, ``padding_end`` the one after it
+    (``None``: the same as ``padding``, PyTorch's symmetric padding).
+    """
+    padding_end = padding if padding_end is None else padding_end
+    span = length + padding + padding_end - dilation * (kernel - 1) - 1
     if ceil_mode:
         count = -(-span // stride) + 1
         # A last window that would start inside the right padding is dropped.
@@ -343,6 +350,35 @@ def check_windows_touch_input(op: str, axis: int, count: int, kernel: int, strid
             )
 
 
+# The padding strings accepted (in any case, as JAX and Keras accept them): TensorFlow's two padding modes.
+PADDING_MODES = ("same", "valid")
+
+
+def same_padding(length: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
+    """TensorFlow's 'same' padding along one axis: (before, after), the extra element after.
+
+    The output has ceil(length / stride) windows; the padding is what the last
+    one needs beyond the input, ``max((out - 1) * stride + dilation * (kernel - 1) + 1 - length, 0)``,
+    split with the smaller half before.
+    """
+    count = -(-length // stride)
+    total = max((count - 1) * stride + dilation * (kernel - 1) + 1 - length, 0)
+    return total // 2, total - total // 2
+
+
+def padding_mode(padding, op: str):
+    """``"same"`` or ``"valid"`` for a padding string (any case), or ``None`` for anything else (numeric padding)."""
+    if not isinstance(padding, str):
+        return None
+    mode = padding.lower()
+    if mode not in PADDING_MODES:
+        raise ValueError(
+            f"{op}: padding must be an int, a tuple of ints, or one of the strings 'same' or 'valid' "
+            f"(in any case); got {padding!r}"
+        )
+    return mode
+
+
 @dataclass(frozen=True, eq=False)  # compared and hashed by identity: plans are memoized, so equal plans are one object
 class WindowPlan:
     """A validated sliding-window pooling: sizes, parameters and layouts."""
@@ -354,8 +390,9 @@ class WindowPlan:
     output_spatial: tuple[int, ...]
     kernel_size: tuple[int, ...]
     stride: tuple[int, ...]
-    padding: tuple[int, ...]
+    padding: tuple[int, ...]  # before the input along each axis (the kernels' window start is o * stride - padding)
     dilation: tuple[int, ...]
+    padding_end: tuple[int, ...]  # after the input: ``padding`` except under 'same', whose extra element lies here
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -391,6 +428,11 @@ class WindowPlan:
             for name in ("kernel_size", "stride", "padding", "dilation")
         )
 
+    @functools.cached_property
+    def canonical_padding_end(self) -> tuple[int, int, int]:
+        """The padding after the input per canonical axis (0 for the axes an op does not have)."""
+        return (0,) * (CANONICAL_SPATIAL_DIMS - self.layout.dims) + self.padding_end
+
 
 @memoized
 def plan_window(
@@ -405,23 +447,40 @@ def plan_window(
     channels_last: bool,
     input_name: str = "x",
 ) -> WindowPlan:
-    """Check every window parameter against ``input_shape`` and compute the output shape."""
+    """Check every window parameter against ``input_shape`` and compute the output shape.
+
+    ``padding`` is an int or tuple (PyTorch's symmetric padding, at most half the
+    kernel), ``"valid"`` (no padding: exactly ``padding=0``, ``ceil_mode`` as with it)
+    or ``"same"`` (TensorFlow's: ceil(L / stride) outputs, the padding that needs,
+    the extra element after the input; ``ceil_mode=True`` is refused with it).
+    """
     layout = layout_of(input_shape, dims, channels_last, input_name, op)
     batch, channels, spatial = layout.split(tuple(input_shape))
     kernel = size_tuple(kernel_size, dims, "kernel_size", op, minimum=1)
     stride = kernel if stride is None else size_tuple(stride, dims, "stride", op, minimum=1)
-    padding = size_tuple(padding, dims, "padding", op, minimum=0)
+    mode = padding_mode(padding, op)
     dilation = size_tuple(dilation, dims, "dilation", op, minimum=1)
     ceil_mode = check_flag(ceil_mode, "ceil_mode", op)
-    for k, p in zip(kernel, padding):
-        if p > k // 2:
+    if mode == "same":
+        if ceil_mode:
             raise ValueError(
-                f"{op}: padding must be at most half the kernel size (kernel_size // 2) in every dim; "
-                f"got padding={padding} with kernel_size={kernel}"
+                f"{op}: ceil_mode=True cannot be combined with padding={padding!r}, which already fixes the output "
+                "size at ceil(input size / stride); pass ceil_mode=False, or a numeric padding with ceil_mode=True"
             )
+        pads = [same_padding(length, k, s, d) for length, k, s, d in zip(spatial, kernel, stride, dilation)]
+        padding, padding_end = tuple(p for p, _ in pads), tuple(e for _, e in pads)
+    else:
+        padding = size_tuple(0 if mode == "valid" else padding, dims, "padding", op, minimum=0)
+        padding_end = padding
+        for k, p in zip(kernel, padding):
+            if p > k // 2:
+                raise ValueError(
+                    f"{op}: padding must be at most half the kernel size (kernel_size // 2) in every dim; "
+                    f"got padding={padding} with kernel_size={kernel}"
+                )
     output = []
-    for axis, (length, k, s, p, d) in enumerate(zip(spatial, kernel, stride, padding, dilation)):
-        count = pooled_length(length, k, s, p, d, ceil_mode)
+    for axis, (length, k, s, p, d, e) in enumerate(zip(spatial, kernel, stride, padding, dilation, padding_end)):
+        count = pooled_length(length, k, s, p, d, ceil_mode, e)
         if count < 1:
             raise ValueError(
                 f"{op}: the output would be empty along spatial dim {axis}: input size {length} with "
@@ -430,7 +489,7 @@ def plan_window(
             )
         check_windows_touch_input(op, axis, count, k, s, p, d, length)
         output.append(count)
-    return WindowPlan(layout, batch, channels, spatial, tuple(output), kernel, stride, padding, dilation)
+    return WindowPlan(layout, batch, channels, spatial, tuple(output), kernel, stride, padding, dilation, padding_end)
 
 
 # --------------------------------------------------------------------------- adaptive bins and unpooling sizes
@@ -489,9 +548,10 @@ def avg_scales(plan: "WindowPlan", count_include_pad: bool, divisor_override: in
     lengths = (1,) * (CANONICAL_SPATIAL_DIMS - plan.layout.dims) + plan.input_spatial
     counts = (1,) * (CANONICAL_SPATIAL_DIMS - plan.layout.dims) + plan.output_spatial
     scales = []
-    for axis, (length, count, k, s, p) in enumerate(zip(lengths, counts, kernel, stride, padding)):
+    parameters = zip(lengths, counts, kernel, stride, padding, plan.canonical_padding_end)
+    for axis, (length, count, k, s, p, e) in enumerate(parameters):
         starts = np.arange(count) * s - p
-        stops = np.minimum(starts + k, length + p)
+        stops = np.minimum(starts + k, length + e)  # clipped to the padded input: padding before, e after
         inside = np.minimum(stops, length) - np.maximum(starts, 0)
         sizes = (stops - starts) if count_include_pad else inside
         if divisor_override:

@@ -303,6 +303,7 @@ class _AxisBlock(NamedTuple):
     outputs: tuple[int, int]  # the output range [first, stop)
     inputs: tuple[int, int]  # the input range [low, high) its windows read
     padding: int  # the padding before ``low`` (only the whole input's left edge pads a block)
+    padding_end: int  # how far its last window reaches past ``high`` (only at the whole input's right edge)
     chunks: range  # the input chunks holding [low, high)
     part: slice  # [low, high) within those chunks joined
 
@@ -314,9 +315,10 @@ def _axis_blocks(input_chunks, plan, axis: int) -> list[_AxisBlock]:
     blocks = []
     for first, stop in _output_blocks(input_chunks, plan, axis):
         start = first * s - p  # where the block's first window starts in the whole input
-        low, high = max(0, start), min(plan.input_spatial[axis], (stop - 1) * s - p + d * (k - 1) + 1)
+        end = (stop - 1) * s - p + d * (k - 1) + 1  # where its last window ends (past the input under padding)
+        low, high = max(0, start), min(plan.input_spatial[axis], end)
         chunks, part = _chunks_reading(starts, low, high)
-        blocks.append(_AxisBlock((first, stop), (low, high), low - start, chunks, part))
+        blocks.append(_AxisBlock((first, stop), (low, high), low - start, max(0, end - high), chunks, part))
     return blocks
 
 
@@ -353,6 +355,7 @@ class _Window:
             input_spatial=tuple(high - low for low, high in self.input_ranges),
             output_spatial=tuple(stop - first for block in blocks for first, stop in [block.outputs]),
             padding=tuple(block.padding for block in blocks),
+            padding_end=tuple(block.padding_end for block in blocks),
         )
         self.whole_input_spatial = whole.plan.input_spatial
         self.origin = (*origin, *(0,) * whole.missing, *(block.outputs[0] for block in blocks))

@@ -21,8 +21,14 @@ kernel_size : int or tuple of {dims} ints
     Window size.
 stride : int or tuple of {dims} ints, optional
     Window step; ``None`` (default) means ``kernel_size``.
-padding : int or tuple of {dims} ints, default 0
-    Implicit padding on both sides, at most ``kernel_size // 2``."""
+padding : int or tuple of {dims} ints, or "same" or "valid", default 0
+    Implicit padding on both sides, at most ``kernel_size // 2``. The strings
+    (in any case: "SAME" too, as JAX and Keras accept) give TensorFlow's
+    padding: "valid" is ``padding=0``; "same" gives ceil(size / stride)
+    outputs per dim, padded by ``max((out - 1) * stride + dilation *
+    (kernel_size - 1) + 1 - size, 0)`` in all, the smaller half before the
+    input and the extra element after it (which may exceed
+    ``kernel_size // 2``), and refuses ``ceil_mode=True``."""
 
 RAISES_DOC = """\
 Raises

@@ -17,14 +17,25 @@ from .spec import CudaKernel, Direction, OpSpec, SelfCheck, WindowBlocks
 IntOrTuple = Union[int, Sequence[int]]
 
 
+def include_padding(count_include_pad, padding, op: str) -> bool:
+    """``count_include_pad`` as asked, or by default (None) True for numeric padding and False for 'same'.
+
+    PyTorch counts padded zeros in the divisor, TensorFlow's 'same' does not; an
+    explicit True or False wins under either.
+    """
+    if count_include_pad is None:
+        return _spec.padding_mode(padding, op) != "same"
+    return _spec.check_flag(count_include_pad, "count_include_pad", op)
+
+
 def avg_pool(
     dims: int,
     x: np.ndarray,
     kernel_size: IntOrTuple,
     stride: Optional[IntOrTuple] = None,
-    padding: IntOrTuple = 0,
+    padding: Union[IntOrTuple, str] = 0,
     ceil_mode: bool = False,
-    count_include_pad: bool = True,
+    count_include_pad: Optional[bool] = None,
     divisor_override: Optional[int] = None,
     *,
     channels_last: bool = False,
@@ -32,7 +43,7 @@ def avg_pool(
 ) -> np.ndarray:
     op = f"avg_pool{dims}d"
     channels_last = _spec.check_flag(channels_last, "channels_last", op)
-    count_include_pad = _spec.check_flag(count_include_pad, "count_include_pad", op)
+    count_include_pad = include_padding(count_include_pad, padding, op)
     divisor = _spec.optional_nonzero_int(divisor_override, "divisor_override", op)
     backend = backend_for(op, x=x, out=out)
     x = backend.asarray(x, "x", op)
@@ -56,9 +67,9 @@ def avg_pool_backward(
     input_shape: Sequence[int],
     kernel_size: IntOrTuple,
     stride: Optional[IntOrTuple] = None,
-    padding: IntOrTuple = 0,
+    padding: Union[IntOrTuple, str] = 0,
     ceil_mode: bool = False,
-    count_include_pad: bool = True,
+    count_include_pad: Optional[bool] = None,
     divisor_override: Optional[int] = None,
     *,
     channels_last: bool = False,
@@ -66,7 +77,7 @@ def avg_pool_backward(
 ) -> np.ndarray:
     op = f"avg_pool{dims}d_backward"
     channels_last = _spec.check_flag(channels_last, "channels_last", op)
-    count_include_pad = _spec.check_flag(count_include_pad, "count_include_pad", op)
+    count_include_pad = include_padding(count_include_pad, padding, op)
     divisor = _spec.optional_nonzero_int(divisor_override, "divisor_override", op)
     backend = backend_for(op, grad_output=grad_output, out=out)
     grad_output = backend.asarray(grad_output, "grad_output", op)
@@ -98,9 +109,12 @@ x : numpy.ndarray
     or float64. Any strides.
 {docs.WINDOW_DOC.format(dims=dims)}
 ceil_mode : bool, default False
-    Round the output size up instead of down.
-count_include_pad : bool, default True
-    Count padded zeros in the divisor.
+    Round the output size up instead of down (refused with ``padding="same"``).
+count_include_pad : bool, optional
+    Count padded zeros in the divisor. The default (``None``) is True for
+    numeric padding, as in PyTorch, and False for ``padding="same"``, as in
+    TensorFlow (each window's mean over its elements inside the input); an
+    explicit True or False applies under any padding.
 divisor_override : int, optional
     Divide every window sum by this instead.
 {docs.LAYOUT_DOC}
@@ -159,9 +173,9 @@ class Layer(LinearLayer):
         self,
         kernel_size: IntOrTuple,
         stride: Optional[IntOrTuple] = None,
-        padding: IntOrTuple = 0,
+        padding: Union[IntOrTuple, str] = 0,
         ceil_mode: bool = False,
-        count_include_pad: bool = True,
+        count_include_pad: Optional[bool] = None,
         divisor_override: Optional[int] = None,
         *,
         channels_last: bool = False,
@@ -184,7 +198,8 @@ class Layer(LinearLayer):
 def _dask_prepare(options, plan, op):
     """The whole call's scales (a block's windows keep the divisors they have in the whole input)."""
     divisor = _spec.optional_nonzero_int(options["divisor_override"], "divisor_override", op)
-    return op, _spec.avg_scales(plan, options["count_include_pad"], divisor)
+    include = include_padding(options["count_include_pad"], options["padding"], op)
+    return op, _spec.avg_scales(plan, include, divisor)
 
 
 def _dask_block(region, window, shared):

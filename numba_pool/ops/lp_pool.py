@@ -51,9 +51,10 @@ def window_scales(plan: _spec.WindowPlan) -> tuple[np.ndarray, np.ndarray, np.nd
     lengths = (1,) * missing + plan.input_spatial
     counts = (1,) * missing + plan.output_spatial
     scales = []
-    for length, count, k, s, p in zip(lengths, counts, kernel, stride, padding):
+    for length, count, k, s, p, e in zip(lengths, counts, kernel, stride, padding, plan.canonical_padding_end):
         starts = np.arange(count) * s - p
-        sizes = np.minimum(starts + k, length + p) - starts  # rules.window_extent's padded size
+        # rules.window_extent's padded size, with the padding after the input (e) where it differs from before it
+        sizes = np.minimum(starts + k, length + e) - starts
         scale = k / sizes.astype(np.float64)
         scale.flags.writeable = False
         scales.append(scale)
@@ -68,7 +69,7 @@ def lp_pool(
     stride: Optional[IntOrTuple] = None,
     ceil_mode: bool = False,
     *,
-    padding: IntOrTuple = 0,
+    padding: Union[IntOrTuple, str] = 0,
     channels_last: bool = False,
     out: Optional[np.ndarray] = None,
 ) -> np.ndarray:
@@ -100,7 +101,7 @@ def lp_pool_backward(
     stride: Optional[IntOrTuple] = None,
     ceil_mode: bool = False,
     *,
-    padding: IntOrTuple = 0,
+    padding: Union[IntOrTuple, str] = 0,
     channels_last: bool = False,
     out: Optional[np.ndarray] = None,
 ) -> np.ndarray:
@@ -149,9 +150,13 @@ stride : int or tuple of {dims} ints, optional
     Window step; ``None`` (default) means ``kernel_size``.
 ceil_mode : bool, default False
     Round the output size up instead of down.
-padding : int or tuple of {dims} ints, default 0
+padding : int or tuple of {dims} ints, or "same" or "valid", default 0
     Keyword only (PyTorch has none): implicit padding on both sides, at most
-    ``kernel_size // 2``; padded taps contribute nothing.
+    ``kernel_size // 2``; padded taps contribute nothing. "valid" and "same"
+    (any case) are TensorFlow's paddings as in ``max_pool{dims}d``: under
+    "same" every window counts ``n`` = the kernel size, so each output is the
+    p-norm of the window's elements inside the input; ``ceil_mode=True`` is
+    refused with it.
 {docs.LAYOUT_DOC}
 out : numpy.ndarray, optional
     Preallocated output of the right shape and dtype.
@@ -229,7 +234,7 @@ class Layer(InputLayer):
         stride: Optional[IntOrTuple] = None,
         ceil_mode: bool = False,
         *,
-        padding: IntOrTuple = 0,
+        padding: Union[IntOrTuple, str] = 0,
         channels_last: bool = False,
         reuse_buffers: bool = False,
     ) -> None:
