@@ -343,3 +343,20 @@ def test_jax_is_not_needed():
         "assert 'jax' not in sys.modules and 'tensorflow' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_torch_modules_take_same_padding_and_gradcheck():
+    torch = pytest.importorskip("torch")
+    from numba_pool import torch as pool_torch
+
+    x = torch.randn(2, 3, 7, 5, dtype=torch.float64, requires_grad=True)
+    positive = (x.detach().abs() + 0.1).requires_grad_()
+    for module, argument in (
+        (pool_torch.AvgPool2d(3, 2, "same"), x),
+        (pool_torch.MaxPool2d((2, 3), 2, "same", dilation=(2, 1)), x),
+        (pool_torch.LpPool2d(2.0, 3, 2, padding="same"), positive),
+    ):
+        assert module(argument).shape == (2, 3, 4, 3)
+        assert torch.autograd.gradcheck(module, (argument,))
+    expected = tf_avg(x.detach().numpy(), (3, 3), (2, 2))
+    np.testing.assert_allclose(pool_torch.AvgPool2d(3, 2, "same")(x).detach().numpy(), expected)
