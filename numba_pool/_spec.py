@@ -334,8 +334,10 @@ def window_touches_input(start: int, kernel: int, dilation: int, length: int) ->
 def check_windows_touch_input(op: str, axis: int, count: int, kernel: int, stride: int, padding: int, dilation: int, length: int):
     """Refuse a dilated window that starts in the left padding and skips over the whole input.
 
-    Only windows starting left of 0 can, and only with dilation > 1 (padding is at
-    most half the kernel). Which of them do depends on start % dilation alone,
+    Only windows starting left of 0 can, and only with dilation > 1 (numeric padding
+    is at most half the kernel; 'same' pads at most (dilation * (kernel - 1)) // 2
+    before the input, so the first tap at or right of 0 is still a tap, and every
+    window starts left of the input's end). Which of them do depends on start % dilation alone,
     which repeats every dilation / gcd(stride, dilation) windows, so at most that
     many (and never more than the output's length) are looked at.
     """
@@ -476,7 +478,7 @@ def plan_window(
             if p > k // 2:
                 raise ValueError(
                     f"{op}: padding must be at most half the kernel size (kernel_size // 2) in every dim; "
-                    f"got padding={padding} with kernel_size={kernel}"
+                    f"got padding={padding} with kernel_size={kernel} (padding='same' pads as TensorFlow does instead)"
                 )
     output = []
     for axis, (length, k, s, p, d, e) in enumerate(zip(spatial, kernel, stride, padding, dilation, padding_end)):
