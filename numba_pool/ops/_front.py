@@ -48,6 +48,23 @@ def gradient_output(backend, op, layout, input_shape, grad_output, out, memory_l
     return backend.check_out(out, input_shape, grad_output.dtype, op, grad_output, "grad_output", also_read)
 
 
+def input_reading_backward(op, dims, grad_output, x, kernel_size, stride, padding, ceil_mode, channels_last, out):
+    """The checks of a sliding-window backward that reads the forward input ``x`` (stochastic inference, Lp).
+
+    Returns (backend, plan, x, grad_output, grad_input); a new gradient follows x's memory format.
+    """
+    backend = backend_for(op, grad_output=grad_output, x=x, out=out)
+    x = backend.asarray(x, "x", op)
+    _spec.check_dtype(x, _spec.FLOAT_DTYPES, "x", op)
+    grad_output = backend.asarray(grad_output, "grad_output", op)
+    _spec.check_dtype(grad_output, _spec.FLOAT_DTYPES, "grad_output", op)
+    plan = _spec.plan_window(op, dims, x.shape, kernel_size, stride, padding, 1, ceil_mode, channels_last)
+    if grad_output.shape != plan.output_shape:
+        raise ValueError(f"{op}: grad_output must have the forward output's shape {plan.output_shape}; got {grad_output.shape}")
+    grad_input = gradient_output(backend, op, plan.layout, x.shape, grad_output, out, x, also_read=(("x", x),))
+    return backend, plan, x, grad_output, grad_input
+
+
 def checked_indices(backend, layout, indices, values, spatial, op: str, against: str = "grad_output"):
     """``indices`` ready for the kernels, once its type, shape (that of ``values``) and values are known to be safe.
 

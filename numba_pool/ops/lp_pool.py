@@ -108,15 +108,9 @@ def lp_pool_backward(
     op = f"lp_pool{dims}d_backward"
     channels_last = _spec.check_flag(channels_last, "channels_last", op)
     norm = check_norm_type(norm_type, op)
-    backend = backend_for(op, grad_output=grad_output, x=x, out=out)
-    x = backend.asarray(x, "x", op)
-    _spec.check_dtype(x, _spec.FLOAT_DTYPES, "x", op)
-    grad_output = backend.asarray(grad_output, "grad_output", op)
-    _spec.check_dtype(grad_output, _spec.FLOAT_DTYPES, "grad_output", op)
-    plan = _spec.plan_window(op, dims, x.shape, kernel_size, stride, padding, 1, ceil_mode, channels_last)
-    if grad_output.shape != plan.output_shape:
-        raise ValueError(f"{op}: grad_output must have the forward output's shape {plan.output_shape}; got {grad_output.shape}")
-    grad_input = front.gradient_output(backend, op, plan.layout, x.shape, grad_output, out, x, also_read=(("x", x),))
+    backend, plan, x, grad_output, grad_input = front.input_reading_backward(
+        op, dims, grad_output, x, kernel_size, stride, padding, ceil_mode, channels_last, out
+    )
     canonical = plan.layout.canonical
     backend.lp_pool_backward(
         canonical(x), canonical(grad_output), plan.canonical_parameters[:3], window_scales(plan),

@@ -83,16 +83,9 @@ def stochastic_pool_inference_backward(
 ) -> np.ndarray:
     op = f"stochastic_pool{dims}d_inference_backward"
     channels_last = _spec.check_flag(channels_last, "channels_last", op)
-    backend = backend_for(op, grad_output=grad_output, x=x, out=out)
-    x = backend.asarray(x, "x", op)
-    _spec.check_dtype(x, _spec.FLOAT_DTYPES, "x", op)
-    grad_output = backend.asarray(grad_output, "grad_output", op)
-    _spec.check_dtype(grad_output, _spec.FLOAT_DTYPES, "grad_output", op)
-    plan = _spec.plan_window(op, dims, x.shape, kernel_size, stride, padding, 1, ceil_mode, channels_last)
-    if grad_output.shape != plan.output_shape:
-        raise ValueError(f"{op}: grad_output must have the forward output's shape {plan.output_shape}; got {grad_output.shape}")
-    # A new gradient follows the input's memory format.
-    grad_input = front.gradient_output(backend, op, plan.layout, x.shape, grad_output, out, x, also_read=(("x", x),))
+    backend, plan, x, grad_output, grad_input = front.input_reading_backward(
+        op, dims, grad_output, x, kernel_size, stride, padding, ceil_mode, channels_last, out
+    )
     canonical = plan.layout.canonical
     window = plan.canonical_parameters[:3]
     backend.stochastic_pool_inference_backward(canonical(x), canonical(grad_output), window, canonical(grad_input))
