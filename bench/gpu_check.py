@@ -33,7 +33,8 @@ from numba_pool.ops import OPS
 
 FULL_SHAPES = [(32, 64, 112, 112), (128, 256, 28, 28)]
 TINY_SHAPES = [(2, 3, 9, 8)]
-WINDOWS = [(2, 2), (3, 2)]  # (kernel, stride)
+WINDOWS = [(2, 2, 0), (3, 2, 0), (3, 2, "same")]  # (kernel, stride, padding); 'same' pads odd sizes unevenly
+BENCHMARK_WINDOWS = [(kernel, stride) for kernel, stride, padding in WINDOWS if padding == 0]
 
 
 def _torch_cuda():
@@ -70,11 +71,12 @@ def _cases(layout) -> dict:
     for spec in OPS:
         if spec.device_checks is not None and spec.dask != "windows":
             cases.update(spec.device_checks(nb, last))
-    for kernel, stride in WINDOWS:
+    for kernel, stride, padding in WINDOWS:
+        suffix = f"k{kernel}s{stride}" + (f" {padding}" if isinstance(padding, str) else "")
         for spec in OPS:
             if spec.device_checks is not None and spec.dask == "windows":
-                windowed = spec.device_checks(nb, last, kernel, stride)
-                cases.update({f"{name} k{kernel}s{stride}": case for name, case in windowed.items()})
+                windowed = spec.device_checks(nb, last, kernel, stride, padding)
+                cases.update({f"{name} {suffix}": case for name, case in windowed.items()})
     return cases
 
 
@@ -209,7 +211,7 @@ def benchmark(shapes, repeats, torch) -> list[dict]:
             host = _layout_host(shape, layout, seed=3)
             x = torch.from_numpy(host).cuda() if torch else cuda.to_device(host)
             bytes_per_ms = _copy_bandwidth(host.nbytes, repeats)
-            for kernel, stride in WINDOWS:
+            for kernel, stride in BENCHMARK_WINDOWS:
                 rows.extend(_benchmark_window(x, shape, layout, kernel, stride, repeats, torch, bytes_per_ms))
     return rows
 

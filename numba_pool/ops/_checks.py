@@ -57,3 +57,43 @@ class KernelTypes:
         from numba import from_dtype, types
 
         return types.Array(from_dtype(np.dtype(dtype)), ndim, layout)
+
+
+# --------------------------------------------------------------------------- padding="same", written out
+
+
+def same_padding_widths(spatial, kernel, stride) -> list[tuple[int, int]]:
+    """Per axis, (before, after) of padding="same" as TensorFlow documents it: ceil(L / stride) outputs,
+    the odd element of padding after the input. Written here independently of ``_spec``'s plan."""
+    widths = []
+    for length, k, s in zip(spatial, kernel, stride):
+        total = max((-(-length // s) - 1) * s + k - length, 0)
+        widths.append((total // 2, total - total // 2))
+    return widths
+
+
+def padded_for_same(x, kernel, stride, fill):
+    """``x`` padded explicitly on its spatial axes by the 'same' widths, with ``fill``."""
+    widths = same_padding_widths(x.shape[2:], kernel, stride)
+    return np.pad(x.astype(np.float64), [(0, 0), (0, 0), *widths], constant_values=fill), widths
+
+
+def max_pool_same(reference_max_pool, x, kernel, stride):
+    """(values, indices) of max pooling with padding="same": the reference on the explicitly padded
+    input, its flat indices moved back into the unpadded plane (a 2-D input)."""
+    padded, ((top, _), (left, _)) = padded_for_same(x, kernel, stride, -np.inf)
+    values, indices = reference_max_pool(padded, kernel, stride, (0, 0), (1, 1), False)
+    rows, columns = np.divmod(indices, padded.shape[3])
+    return values.astype(x.dtype), (rows - top) * x.shape[3] + (columns - left)
+
+
+def avg_pool_same(reference_avg_pool, reference_avg_pool_backward, x, grad, kernel, stride):
+    """(output, input gradient) of average pooling with padding="same" and the padding left out of the
+    count (the 'same' default): window sums and counts from the reference on explicitly padded arrays."""
+    padded, widths = padded_for_same(x, kernel, stride, 0.0)
+    ones, _ = padded_for_same(np.ones_like(x), kernel, stride, 0.0)
+    sums = reference_avg_pool(padded, kernel, stride, (0, 0), False, True, 1)
+    counts = reference_avg_pool(ones, kernel, stride, (0, 0), False, True, 1)
+    grad_padded = reference_avg_pool_backward(grad / counts, padded.shape[2:], kernel, stride, (0, 0), False, True, 1)
+    inside = (Ellipsis, *(slice(before, before + n) for (before, _), n in zip(widths, x.shape[2:])))
+    return sums / counts, grad_padded[inside]

@@ -218,15 +218,21 @@ def _selfcheck(functions, rng, put, to_host):
     got = functions.avg_pool2d_backward(put(grad), x.shape, kernel, stride, padding, count_include_pad=include_pad)
     expected_grad = reference.avg_pool_backward(grad, x.shape[2:], kernel, stride, padding, False, include_pad, None)
     checks.expect_close(to_host(got), expected_grad, "avg_pool2d_backward")
+    y = to_host(functions.avg_pool2d(put(x), kernel, stride, "same"))
+    grad = rng.standard_normal(y.shape).astype(np.float32)
+    got = to_host(functions.avg_pool2d_backward(put(grad), x.shape, kernel, stride, "same"))
+    expected, expected_grad = checks.avg_pool_same(reference.avg_pool, reference.avg_pool_backward, x, grad, kernel, stride)
+    checks.expect_close(y, expected, "avg_pool2d, padding='same'")
+    checks.expect_close(got, expected_grad, "avg_pool2d_backward, padding='same'")
 
 
-def _device_checks(functions, channels_last, kernel, stride):
+def _device_checks(functions, channels_last, kernel, stride, padding=0):
     def forward(x, gradient_like):
-        return functions.avg_pool2d(x, kernel, stride, channels_last=channels_last)
+        return functions.avg_pool2d(x, kernel, stride, padding, channels_last=channels_last)
 
     def backward(x, gradient_like):
         y = forward(x, gradient_like)
-        return functions.avg_pool2d_backward(gradient_like(y), x.shape, kernel, stride, channels_last=channels_last)
+        return functions.avg_pool2d_backward(gradient_like(y), x.shape, kernel, stride, padding, channels_last=channels_last)
 
     return {"avg fwd": (forward, "close"), "avg bwd": (backward, "close")}
 
@@ -262,7 +268,7 @@ SPEC = OpSpec(
     saves="input_shape",
     dask="windows",
     windows=WindowBlocks(_dask_prepare, _dask_block),
-    selfcheck=SelfCheck("avg_pool2d (forward, backward)", _selfcheck),
+    selfcheck=SelfCheck("avg_pool2d (forward, backward; padding='same')", _selfcheck),
     device_checks=_device_checks,
     cuda_kernels=(CudaKernel("avg forward", _ptx_forward), CudaKernel("avg backward", _ptx_backward)),
     reference=reference.avg_pool,

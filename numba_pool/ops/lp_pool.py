@@ -294,13 +294,14 @@ def _selfcheck(functions, rng, put, to_host):
     checks.expect_close(to_host(got), expected_grad, "lp_pool2d_backward")
 
 
-def _device_checks(functions, channels_last, kernel, stride):
+def _device_checks(functions, channels_last, kernel, stride, padding=0):
     def forward(x, gradient_like):
-        return functions.lp_pool2d(x, 2, kernel, stride, channels_last=channels_last)
+        return functions.lp_pool2d(x, 2, kernel, stride, padding=padding, channels_last=channels_last)
 
     def backward(x, gradient_like):
         y = forward(x, gradient_like)
-        return functions.lp_pool2d_backward(gradient_like(y), x, 2, kernel, stride, channels_last=channels_last)
+        gradient = gradient_like(y)
+        return functions.lp_pool2d_backward(gradient, x, 2, kernel, stride, padding=padding, channels_last=channels_last)
 
     return {"lp fwd": (forward, "close"), "lp bwd": (backward, "close")}
 

@@ -151,11 +151,15 @@ def _selfcheck(functions, rng, put, to_host):
     grad = rng.standard_normal(expected_y.shape).astype(np.float32)
     got = functions.max_pool2d_backward(put(grad), indices, x.shape)
     checks.expect_close(to_host(got), reference.max_pool_backward(grad, expected_indices, x.shape[2:]), "max_pool2d_backward")
+    y, indices = functions.max_pool2d(put(x), kernel, stride, "same", return_indices=True)
+    expected_y, expected_indices = checks.max_pool_same(reference.max_pool, x, kernel, stride)
+    checks.expect_equal(to_host(y), expected_y, "max_pool2d values, padding='same'")
+    checks.expect_equal(to_host(indices), expected_indices, "max_pool2d indices, padding='same'")
 
 
-def _device_checks(functions, channels_last, kernel, stride):
+def _device_checks(functions, channels_last, kernel, stride, padding=0):
     def forward(x, gradient_like):
-        return functions.max_pool2d(x, kernel, stride, return_indices=True, channels_last=channels_last)
+        return functions.max_pool2d(x, kernel, stride, padding, return_indices=True, channels_last=channels_last)
 
     def backward(x, gradient_like):
         y, indices = forward(x, gradient_like)
@@ -200,7 +204,7 @@ SPEC = OpSpec(
     saves="indices",
     dask="windows",
     windows=WindowBlocks(_dask_prepare, _dask_block),
-    selfcheck=SelfCheck("max_pool2d (values, indices, backward)", _selfcheck),
+    selfcheck=SelfCheck("max_pool2d (values, indices, backward; padding='same')", _selfcheck),
     device_checks=_device_checks,
     cuda_kernels=(
         CudaKernel("max forward", _ptx_forward, integers=True),

@@ -118,7 +118,7 @@ class OpSpec:
         with a sibling on one line (global and adaptive max pooling, with their averages).
     device_checks
         ``bench.gpu_check``'s cases: ``device_checks(functions, channels_last)`` (with ``kernel,
-        stride`` after it for ``dask="windows"`` ops, checked for each window) returns
+        stride, padding`` after it for ``dask="windows"`` ops, checked for each window) returns
         ``{name: (function(x, gradient_like), "exact" or "close")}``; each function runs the op's
         public ``functions`` on ``x`` (host or device; the GPU check compares the two) and
         ``gradient_like(y)`` makes a gradient for ``y`` on its side.

@@ -328,9 +328,10 @@ def _selfcheck(functions, rng, put, to_host):
     checks.expect_close(to_host(got), expected, "stochastic_pool2d_inference_backward")
 
 
-def _device_checks(functions, channels_last, kernel, stride):
+def _device_checks(functions, channels_last, kernel, stride, padding=0):
     def forward(x, gradient_like):
-        return functions.stochastic_pool2d(x, kernel, stride, seed=5, return_indices=True, channels_last=channels_last)
+        options = dict(seed=5, return_indices=True, channels_last=channels_last)
+        return functions.stochastic_pool2d(x, kernel, stride, padding, **options)
 
     def backward(x, gradient_like):
         y, indices = forward(x, gradient_like)
