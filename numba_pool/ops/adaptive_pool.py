@@ -134,11 +134,16 @@ array([1., 1., 2., 2.])
 """
 
 
-def adaptive_avg_pool(dims: int, x: np.ndarray, output_size, *, channels_last: bool = False) -> np.ndarray:
+OutputSize = Union[int, Sequence[Optional[int]]]
+
+
+def adaptive_avg_pool(dims: int, x: np.ndarray, output_size: OutputSize, *, channels_last: bool = False) -> np.ndarray:
     return _adaptive_pool("avg", dims, x, output_size, False, channels_last)
 
 
-def adaptive_max_pool(dims: int, x: np.ndarray, output_size, return_indices: bool = False, *, channels_last: bool = False):
+def adaptive_max_pool(
+    dims: int, x: np.ndarray, output_size: OutputSize, return_indices: bool = False, *, channels_last: bool = False
+) -> Union[np.ndarray, tuple[np.ndarray, np.ndarray]]:
     return _adaptive_pool("max", dims, x, output_size, return_indices, channels_last)
 
 
@@ -158,7 +163,7 @@ def max_backward_doc(dims: int) -> str:
 
 
 class _AdaptiveLayer:
-    def __init__(self, output_size, *, channels_last: bool = False, reuse_buffers: bool = False) -> None:
+    def __init__(self, output_size: OutputSize, *, channels_last: bool = False, reuse_buffers: bool = False) -> None:
         super().__init__(channels_last, reuse_buffers)
         self.output_size = output_size
 

@@ -77,7 +77,7 @@ def global_avg_pool_backward(
 
 def global_max_pool(
     dims: int, x: np.ndarray, keepdims: bool = False, return_indices: bool = False, *, channels_last: bool = False
-):
+) -> Union[np.ndarray, tuple[np.ndarray, np.ndarray]]:
     op = f"global_max_pool{dims}d"
     channels_last = _spec.check_flag(channels_last, "channels_last", op)
     keepdims = _spec.check_flag(keepdims, "keepdims", op)

@@ -29,7 +29,7 @@ def max_pool(
     *,
     channels_last: bool = False,
     out: Optional[np.ndarray] = None,
-):
+) -> Union[np.ndarray, tuple[np.ndarray, np.ndarray]]:
     op = f"max_pool{dims}d"
     channels_last = _spec.check_flag(channels_last, "channels_last", op)
     return_indices = _spec.check_flag(return_indices, "return_indices", op)

@@ -38,7 +38,7 @@ def stochastic_pool(
     *,
     channels_last: bool = False,
     out: Optional[np.ndarray] = None,
-):
+) -> Union[np.ndarray, tuple[np.ndarray, np.ndarray]]:
     op = f"stochastic_pool{dims}d"
     channels_last = _spec.check_flag(channels_last, "channels_last", op)
     training = _spec.check_flag(training, "training", op)
