@@ -127,10 +127,31 @@ def host_array(x, name: str, op: str) -> np.ndarray:
         )
     if isinstance(x, np.ndarray):
         return x.view(np.ndarray)
+    if hasattr(type(x), "__dlpack__"):  # PyTorch, JAX, TensorFlow, CuPy ... arrays: read in place
+        return _from_dlpack(x, name, op)
     try:
         return np.asarray(x)
     except Exception as error:  # array-likes can fail in many ways; report them uniformly
         raise TypeError(f"{op}: {name} must be a NumPy array or array-like; got {type(x).__name__} ({error})") from None
+
+
+DLPACK_CPU = 1  # kDLCPU, the host in DLPack's device types
+
+
+def _from_dlpack(x, name: str, op: str) -> np.ndarray:
+    """A host array exported through DLPack, as a NumPy array on the same memory (no copy)."""
+    kind = type(x).__name__
+    device = getattr(x, "__dlpack_device__", lambda: (DLPACK_CPU, 0))()
+    if device[0] != DLPACK_CPU:  # a GPU array without __cuda_array_interface__ (those go to the CUDA backend)
+        raise TypeError(
+            f"{op}: {name} ({kind}) is on DLPack device {tuple(device)}, not in host memory, and it has no "
+            "__cuda_array_interface__ for the CUDA backend; pass it through cupy.from_dlpack or torch.from_dlpack, "
+            "or copy it to the host"
+        )
+    try:
+        return np.from_dlpack(x)
+    except Exception as error:  # e.g. a dtype NumPy lacks, or a tensor that requires grad
+        raise TypeError(f"{op}: NumPy cannot read {name} ({kind}) through DLPack ({error})") from None
 
 
 def check_dtype(array: np.ndarray, accepted: frozenset, name: str, op: str) -> None:

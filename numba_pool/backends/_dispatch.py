@@ -14,6 +14,7 @@ from types import ModuleType
 
 import numpy as np
 
+from .._spec import DLPACK_CPU
 from . import cpu
 
 _CUDA_EXTRA = 'pip install "numba-pool[cuda]"'
@@ -24,10 +25,14 @@ def is_device_array(array) -> bool:
     kind = type(array)
     if getattr(kind, "__cuda_ndarray__", False):  # numba device arrays, the simulator's included
         return True
-    if hasattr(kind, "__cuda_array_interface__"):
-        on_gpu = getattr(array, "is_cuda", None)  # torch.Tensor has the property on CPU tensors too
-        return True if on_gpu is None else bool(on_gpu)
-    return False
+    if not hasattr(kind, "__cuda_array_interface__"):
+        return False
+    on_gpu = getattr(array, "is_cuda", None)  # torch.Tensor has the property on CPU tensors too
+    if on_gpu is not None:
+        return bool(on_gpu)
+    if hasattr(kind, "__dlpack_device__"):  # so do JAX arrays: ask where the memory is
+        return array.__dlpack_device__()[0] != DLPACK_CPU
+    return True
 
 
 def is_dask_array(array) -> bool:
