@@ -10,7 +10,8 @@ from . import functional, layers
 from .functional import *  # noqa: F401,F403  (every public function, generated from the op registry)
 from .layers import *  # noqa: F401,F403  (every layer class)
 from .layers import IntOrTuple
+from .tools.warm import warm
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "IntOrTuple", *layers.__all__, *functional.__all__]
+__all__ = ["__version__", "IntOrTuple", "warm", *layers.__all__, *functional.__all__]

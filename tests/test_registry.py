@@ -75,8 +75,9 @@ def test_every_op_has_its_backend_entries_and_checks(spec):
     # The max flavours of global and adaptive pooling share the line of their average sibling.
     checked = spec if spec.selfcheck is not None else next((o for o in OPS if o.name == spec.name.replace("max", "avg")), None)
     assert checked is not None and checked.selfcheck is not None, f"numba-pool check has no line for {spec.name}"
+    assert spec.warm is not None, f"numba-pool warm has no calls for {spec.name}"
 
 
 def test_the_public_api_is_the_registry_and_nothing_else():
     generated = {name for spec in OPS for name in spec.public_names()} | {n for spec in OPS for n in spec.layer_names()}
-    assert set(numba_pool.__all__) == generated | {"__version__", "IntOrTuple"}
+    assert set(numba_pool.__all__) == generated | {"__version__", "IntOrTuple", "warm"}

@@ -97,3 +97,8 @@ def avg_pool_same(reference_avg_pool, reference_avg_pool_backward, x, grad, kern
     grad_padded = reference_avg_pool_backward(grad / counts, padded.shape[2:], kernel, stride, (0, 0), False, True, 1)
     inside = (Ellipsis, *(slice(before, before + n) for (before, _), n in zip(widths, x.shape[2:])))
     return sums / counts, grad_padded[inside]
+
+
+def warm_gradient(y) -> np.ndarray:
+    """A gradient for output ``y`` in a warm-up call: y's dtype, float32 for integer outputs (as a model's)."""
+    return np.ones(y.shape, y.dtype if y.dtype.kind == "f" else np.float32)

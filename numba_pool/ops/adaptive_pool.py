@@ -212,6 +212,16 @@ def _max_device_checks(functions, channels_last):
     return {"adaptive max fwd": (forward, "exact")}
 
 
+def _avg_warm(functions, dims, x, channels_last):
+    y = getattr(functions, f"adaptive_avg_pool{dims}d")(x, 3, channels_last=channels_last)
+    getattr(functions, f"adaptive_avg_pool{dims}d_backward")(checks.warm_gradient(y), x.shape, channels_last=channels_last)
+
+
+def _max_warm(functions, dims, x, channels_last):
+    y, indices = getattr(functions, f"adaptive_max_pool{dims}d")(x, 3, return_indices=True, channels_last=channels_last)
+    getattr(functions, f"adaptive_max_pool{dims}d_backward")(checks.warm_gradient(y), indices, x.shape, channels_last=channels_last)
+
+
 def _ptx_max_forward(t):
     from ..backends.cuda import adaptive_pool as kernels
 
@@ -258,6 +268,7 @@ AVG_SPEC = OpSpec(
     saves="input_shape",
     selfcheck=SelfCheck("adaptive_avg/max_pool2d (forward, indices, backward)", _selfcheck),
     device_checks=_avg_device_checks,
+    warm=_avg_warm,
     cuda_kernels=(
         CudaKernel("adaptive avg forward", _ptx_avg_forward),
         CudaKernel("adaptive avg backward", _ptx_avg_backward),
@@ -275,6 +286,7 @@ MAX_SPEC = OpSpec(
     saves="indices",
     selfcheck=None,  # checked with adaptive average pooling, on its line
     device_checks=_max_device_checks,
+    warm=_max_warm,
     cuda_kernels=(CudaKernel("adaptive max forward", _ptx_max_forward, integers=True),),
     reference=reference.adaptive_max_pool,
     layer_class=MaxLayer,

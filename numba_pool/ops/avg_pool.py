@@ -237,6 +237,13 @@ def _device_checks(functions, channels_last, kernel, stride, padding=0):
     return {"avg fwd": (forward, "close"), "avg bwd": (backward, "close")}
 
 
+def _warm(functions, dims, x, channels_last):
+    pool, backward = getattr(functions, f"avg_pool{dims}d"), getattr(functions, f"avg_pool{dims}d_backward")
+    for kernel, stride, padding in ((2, 2, 0), (3, 2, 1)):
+        y = pool(x, kernel, stride, padding, channels_last=channels_last)
+        backward(checks.warm_gradient(y), x.shape, kernel, stride, padding, channels_last=channels_last)
+
+
 def _ptx_forward(t):
     from ..backends.cuda import avg_pool as kernels
 
@@ -270,6 +277,7 @@ SPEC = OpSpec(
     windows=WindowBlocks(_dask_prepare, _dask_block),
     selfcheck=SelfCheck("avg_pool2d (forward, backward; padding='same')", _selfcheck),
     device_checks=_device_checks,
+    warm=_warm,
     cuda_kernels=(CudaKernel("avg forward", _ptx_forward), CudaKernel("avg backward", _ptx_backward)),
     reference=reference.avg_pool,
     layer_class=Layer,

@@ -276,6 +276,17 @@ def _max_device_checks(functions, channels_last):
     return {"global max fwd": (forward, "exact")}
 
 
+def _avg_warm(functions, dims, x, channels_last):
+    y = getattr(functions, f"global_avg_pool{dims}d")(x, channels_last=channels_last)
+    getattr(functions, f"global_avg_pool{dims}d_backward")(checks.warm_gradient(y), x.shape, channels_last=channels_last)
+
+
+def _max_warm(functions, dims, x, channels_last):
+    y, indices = getattr(functions, f"global_max_pool{dims}d")(x, return_indices=True, channels_last=channels_last)
+    getattr(functions, f"global_max_pool{dims}d")(x, channels_last=channels_last)
+    getattr(functions, f"global_max_pool{dims}d_backward")(checks.warm_gradient(y), indices, x.shape, channels_last=channels_last)
+
+
 def _ptx_thread_means(t):
     from ..backends.cuda import global_pool as kernels
 
@@ -326,6 +337,7 @@ AVG_SPEC = OpSpec(
     saves="input_shape",
     selfcheck=SelfCheck("global_avg/max_pool2d (forward, backward)", _selfcheck),
     device_checks=_avg_device_checks,
+    warm=_avg_warm,
     cuda_kernels=(
         CudaKernel("global avg forward (channels last)", _ptx_thread_means),
         CudaKernel("global avg backward", _ptx_broadcast),
@@ -343,6 +355,7 @@ MAX_SPEC = OpSpec(
     saves="indices",
     selfcheck=None,  # checked with global average pooling, on its line
     device_checks=_max_device_checks,
+    warm=_max_warm,
     cuda_kernels=(CudaKernel("global max forward (blocks)", _ptx_block_maxima, per_element=False, integers=True),),
     reference=reference.global_max_pool,
     layer_class=MaxLayer,

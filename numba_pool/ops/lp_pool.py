@@ -306,6 +306,13 @@ def _device_checks(functions, channels_last, kernel, stride, padding=0):
     return {"lp fwd": (forward, "close"), "lp bwd": (backward, "close")}
 
 
+def _warm(functions, dims, x, channels_last):
+    pool, backward = getattr(functions, f"lp_pool{dims}d"), getattr(functions, f"lp_pool{dims}d_backward")
+    for norm_type in (2, float("inf")):
+        y = pool(x, norm_type, 2, channels_last=channels_last)
+        backward(checks.warm_gradient(y), x, norm_type, 2, channels_last=channels_last)
+
+
 def _ptx_types(t):
     """(float64 per-axis table, float64 5-D scratch, float64 scalar): the kernels' float64 arguments in any dtype."""
     from numba import types
@@ -356,6 +363,7 @@ SPEC = OpSpec(
     windows=WindowBlocks(_dask_prepare, _dask_block),
     selfcheck=SelfCheck("lp_pool2d (forward, backward)", _selfcheck),
     device_checks=_device_checks,
+    warm=_warm,
     cuda_kernels=(
         CudaKernel("lp forward", _ptx_forward, float64=True),
         CudaKernel("lp backward coefficients", _ptx_coefficients, float64=True),

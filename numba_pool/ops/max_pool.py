@@ -168,6 +168,13 @@ def _device_checks(functions, channels_last, kernel, stride, padding=0):
     return {"max fwd": (forward, "exact"), "max bwd": (backward, "exact")}
 
 
+def _warm(functions, dims, x, channels_last):
+    pool, backward = getattr(functions, f"max_pool{dims}d"), getattr(functions, f"max_pool{dims}d_backward")
+    y, indices = pool(x, 2, return_indices=True, channels_last=channels_last)
+    pool(x, 3, 2, 1, channels_last=channels_last)
+    backward(checks.warm_gradient(y), indices, x.shape, channels_last=channels_last)
+
+
 def _ptx_forward(t):
     from ..backends.cuda import max_pool as kernels
 
@@ -206,6 +213,7 @@ SPEC = OpSpec(
     windows=WindowBlocks(_dask_prepare, _dask_block),
     selfcheck=SelfCheck("max_pool2d (values, indices, backward; padding='same')", _selfcheck),
     device_checks=_device_checks,
+    warm=_warm,
     cuda_kernels=(
         CudaKernel("max forward", _ptx_forward, integers=True),
         CudaKernel("index summary", _ptx_index_summary),

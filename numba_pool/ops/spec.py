@@ -122,6 +122,10 @@ class OpSpec:
         ``{name: (function(x, gradient_like), "exact" or "close")}``; each function runs the op's
         public ``functions`` on ``x`` (host or device; the GPU check compares the two) and
         ``gradient_like(y)`` makes a gradient for ``y`` on its side.
+    warm
+        ``numba-pool warm``'s calls: ``warm(functions, dims, x, channels_last)`` runs the op's public
+        ``functions`` forward and backward on a small ``x`` (of the dtype and layout being warmed) the
+        ways a model calls them, so that every CPU kernel those calls need is compiled into the cache.
     cuda_kernels
         The op's CUDA kernels that ``bench.cuda_compile_check`` compiles to PTX (:class:`CudaKernel`).
     reference
@@ -149,6 +153,7 @@ class OpSpec:
     windows: Optional[WindowBlocks] = None
     selfcheck: Optional[SelfCheck] = None
     device_checks: Optional[Callable[..., dict]] = None
+    warm: Optional[Callable[..., None]] = None
     cuda_kernels: tuple[CudaKernel, ...] = ()
     reference: Optional[Callable] = None
     kernels: Optional[type] = None

@@ -340,6 +340,15 @@ def _device_checks(functions, channels_last, kernel, stride, padding=0):
     return {"stochastic fwd": (forward, "exact"), "stochastic bwd": (backward, "exact")}
 
 
+def _warm(functions, dims, x, channels_last):
+    pool = getattr(functions, f"stochastic_pool{dims}d")
+    y, indices = pool(x, 2, seed=0, return_indices=True, channels_last=channels_last)
+    getattr(functions, f"stochastic_pool{dims}d_backward")(checks.warm_gradient(y), indices, x.shape, channels_last=channels_last)
+    y = pool(x, 2, training=False, channels_last=channels_last)
+    inference_backward = getattr(functions, f"stochastic_pool{dims}d_inference_backward")
+    inference_backward(checks.warm_gradient(y), x, 2, channels_last=channels_last)
+
+
 def _ptx_forward(t):
     from ..backends.cuda import stochastic_pool as kernels
 
@@ -379,6 +388,7 @@ SPEC = OpSpec(
     windows=WindowBlocks(_dask_prepare, _dask_block, checking_options=(("seed", 0),)),
     selfcheck=SelfCheck("stochastic_pool2d (inference, picks, inference backward)", _selfcheck),
     device_checks=_device_checks,
+    warm=_warm,
     cuda_kernels=(  # the picks' arithmetic is float64 on purpose, to pick what the CPU picks
         CudaKernel("stochastic forward", _ptx_forward, float64=True),
         CudaKernel("stochastic inference backward", _ptx_inference_backward, float64=True),

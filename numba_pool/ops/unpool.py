@@ -120,6 +120,11 @@ def _selfcheck(functions, rng, put, to_host):
     checks.expect_equal(to_host(got), reference.max_unpool(pooled, indices, x.shape[2:]), "max_unpool2d")
 
 
+def _warm(functions, dims, x, channels_last):
+    pooled, indices = getattr(functions, f"max_pool{dims}d")(x, 2, return_indices=True, channels_last=channels_last)
+    getattr(functions, f"max_unpool{dims}d")(pooled, indices, 2, channels_last=channels_last)
+
+
 def _device_checks(functions, channels_last):
     def unpool(x, gradient_like):
         pooled, indices = functions.max_pool2d(x, 2, return_indices=True, channels_last=channels_last)
@@ -135,6 +140,7 @@ SPEC = OpSpec(
     kernels=RoutedKernels,
     selfcheck=SelfCheck("max_unpool2d", _selfcheck),
     device_checks=_device_checks,
+    warm=_warm,
 )
 
 SPECS = (SPEC,)

@@ -1,4 +1,4 @@
-"""The ``numba-pool`` command (also ``python -m numba_pool``): demo, bench, check and info.
+"""The ``numba-pool`` command (also ``python -m numba_pool``): demo, bench, check, warm and info.
 
 Exit status: 0 success; 1 ``check`` found a mismatch; 2 bad arguments or an
 unreadable input (argparse's convention); 3 an optional dependency is missing
@@ -38,6 +38,7 @@ _non_negative_int = _int_at_least(0, "non-negative")
 
 def build_parser() -> argparse.ArgumentParser:
     from .benchmark import OPS
+    from .warm import DEFAULT_DIMS, DEFAULT_DTYPES, LAYOUTS, warmable_ops
 
     parser = argparse.ArgumentParser(
         prog="numba-pool",
@@ -80,6 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--cases", type=_positive_int, default=5, help="random configurations per op (default: %(default)s)")
     check.add_argument("--seed", type=_non_negative_int, default=0, help="random seed, >= 0 (default: %(default)s)")
+
+    warm = commands.add_parser(
+        "warm", help="compile the CPU kernels into Numba's on-disk cache (e.g. when building a container image)",
+        description="Run every chosen op forward and backward on small arrays of each dtype, layout and "
+        "dimensionality, so that a new process loads compiled kernels from Numba's cache instead of compiling "
+        "them on its first calls. The cache goes where Numba puts it; NUMBA_CACHE_DIR chooses it.",
+    )
+    warm.add_argument("--ops", nargs="+", choices=warmable_ops(), metavar="OP", help=f"ops (default: all): {', '.join(warmable_ops())}")
+    warm.add_argument("--dtypes", nargs="+", default=list(DEFAULT_DTYPES), metavar="DTYPE", help="dtypes (default: %(default)s)")
+    warm.add_argument("--dims", nargs="+", type=int, choices=[1, 2, 3], default=list(DEFAULT_DIMS), help="spatial dims (default: %(default)s)")
+    warm.add_argument("--layouts", nargs="+", choices=list(LAYOUTS), default=list(LAYOUTS), help="memory layouts (default: both)")
 
     commands.add_parser(
         "info", help="versions, threading, cache directory and CUDA devices",
@@ -137,6 +149,21 @@ def run_check(args) -> int:
     return EXIT_MISMATCH if failures else 0
 
 
+def run_warm(args) -> int:
+    import numpy as np
+
+    from .warm import warm
+
+    for dtype in args.dtypes:
+        try:
+            np.dtype(dtype)
+        except TypeError:
+            raise UsageError(f"--dtypes: {dtype!r} is not a NumPy dtype (e.g. float32, float64, int32)") from None
+    seconds = warm(args.ops, args.dtypes, args.dims, args.layouts, report=print)
+    print(f"warmed in {seconds:.1f} s; Numba's cache: {_cache_directory()}")
+    return 0
+
+
 def run_info(args) -> int:
     for name, value in describe_installation():
         print(f"{name + ':':22} {value}")
@@ -170,9 +197,15 @@ def describe_installation() -> list[tuple[str, str]]:
         ("python", platform.python_version()),
         ("threading layer", layer),
         ("threads", f"{numba.get_num_threads()} (NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS})"),
-        ("cache directory", numba.config.CACHE_DIR or "next to each module (__pycache__), Numba's default"),
+        ("cache directory", _cache_directory()),
     ]
     return lines + _cuda_lines(importlib.util.find_spec("numba_cuda") is not None)
+
+
+def _cache_directory() -> str:
+    import numba
+
+    return numba.config.CACHE_DIR or "next to each module (__pycache__), else the user's cache: Numba's default"
 
 
 def _cuda_lines(installed: bool) -> list[tuple[str, str]]:
@@ -198,7 +231,7 @@ def _device_name(device) -> str:
     return name.decode() if isinstance(name, bytes) else str(name)
 
 
-COMMANDS = {"demo": run_demo, "bench": run_bench, "check": run_check, "info": run_info}
+COMMANDS = {"demo": run_demo, "bench": run_bench, "check": run_check, "warm": run_warm, "info": run_info}
 
 
 def main(argv=None) -> int:

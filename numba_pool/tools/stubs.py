@@ -144,9 +144,10 @@ def stubs() -> dict[str, str]:
     layers_text = _HEADER + f"\n__all__ = {layer_names!r}\n\n" + layer_classes
     init_text = (
         f"{GENERATED}\nfrom . import functional as functional, layers as layers\n"
-        "from .functional import *\nfrom .layers import *\nfrom .layers import IntOrTuple as IntOrTuple\n\n"
+        "from .functional import *\nfrom .layers import *\nfrom .layers import IntOrTuple as IntOrTuple\n"
+        "from .tools.warm import warm as warm\n\n"
         "__version__: str\n"
-        f"__all__ = {['__version__', 'IntOrTuple', *layer_names, *function_names]!r}\n"
+        f"__all__ = {['__version__', 'IntOrTuple', 'warm', *layer_names, *function_names]!r}\n"
     )
     return {"functional.pyi": _black_like(functional_text), "layers.pyi": _black_like(layers_text), "__init__.pyi": init_text}
 
