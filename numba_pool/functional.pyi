@@ -24,8 +24,8 @@ def adaptive_avg_pool1d(x: Array, output_size: OutputSize, *, channels_last: boo
     output_size : int or tuple of 1 (int or None)
         Bins per spatial dim; ``None`` keeps that dim's input size.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
 
     Returns
     -------
@@ -60,8 +60,8 @@ def adaptive_avg_pool1d_backward(grad_output: Array, input_shape: Sequence[int],
     input_shape : tuple of int
         Shape of the forward input.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
     out : numpy.ndarray, optional
         Preallocated gradient of shape ``input_shape`` and ``grad_output``'s dtype, in any
         memory layout (strided views too), sharing no element with ``grad_output``;
@@ -102,8 +102,8 @@ def adaptive_avg_pool2d(x: Array, output_size: OutputSize, *, channels_last: boo
     output_size : int or tuple of 2 (int or None)
         Bins per spatial dim; ``None`` keeps that dim's input size.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
 
     Returns
     -------
@@ -138,8 +138,8 @@ def adaptive_avg_pool2d_backward(grad_output: Array, input_shape: Sequence[int],
     input_shape : tuple of int
         Shape of the forward input.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
     out : numpy.ndarray, optional
         Preallocated gradient of shape ``input_shape`` and ``grad_output``'s dtype, in any
         memory layout (strided views too), sharing no element with ``grad_output``;
@@ -180,8 +180,8 @@ def adaptive_avg_pool3d(x: Array, output_size: OutputSize, *, channels_last: boo
     output_size : int or tuple of 3 (int or None)
         Bins per spatial dim; ``None`` keeps that dim's input size.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
 
     Returns
     -------
@@ -216,8 +216,8 @@ def adaptive_avg_pool3d_backward(grad_output: Array, input_shape: Sequence[int],
     input_shape : tuple of int
         Shape of the forward input.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
     out : numpy.ndarray, optional
         Preallocated gradient of shape ``input_shape`` and ``grad_output``'s dtype, in any
         memory layout (strided views too), sharing no element with ``grad_output``;
@@ -267,8 +267,8 @@ def adaptive_max_pool1d(x: Array, output_size: OutputSize, return_indices: bool 
     return_indices : bool, default False
         Also return each maximum's flat plane index, for ``adaptive_max_pool1d_backward``.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
 
     Returns
     -------
@@ -302,8 +302,8 @@ def adaptive_max_pool1d_backward(grad_output: Array, indices: Array, input_shape
     input_shape : tuple of int
         Shape of the forward input.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
     out : numpy.ndarray, optional
         Preallocated gradient of shape ``input_shape`` and ``grad_output``'s dtype, in any
         memory layout (strided views too), sharing no element with ``grad_output`` or ``indices``;
@@ -355,8 +355,8 @@ def adaptive_max_pool2d(x: Array, output_size: OutputSize, return_indices: bool 
     return_indices : bool, default False
         Also return each maximum's flat plane index, for ``adaptive_max_pool2d_backward``.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
 
     Returns
     -------
@@ -390,8 +390,8 @@ def adaptive_max_pool2d_backward(grad_output: Array, indices: Array, input_shape
     input_shape : tuple of int
         Shape of the forward input.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
     out : numpy.ndarray, optional
         Preallocated gradient of shape ``input_shape`` and ``grad_output``'s dtype, in any
         memory layout (strided views too), sharing no element with ``grad_output`` or ``indices``;
@@ -443,8 +443,8 @@ def adaptive_max_pool3d(x: Array, output_size: OutputSize, return_indices: bool 
     return_indices : bool, default False
         Also return each maximum's flat plane index, for ``adaptive_max_pool3d_backward``.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
 
     Returns
     -------
@@ -478,8 +478,8 @@ def adaptive_max_pool3d_backward(grad_output: Array, indices: Array, input_shape
     input_shape : tuple of int
         Shape of the forward input.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
     out : numpy.ndarray, optional
         Preallocated gradient of shape ``input_shape`` and ``grad_output``'s dtype, in any
         memory layout (strided views too), sharing no element with ``grad_output`` or ``indices``;
@@ -539,8 +539,8 @@ def avg_pool1d(x: Array, kernel_size: IntOrTuple, stride: Optional[IntOrTuple] =
     divisor_override : int, optional
         Divide every window sum by this instead.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
     out : numpy.ndarray, optional
         Preallocated output of the right shape and dtype.
 
@@ -579,8 +579,8 @@ def avg_pool1d_backward(grad_output: Array, input_shape: Sequence[int], kernel_s
     kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
         As given to ``avg_pool1d``.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
     out : numpy.ndarray, optional
         Preallocated gradient of shape ``input_shape`` and ``grad_output``'s dtype, in any
         memory layout (strided views too), sharing no element with ``grad_output``;
@@ -637,8 +637,8 @@ def avg_pool2d(x: Array, kernel_size: IntOrTuple, stride: Optional[IntOrTuple] =
     divisor_override : int, optional
         Divide every window sum by this instead.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
     out : numpy.ndarray, optional
         Preallocated output of the right shape and dtype.
 
@@ -677,8 +677,8 @@ def avg_pool2d_backward(grad_output: Array, input_shape: Sequence[int], kernel_s
     kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
         As given to ``avg_pool2d``.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
     out : numpy.ndarray, optional
         Preallocated gradient of shape ``input_shape`` and ``grad_output``'s dtype, in any
         memory layout (strided views too), sharing no element with ``grad_output``;
@@ -735,8 +735,8 @@ def avg_pool3d(x: Array, kernel_size: IntOrTuple, stride: Optional[IntOrTuple] =
     divisor_override : int, optional
         Divide every window sum by this instead.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
     out : numpy.ndarray, optional
         Preallocated output of the right shape and dtype.
 
@@ -775,8 +775,8 @@ def avg_pool3d_backward(grad_output: Array, input_shape: Sequence[int], kernel_s
     kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
         As given to ``avg_pool3d``.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
     out : numpy.ndarray, optional
         Preallocated gradient of shape ``input_shape`` and ``grad_output``'s dtype, in any
         memory layout (strided views too), sharing no element with ``grad_output``;
@@ -813,8 +813,8 @@ def global_avg_pool1d(x: Array, keepdims: bool = False, *, channels_last: bool =
     keepdims : bool, default False
         Keep size-1 spatial dims: (N, C) + (1,) * 1 instead of (N, C).
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
 
     Returns
     -------
@@ -846,8 +846,8 @@ def global_avg_pool1d_backward(grad_output: Array, input_shape: Sequence[int], *
     input_shape : tuple of int
         Shape of the forward input.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
     out : numpy.ndarray, optional
         Preallocated gradient of shape ``input_shape`` and ``grad_output``'s dtype, in any
         memory layout (strided views too), sharing no element with ``grad_output``;
@@ -885,8 +885,8 @@ def global_avg_pool2d(x: Array, keepdims: bool = False, *, channels_last: bool =
     keepdims : bool, default False
         Keep size-1 spatial dims: (N, C) + (1,) * 2 instead of (N, C).
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
 
     Returns
     -------
@@ -918,8 +918,8 @@ def global_avg_pool2d_backward(grad_output: Array, input_shape: Sequence[int], *
     input_shape : tuple of int
         Shape of the forward input.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
     out : numpy.ndarray, optional
         Preallocated gradient of shape ``input_shape`` and ``grad_output``'s dtype, in any
         memory layout (strided views too), sharing no element with ``grad_output``;
@@ -957,8 +957,8 @@ def global_avg_pool3d(x: Array, keepdims: bool = False, *, channels_last: bool =
     keepdims : bool, default False
         Keep size-1 spatial dims: (N, C) + (1,) * 3 instead of (N, C).
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
 
     Returns
     -------
@@ -990,8 +990,8 @@ def global_avg_pool3d_backward(grad_output: Array, input_shape: Sequence[int], *
     input_shape : tuple of int
         Shape of the forward input.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
     out : numpy.ndarray, optional
         Preallocated gradient of shape ``input_shape`` and ``grad_output``'s dtype, in any
         memory layout (strided views too), sharing no element with ``grad_output``;
@@ -1038,8 +1038,8 @@ def global_max_pool1d(x: Array, keepdims: bool = False, return_indices: bool = F
     return_indices : bool, default False
         Also return the flat plane index of each maximum, for ``global_max_pool1d_backward``.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
 
     Returns
     -------
@@ -1073,8 +1073,8 @@ def global_max_pool1d_backward(grad_output: Array, indices: Array, input_shape: 
     input_shape : tuple of int
         Shape of the forward input.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
     out : numpy.ndarray, optional
         Preallocated gradient of shape ``input_shape`` and ``grad_output``'s dtype, in any
         memory layout (strided views too), sharing no element with ``grad_output`` or ``indices``;
@@ -1122,8 +1122,8 @@ def global_max_pool2d(x: Array, keepdims: bool = False, return_indices: bool = F
     return_indices : bool, default False
         Also return the flat plane index of each maximum, for ``global_max_pool2d_backward``.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
 
     Returns
     -------
@@ -1157,8 +1157,8 @@ def global_max_pool2d_backward(grad_output: Array, indices: Array, input_shape: 
     input_shape : tuple of int
         Shape of the forward input.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
     out : numpy.ndarray, optional
         Preallocated gradient of shape ``input_shape`` and ``grad_output``'s dtype, in any
         memory layout (strided views too), sharing no element with ``grad_output`` or ``indices``;
@@ -1206,8 +1206,8 @@ def global_max_pool3d(x: Array, keepdims: bool = False, return_indices: bool = F
     return_indices : bool, default False
         Also return the flat plane index of each maximum, for ``global_max_pool3d_backward``.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
 
     Returns
     -------
@@ -1241,8 +1241,8 @@ def global_max_pool3d_backward(grad_output: Array, indices: Array, input_shape: 
     input_shape : tuple of int
         Shape of the forward input.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
     out : numpy.ndarray, optional
         Preallocated gradient of shape ``input_shape`` and ``grad_output``'s dtype, in any
         memory layout (strided views too), sharing no element with ``grad_output`` or ``indices``;
@@ -1303,8 +1303,8 @@ def lp_pool1d(x: Array, norm_type: float, kernel_size: IntOrTuple, stride: Optio
         p-norm of the window's elements inside the input; ``ceil_mode=True`` is
         refused with it.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
     out : numpy.ndarray, optional
         Preallocated output of the right shape and dtype.
 
@@ -1354,8 +1354,8 @@ def lp_pool1d_backward(grad_output: Array, x: Array, norm_type: float, kernel_si
     padding : int or tuple of 1 ints, default 0
         As given to ``lp_pool1d``.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
     out : numpy.ndarray, optional
         Preallocated gradient of shape ``x.shape`` and ``grad_output``'s dtype, in any
         memory layout (strided views too), sharing no element with ``grad_output`` or ``x``;
@@ -1414,8 +1414,8 @@ def lp_pool2d(x: Array, norm_type: float, kernel_size: IntOrTuple, stride: Optio
         p-norm of the window's elements inside the input; ``ceil_mode=True`` is
         refused with it.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
     out : numpy.ndarray, optional
         Preallocated output of the right shape and dtype.
 
@@ -1465,8 +1465,8 @@ def lp_pool2d_backward(grad_output: Array, x: Array, norm_type: float, kernel_si
     padding : int or tuple of 2 ints, default 0
         As given to ``lp_pool2d``.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
     out : numpy.ndarray, optional
         Preallocated gradient of shape ``x.shape`` and ``grad_output``'s dtype, in any
         memory layout (strided views too), sharing no element with ``grad_output`` or ``x``;
@@ -1525,8 +1525,8 @@ def lp_pool3d(x: Array, norm_type: float, kernel_size: IntOrTuple, stride: Optio
         p-norm of the window's elements inside the input; ``ceil_mode=True`` is
         refused with it.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
     out : numpy.ndarray, optional
         Preallocated output of the right shape and dtype.
 
@@ -1576,8 +1576,8 @@ def lp_pool3d_backward(grad_output: Array, x: Array, norm_type: float, kernel_si
     padding : int or tuple of 3 ints, default 0
         As given to ``lp_pool3d``.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
     out : numpy.ndarray, optional
         Preallocated gradient of shape ``x.shape`` and ``grad_output``'s dtype, in any
         memory layout (strided views too), sharing no element with ``grad_output`` or ``x``;
@@ -1643,8 +1643,8 @@ def max_pool1d(x: Array, kernel_size: IntOrTuple, stride: Optional[IntOrTuple] =
         Also return the argmax of each window as int64, flat within its
         (n, c) plane (w), for ``max_pool1d_backward``.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
     out : numpy.ndarray, optional
         Preallocated output of the right shape and dtype.
 
@@ -1681,8 +1681,8 @@ def max_pool1d_backward(grad_output: Array, indices: Array, input_shape: Sequenc
     input_shape : tuple of int
         Shape of the forward input.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
     out : numpy.ndarray, optional
         Preallocated gradient of shape ``input_shape`` and ``grad_output``'s dtype, in any
         memory layout (strided views too), sharing no element with ``grad_output`` or ``indices``;
@@ -1751,8 +1751,8 @@ def max_pool2d(x: Array, kernel_size: IntOrTuple, stride: Optional[IntOrTuple] =
         Also return the argmax of each window as int64, flat within its
         (n, c) plane (h * W + w), for ``max_pool2d_backward``.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
     out : numpy.ndarray, optional
         Preallocated output of the right shape and dtype.
 
@@ -1789,8 +1789,8 @@ def max_pool2d_backward(grad_output: Array, indices: Array, input_shape: Sequenc
     input_shape : tuple of int
         Shape of the forward input.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
     out : numpy.ndarray, optional
         Preallocated gradient of shape ``input_shape`` and ``grad_output``'s dtype, in any
         memory layout (strided views too), sharing no element with ``grad_output`` or ``indices``;
@@ -1859,8 +1859,8 @@ def max_pool3d(x: Array, kernel_size: IntOrTuple, stride: Optional[IntOrTuple] =
         Also return the argmax of each window as int64, flat within its
         (n, c) plane ((d * H + h) * W + w), for ``max_pool3d_backward``.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
     out : numpy.ndarray, optional
         Preallocated output of the right shape and dtype.
 
@@ -1897,8 +1897,8 @@ def max_pool3d_backward(grad_output: Array, indices: Array, input_shape: Sequenc
     input_shape : tuple of int
         Shape of the forward input.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
     out : numpy.ndarray, optional
         Preallocated gradient of shape ``input_shape`` and ``grad_output``'s dtype, in any
         memory layout (strided views too), sharing no element with ``grad_output`` or ``indices``;
@@ -1945,8 +1945,8 @@ def max_unpool1d(x: Array, indices: Array, kernel_size: IntOrTuple, stride: Opti
     output_size : tuple of int, optional
         The spatial output sizes (or the whole output shape), each within one stride of the default.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
 
     Returns
     -------
@@ -1986,8 +1986,8 @@ def max_unpool2d(x: Array, indices: Array, kernel_size: IntOrTuple, stride: Opti
     output_size : tuple of int, optional
         The spatial output sizes (or the whole output shape), each within one stride of the default.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
 
     Returns
     -------
@@ -2027,8 +2027,8 @@ def max_unpool3d(x: Array, indices: Array, kernel_size: IntOrTuple, stride: Opti
     output_size : tuple of int, optional
         The spatial output sizes (or the whole output shape), each within one stride of the default.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
 
     Returns
     -------
@@ -2099,8 +2099,8 @@ def stochastic_pool1d(x: Array, kernel_size: IntOrTuple, stride: Optional[IntOrT
         Also return the picked elements' flat plane indices (training only), for
         ``stochastic_pool1d_backward``.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
     out : numpy.ndarray, optional
         Preallocated output of the right shape and dtype.
 
@@ -2144,8 +2144,8 @@ def stochastic_pool1d_backward(grad_output: Array, indices: Array, input_shape: 
     input_shape : tuple of int
         Shape of the forward input.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
     out : numpy.ndarray, optional
         Preallocated gradient of shape ``input_shape`` and ``grad_output``'s dtype, in any
         memory layout (strided views too), sharing no element with ``grad_output`` or ``indices``;
@@ -2191,8 +2191,8 @@ def stochastic_pool1d_inference_backward(grad_output: Array, x: Array, kernel_si
     kernel_size, stride, padding, ceil_mode
         As given to ``stochastic_pool1d``.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
     out : numpy.ndarray, optional
         Preallocated gradient of shape ``x.shape`` and ``grad_output``'s dtype, in any
         memory layout (strided views too), sharing no element with ``grad_output`` or ``x``;
@@ -2267,8 +2267,8 @@ def stochastic_pool2d(x: Array, kernel_size: IntOrTuple, stride: Optional[IntOrT
         Also return the picked elements' flat plane indices (training only), for
         ``stochastic_pool2d_backward``.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
     out : numpy.ndarray, optional
         Preallocated output of the right shape and dtype.
 
@@ -2312,8 +2312,8 @@ def stochastic_pool2d_backward(grad_output: Array, indices: Array, input_shape: 
     input_shape : tuple of int
         Shape of the forward input.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
     out : numpy.ndarray, optional
         Preallocated gradient of shape ``input_shape`` and ``grad_output``'s dtype, in any
         memory layout (strided views too), sharing no element with ``grad_output`` or ``indices``;
@@ -2359,8 +2359,8 @@ def stochastic_pool2d_inference_backward(grad_output: Array, x: Array, kernel_si
     kernel_size, stride, padding, ceil_mode
         As given to ``stochastic_pool2d``.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
     out : numpy.ndarray, optional
         Preallocated gradient of shape ``x.shape`` and ``grad_output``'s dtype, in any
         memory layout (strided views too), sharing no element with ``grad_output`` or ``x``;
@@ -2435,8 +2435,8 @@ def stochastic_pool3d(x: Array, kernel_size: IntOrTuple, stride: Optional[IntOrT
         Also return the picked elements' flat plane indices (training only), for
         ``stochastic_pool3d_backward``.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
     out : numpy.ndarray, optional
         Preallocated output of the right shape and dtype.
 
@@ -2480,8 +2480,8 @@ def stochastic_pool3d_backward(grad_output: Array, indices: Array, input_shape: 
     input_shape : tuple of int
         Shape of the forward input.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
     out : numpy.ndarray, optional
         Preallocated gradient of shape ``input_shape`` and ``grad_output``'s dtype, in any
         memory layout (strided views too), sharing no element with ``grad_output`` or ``indices``;
@@ -2527,8 +2527,8 @@ def stochastic_pool3d_inference_backward(grad_output: Array, x: Array, kernel_si
     kernel_size, stride, padding, ceil_mode
         As given to ``stochastic_pool3d``.
     channels_last : bool, default False
-        Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-        (N, C, *spatial) / (C, *spatial); outputs use the same layout.
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
     out : numpy.ndarray, optional
         Preallocated gradient of shape ``x.shape`` and ``grad_output``'s dtype, in any
         memory layout (strided views too), sharing no element with ``grad_output`` or ``x``;

@@ -6,8 +6,8 @@ FLAT_INDEX = {1: "w", 2: "h * W + w", 3: "(d * H + h) * W + w"}
 
 LAYOUT_DOC = """\
 channels_last : bool, default False
-    Read ``x`` as (N, *spatial, C) or unbatched (*spatial, C) instead of
-    (N, C, *spatial) / (C, *spatial); outputs use the same layout."""
+    Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+    ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout."""
 
 BACKWARD_OUT_DOC = """\
 out : numpy.ndarray, optional

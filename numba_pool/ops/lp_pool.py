@@ -2,7 +2,7 @@
 
 PyTorch computes ``avg_pool(x**p) * prod(kernel)`` (so a ``ceil_mode`` window cut
 short by the input's end is scaled up by kernel size / its size) and takes the
-1/p-th power; p = inf is max pooling of |x|. Here ``padding`` is added
+1/p-th power; p = inf is max pooling of ``|x|``. Here ``padding`` is added
 (padded taps contribute nothing, and the window size is counted with padding,
 as average pooling's ``count_include_pad=True`` counts it).
 """
