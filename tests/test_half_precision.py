@@ -355,3 +355,18 @@ def test_torch_half_tensors_keep_their_dtype_outside_autocast(dtype_name):
     assert y.dtype == x.grad.dtype == dtype
     expected = nt.StochasticPool2d(2, seed=1)(x.detach().float())
     assert torch.equal(y, expected.to(dtype))  # the same picks as the float32 values
+
+
+# --------------------------------------------------------------------------- the comparison benchmark
+
+
+def test_the_benchmark_times_float16_next_to_float32():
+    from numba_pool.tools import benchmark
+
+    rows = list(benchmark.selected_cases(["avg_forward"], ["nchw"], quick=True, dtypes=benchmark.DTYPE_CHOICES["both"]))
+    assert [row[-1] for row in rows[:2]] == ["float32", "float16"]
+    case = benchmark.build_case("avg_forward", (1, 2, 6, 6), 2, 2, "nchw", np.dtype(HALF))
+    assert case.label.endswith(" f16") and case.bytes_read == 2 * 72
+    assert case.functions["numba_pool"]().dtype == HALF
+    if "torch" in case.functions:
+        assert str(case.functions["torch"]().dtype) == "torch.float16"
