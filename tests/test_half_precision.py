@@ -11,9 +11,10 @@ from numba import njit
 
 import numba_pool as nb
 from numba_pool import reference
-from numba_pool.backends import cpu, rules
+from numba_pool.backends import rules
+from numba_pool.backends.cpu import _half as cpu_half
 from numba_pool.ops import OPS
-from cases import nan_heavy_values, random_values
+from cases import nan_heavy_values, random_values, strided_view
 from helpers import op
 
 HALF = np.float16
@@ -68,27 +69,45 @@ def test_nan_payloads_survive_the_round_trip_on_both_backends():
     _widen_all(halves, singles)
     _narrow_all(singles, back)
     np.testing.assert_array_equal(back, halves)  # the CUDA rules
-    wide = cpu.WIDENING.widen(halves.view(HALF))
+    wide = cpu_half.WIDENING.widen(halves.view(HALF))
     narrow = np.empty(halves.size, HALF)
-    cpu.WIDENING.narrow_into(wide, narrow)
+    cpu_half.WIDENING.narrow_into(wide, narrow)
     np.testing.assert_array_equal(narrow.view(np.uint16), halves)  # the CPU's NumPy casts
+
+
+@pytest.mark.parametrize("view", ["contiguous", "step", "reversed", "fortran", "channels_last"])
+@pytest.mark.parametrize("size", [(1, 3, 5, 4), (2, 8, 24, 24)])  # small calls run serial, large ones parallel
+def test_cpu_float16_conversions_in_any_memory_order(view, size):
+    rng = np.random.default_rng(2)
+    x = _half_values(rng, size)
+    if view == "channels_last":
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    else:
+        x = strided_view(x, view)
+    wide = cpu_half.WIDENING.widen(x)
+    np.testing.assert_array_equal(wide.view(np.uint32), x.astype(np.float32).view(np.uint32))
+    assert list(np.argsort(np.abs(wide.strides))) == list(np.argsort(np.abs(x.strides)))  # the same memory order
+    singles = (rng.standard_normal(size) * 1e3).astype(np.float32)
+    target = strided_view(np.zeros(size, HALF), "step" if view == "step" else "contiguous")
+    cpu_half.WIDENING.narrow_into(singles, target)
+    np.testing.assert_array_equal(target.view(np.uint16), singles.astype(HALF).view(np.uint16))
 
 
 def test_bfloat16_conversions_match_ml_dtypes():
     ml_dtypes = pytest.importorskip("ml_dtypes")
     bfloat16 = np.dtype(ml_dtypes.bfloat16)
     every = np.arange(2**16, dtype=np.uint16).view(bfloat16)
-    wide = cpu.WIDENING.widen(every)
+    wide = cpu_half.WIDENING.widen(every)
     assert wide.dtype == np.float32
     np.testing.assert_array_equal(wide.view(np.uint32) >> 16, every.view(np.uint16))  # exact, payloads too
     singles = _hard_float32_bits(np.random.default_rng(1)).view(np.float32)
     narrow = np.empty(singles.size, bfloat16)
-    cpu.WIDENING.narrow_into(singles, narrow)
+    cpu_half.WIDENING.narrow_into(singles, narrow)
     numbers = ~np.isnan(singles)
     np.testing.assert_array_equal(narrow[numbers].view(np.uint16), singles[numbers].astype(bfloat16).view(np.uint16))
     assert np.isnan(narrow[~numbers].astype(np.float32)).all()
     back = np.empty(every.size, bfloat16)
-    cpu.WIDENING.narrow_into(wide, back)
+    cpu_half.WIDENING.narrow_into(wide, back)
     np.testing.assert_array_equal(back.view(np.uint16), every.view(np.uint16))
 
 

@@ -18,12 +18,15 @@ Numba's threading layer, and by
 """
 
 from ..contract import computed_in_float32, gather_entries
-from ._arrays import WIDENING, asarray, check_out, empty, export
+from ._arrays import asarray, check_out, empty, export
+from ._half import WIDENING
 from ._threading import load_tbb, thread_and_fork_safe
 
 load_tbb()  # only if the user asked for TBB; before the first parallel launch, so that Numba finds pip's TBB
 
-_ENTRIES = gather_entries(__name__, __path__, wrap=lambda entry: computed_in_float32(thread_and_fork_safe(entry), WIDENING))
+_ENTRIES = gather_entries(
+    __name__, __path__, wrap=lambda entry: computed_in_float32(thread_and_fork_safe(entry), WIDENING), skip=("_arrays", "_half")
+)
 globals().update(_ENTRIES)
 ENTRIES = tuple(sorted(_ENTRIES))
 __all__ = ["asarray", "check_out", "empty", "export", *ENTRIES]
