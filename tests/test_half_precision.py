@@ -3,8 +3,6 @@ rounded once to nearest (ties to even); against the reference and PyTorch's half
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pytest
 from numba import njit
@@ -13,12 +11,11 @@ import numba_pool as nb
 from numba_pool import reference
 from numba_pool.backends import rules
 from numba_pool.backends.cpu import _half as cpu_half
-from numba_pool.ops import OPS
+from numba_pool.tools import selfcheck
 from cases import nan_heavy_values, random_values, strided_view
 from helpers import op
 
 HALF = np.float16
-WINDOWS = ((2, 2), (3, 2))  # (kernel, stride) of the sliding-window ops' device checks
 
 
 # --------------------------------------------------------------------------- the bit conversions
@@ -123,23 +120,8 @@ def _half_values(rng, shape) -> np.ndarray:
         return values.astype(HALF)
 
 
-def _registry_checks(channels_last: bool) -> dict:
-    """Every op's device checks ({name: function(x, gradient_like)}), as bench.gpu_check runs them."""
-    checks = {}
-    for spec in OPS:
-        if spec.device_checks is None:
-            continue
-        if spec.dask == "windows":
-            for kernel, stride in WINDOWS:
-                found = spec.device_checks(nb, channels_last, kernel, stride)
-                checks.update({f"{name} k{kernel}s{stride}": check for name, (check, _) in found.items()})
-        else:
-            checks.update({name: check for name, (check, _) in spec.device_checks(nb, channels_last).items()})
-    return checks
-
-
-def test_the_registry_checks_cover_every_op():
-    names = " ".join(_registry_checks(False))
+def test_the_registry_calls_cover_every_op():
+    names = " ".join(selfcheck._registry_calls(nb, False))
     for word in ("max fwd", "max bwd", "avg fwd", "avg bwd", "stochastic", "lp", "unpool", "global", "adaptive"):
         assert word in names, word
 
@@ -148,40 +130,11 @@ def put(backend, array, view="contiguous"):
     return backend.put(array, view)
 
 
-def _each(result):
-    return result if isinstance(result, tuple) else (result,)
-
-
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_every_op_in_float16_is_its_float32_result_rounded_once(backend, channels_last):
-    rng = np.random.default_rng(15)
-    shape = (1, 5, 4, 3) if channels_last else (1, 3, 5, 4)
-    x = _half_values(rng, shape)
-    gradient_seed = 7
-
-    def gradient_like(dtype):
-        def make(y):
-            values = np.random.default_rng(gradient_seed).standard_normal(tuple(y.shape)).astype(HALF)
-            return put(backend, values.astype(dtype))
-
-        return make
-
-    for name, check in _registry_checks(channels_last).items():
-        try:
-            wide = _each(backend.get(check(put(backend, x.astype(np.float32)), gradient_like(np.float32))))
-        except ValueError as error:  # a call this backend refuses (dask: a flat global gradient) fails alike
-            with pytest.raises(ValueError, match=re.escape(str(error)[:40])):
-                check(put(backend, x), gradient_like(HALF))
-            continue
-        got = _each(backend.get(check(put(backend, x), gradient_like(HALF))))
-        for result, float32_result in zip(got, wide, strict=True):
-            if float32_result.dtype == np.float32:
-                assert result.dtype == HALF, name
-                with np.errstate(over="ignore"):
-                    expected = float32_result.astype(HALF)
-                np.testing.assert_array_equal(result.view(np.uint16), expected.view(np.uint16), err_msg=name)
-            else:  # indices
-                np.testing.assert_array_equal(result, float32_result, err_msg=name)
+@pytest.mark.parametrize("seed", range(2))
+def test_every_op_in_float16_is_its_float32_result_rounded_once(backend, seed):
+    """numba-pool check's float16 line: every op's device checks, float16 against float32 rounded once."""
+    rng = np.random.default_rng([15, seed])
+    selfcheck.half_precision_check(nb, rng, lambda array: put(backend, array), backend.get)
 
 
 # --------------------------------------------------------------------------- against the reference
