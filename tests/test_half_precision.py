@@ -236,6 +236,29 @@ def test_ml_dtypes_bfloat16_on_the_cpu():
     assert grad.dtype == bfloat16
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: nb.MaxPool2d(3, 2, 1),
+        lambda: nb.AvgPool2d(2, reuse_buffers=True),
+        lambda: nb.StochasticPool2d(2, seed=4),
+        lambda: nb.StochasticPool2d(2).eval(),
+        lambda: nb.LpPool2d(2, 2),
+        lambda: nb.AdaptiveAvgPool2d(3),
+        lambda: nb.GlobalMaxPool2d(),
+    ],
+)
+def test_layers_in_float16(make):
+    x = np.abs(_half_values(np.random.default_rng(8), (2, 3, 6, 5)))
+    layer, wide_layer = make(), make()
+    y, wide_y = layer(x), wide_layer(x.astype(np.float32))
+    np.testing.assert_array_equal(y, wide_y.astype(HALF))
+    grad = np.random.default_rng(9).standard_normal(y.shape).astype(HALF)
+    for _ in range(2):  # twice: a reused buffer keeps float16
+        got = layer.backward(grad)
+    np.testing.assert_array_equal(got, wide_layer.backward(grad.astype(np.float32)).astype(HALF))
+
+
 # --------------------------------------------------------------------------- bad arguments
 
 
