@@ -219,6 +219,15 @@ def test_out_and_strided_views_in_float16(backend):
     np.testing.assert_array_equal(backend.get(out), expected)
 
 
+def test_zero_batches_and_unbatched_input_in_float16(backend):
+    empty = put(backend, np.zeros((0, 3, 6, 6), HALF))
+    assert backend.get(nb.max_pool2d(empty, 2)).shape == (0, 3, 3, 3)
+    assert backend.get(nb.global_avg_pool2d(empty)).dtype == HALF
+    x = _half_values(np.random.default_rng(7), (3, 6, 6))
+    got = backend.get(nb.avg_pool2d(put(backend, x), 2))
+    np.testing.assert_array_equal(got, nb.avg_pool2d(x.astype(np.float32), 2).astype(HALF))
+
+
 def test_ml_dtypes_bfloat16_on_the_cpu():
     ml_dtypes = pytest.importorskip("ml_dtypes")
     bfloat16 = ml_dtypes.bfloat16
