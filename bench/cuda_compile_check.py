@@ -50,6 +50,15 @@ def compile_target(entry, argument_types: KernelTypes):
     return kernel.py_func, signature
 
 
+def conversion_kernels() -> list:
+    """(name, kernel, argument types) of the float16 <-> float32 conversions every op's float16 calls
+    launch (``backends/cuda/_half.py``): integer arithmetic on bit patterns only."""
+    from numba_pool.backends.cuda import _half
+
+    half, single = KernelTypes.array(np.uint16), KernelTypes.array(np.uint32)
+    return [("float16 -> float32", _half._widen_kernel, (half, single)), ("float32 -> float16", _half._narrow_kernel, (single, half))]
+
+
 _FLOAT64 = re.compile(r"\.f64\b")
 _DIVISION64 = re.compile(r"\b(div|rem)\.[su]64\b")
 
@@ -85,6 +94,17 @@ def main(argv=None) -> int:
             failures += bool(unexpected)
             flag = "  <- float64 in a float32 kernel" if unexpected else ""
             print(f"{name:34} {np.dtype(dtype).name:8} {len(lines):9} {float64:8} {divisions:15}{flag}")
+    five = KernelTypes(np.float32).five
+    for name, kernel, arguments in conversion_kernels():
+        try:
+            ptx, _ = cuda.compile_ptx(kernel.py_func, (five, types.boolean, types.Tuple(arguments)), cc=cc)
+        except Exception as error:
+            print(f"{name:34} {'bits':8} COMPILE ERROR: {type(error).__name__}: {str(error)[:300]}")
+            failures += 1
+            continue
+        lines = _instructions(ptx)
+        divisions = sum(bool(_DIVISION64.search(line)) for line in lines)
+        print(f"{name:34} {'bits':8} {len(lines):9} {sum(bool(_FLOAT64.search(line)) for line in lines):8} {divisions:15}")
     print("all kernels compile" if not failures else f"{failures} problems")
     return 1 if failures else 0
 

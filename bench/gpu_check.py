@@ -2,6 +2,7 @@
 
     python -m bench.gpu_check            # the issue's shapes: (32, 64, 112, 112) and (128, 256, 28, 28)
     python -m bench.gpu_check --tiny     # tiny shapes; also runs under NUMBA_ENABLE_CUDASIM=1
+    python -m bench.gpu_check --dtype float16   # float16 data (PyTorch: its half ops)
 
 1. Every op (forward and backward, both layouts) runs on the device and on the
    CPU with the same random data; max, stochastic and routed results must agree
@@ -93,11 +94,11 @@ def _host(result):
     return result.cpu().numpy()  # torch
 
 
-def _gradient_like(seed):
-    """g(y): a reproducible gradient of y's shape, on y's side (host or device, same family)."""
+def _gradient_like(seed, dtype=np.float32):
+    """g(y): a reproducible gradient of y's shape and the data's ``dtype``, on y's side (host or device, same family)."""
 
     def make(y):
-        host = np.random.default_rng(seed).standard_normal(tuple(y.shape)).astype(np.float32)
+        host = np.random.default_rng(seed).standard_normal(tuple(y.shape)).astype(dtype)
         if isinstance(y, np.ndarray):
             return host
         return _to_family(np.ascontiguousarray(host), y)
@@ -118,23 +119,23 @@ def _to_family(host, like):
     return cuda.to_device(host)
 
 
-def _layout_host(shape, layout, seed):
-    x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+def _layout_host(shape, layout, seed, dtype=np.float32):
+    x = np.random.default_rng(seed).standard_normal(shape).astype(dtype)
     return np.ascontiguousarray(np.moveaxis(x, 1, -1)) if layout == "nhwc" else x
 
 
-def check(shapes, families) -> list[str]:
+def check(shapes, families, dtype=np.float32) -> list[str]:
     """Compare every op on every family with the CPU; return the failures."""
     failures = []
     for shape in shapes:
         for layout in ("nchw", "nhwc"):
-            host = _layout_host(shape, layout, seed=1)
+            host = _layout_host(shape, layout, seed=1, dtype=dtype)
             ops = _cases(layout)
             for family, to_device in families.items():
                 device_x = to_device(host)
                 for name, (op, rule) in ops.items():
-                    expected = op(host, _gradient_like(2))
-                    got = op(device_x, _gradient_like(2))
+                    expected = op(host, _gradient_like(2, dtype))
+                    got = op(device_x, _gradient_like(2, dtype))
                     problem = _compare(got, expected, rule, family)
                     status = "ok" if problem is None else f"MISMATCH: {problem}"
                     print(f"check {family:6} {layout} {str(shape):20} {name:24} {status}", flush=True)
@@ -154,7 +155,9 @@ def _compare(got, expected, rule, family):
             return f"shape/dtype {g.shape} {g.dtype} instead of {e.shape} {e.dtype}"
         if rule == "exact" and not np.array_equal(g, e, equal_nan=True):
             return f"{int((g != e).sum())} elements differ"
-        if rule == "close" and not np.allclose(g, e, rtol=2e-5, atol=2e-5):
+        # float16 sums: the two float32 sums, each rounded once to float16, may fall one ulp (1e-3) apart
+        tolerance = 2e-3 if e.dtype == np.float16 else 2e-5
+        if rule == "close" and not np.allclose(g, e, rtol=tolerance, atol=tolerance):
             return f"max abs difference {float(np.abs(g - e).max()):.3g}"
     return None
 
@@ -204,11 +207,11 @@ def _torch_ops(torch, kernel, stride):
     }
 
 
-def benchmark(shapes, repeats, torch) -> list[dict]:
+def benchmark(shapes, repeats, torch, dtype=np.float32) -> list[dict]:
     rows = []
     for shape in shapes:
         for layout in ("nchw", "nhwc"):
-            host = _layout_host(shape, layout, seed=3)
+            host = _layout_host(shape, layout, seed=3, dtype=dtype)
             x = torch.from_numpy(host).cuda() if torch else cuda.to_device(host)
             bytes_per_ms = _copy_bandwidth(host.nbytes, repeats)
             for kernel, stride in BENCHMARK_WINDOWS:
@@ -219,14 +222,16 @@ def benchmark(shapes, repeats, torch) -> list[dict]:
 def _benchmark_window(x, shape, layout, kernel, stride, repeats, torch, bytes_per_ms):
     last = layout == "nhwc"
     y, indices = nb.max_pool2d(x, kernel, stride, return_indices=True, channels_last=last)
-    g = _gradient_like(4)(y)
-    input_bytes = int(np.prod(shape)) * 4
+    item = np.dtype(str(x.dtype).removeprefix("torch.")).itemsize
+    g = _gradient_like(4, f"float{8 * item}")(y)
+    input_bytes = int(np.prod(shape)) * item
     output_count = int(np.prod(tuple(y.shape)))
+    with_indices = (item + 8) * output_count
     ours = {
-        "max fwd": (lambda: nb.max_pool2d(x, kernel, stride, return_indices=True, channels_last=last), input_bytes + 12 * output_count),
-        "max bwd": (lambda: nb.max_pool2d_backward(g, indices, x.shape, channels_last=last), 12 * output_count + input_bytes),
-        "avg fwd": (lambda: nb.avg_pool2d(x, kernel, stride, channels_last=last), input_bytes + 4 * output_count),
-        "avg bwd": (lambda: nb.avg_pool2d_backward(g, x.shape, kernel, stride, channels_last=last), 4 * output_count + input_bytes),
+        "max fwd": (lambda: nb.max_pool2d(x, kernel, stride, return_indices=True, channels_last=last), input_bytes + with_indices),
+        "max bwd": (lambda: nb.max_pool2d_backward(g, indices, x.shape, channels_last=last), with_indices + input_bytes),
+        "avg fwd": (lambda: nb.avg_pool2d(x, kernel, stride, channels_last=last), input_bytes + item * output_count),
+        "avg bwd": (lambda: nb.avg_pool2d_backward(g, x.shape, kernel, stride, channels_last=last), item * output_count + input_bytes),
     }
     theirs = {}
     if torch:
@@ -265,7 +270,9 @@ def main(argv=None) -> int:
     parser.add_argument("--tiny", action="store_true", help="tiny shapes (works under NUMBA_ENABLE_CUDASIM=1)")
     parser.add_argument("--repeats", type=int, default=50, help="timed runs per op (median reported)")
     parser.add_argument("--json", metavar="FILE", help="also write the timings as JSON")
+    parser.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="data dtype (default float32)")
     args = parser.parse_args(argv)
+    dtype = np.dtype(args.dtype)
     shapes = TINY_SHAPES if args.tiny else FULL_SHAPES
     torch, cupy = _torch_cuda(), _cupy()
     device = "CUDA simulator" if SIMULATOR else cuda.get_current_device().name
@@ -278,10 +285,10 @@ def main(argv=None) -> int:
     if cupy:
         families["cupy"] = lambda host: cupy.asarray(host)
     started = time.perf_counter()
-    failures = check(shapes if args.tiny else shapes[1:], families)  # the smaller full shape suffices for checking
+    failures = check(shapes if args.tiny else shapes[1:], families, dtype)  # the smaller full shape suffices for checking
     print(f"checked in {time.perf_counter() - started:.1f} s", flush=True)
 
-    rows = benchmark(shapes, args.repeats, torch)
+    rows = benchmark(shapes, args.repeats, torch, dtype)
     if args.json:
         with open(args.json, "w") as file:
             json.dump({"device": device, "rows": rows, "failures": failures}, file, indent=1)

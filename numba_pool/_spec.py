@@ -21,7 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 
 # Sets, so that checking a dtype is one hash lookup on the per-call path.
-FLOAT_DTYPES = frozenset(np.dtype(t) for t in (np.float32, np.float64))
+# float16 runs every kernel in float32 (see backends/contract.py: computed_in_float32), as does ml_dtypes'
+# bfloat16 on the CPU, which is recognised by name (``is_bfloat16``) so that ml_dtypes stays optional.
+HALF = np.dtype(np.float16)
+FLOAT_DTYPES = frozenset(np.dtype(t) for t in (np.float16, np.float32, np.float64))
 INTEGER_DTYPES = frozenset(
     np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)
 )
@@ -154,13 +157,32 @@ def _from_dlpack(x, name: str, op: str) -> np.ndarray:
         raise TypeError(f"{op}: NumPy cannot read {name} ({kind}) through DLPack ({error})") from None
 
 
+def is_bfloat16(dtype: np.dtype) -> bool:
+    """Whether ``dtype`` is ml_dtypes' bfloat16 (told by name: ml_dtypes is never imported here)."""
+    return dtype.kind == "V" and dtype.name == "bfloat16" and dtype.type.__module__.startswith("ml_dtypes")
+
+
+def is_16bit_float(dtype: np.dtype) -> bool:
+    """float16 or bfloat16: the dtypes whose values the kernels compute in float32 and round once at the store."""
+    return dtype.itemsize == 2 and (dtype.kind == "f" or is_bfloat16(dtype))
+
+
 def check_dtype(array: np.ndarray, accepted: frozenset, name: str, op: str) -> None:
-    if array.dtype in accepted:
+    if array.dtype in accepted or (HALF in accepted and is_bfloat16(array.dtype)):
         return
     floats_only = all(d.kind == "f" for d in accepted)
-    described = "float32 or float64" if floats_only else "float32, float64 or an integer dtype"
+    described = "float16, float32 or float64" if floats_only else "float16, float32, float64 or an integer dtype"
     fix = f"convert it first, e.g. {name}.astype(np.float32)"
     raise TypeError(f"{op}: {name} has dtype {array.dtype}; accepted dtypes are {described} ({fix})")
+
+
+def check_same_16bit_float(array: np.ndarray, name: str, other: np.ndarray, other_name: str, op: str) -> None:
+    """Refuse a 16-bit float next to another float dtype: autograd never mixes them, so a mix is a slip."""
+    if array.dtype != other.dtype and (is_16bit_float(array.dtype) or is_16bit_float(other.dtype)):
+        raise TypeError(
+            f"{op}: {name} has dtype {array.dtype} but {other_name} has dtype {other.dtype}; with a 16-bit float "
+            f"(float16, bfloat16) both must have the same dtype (convert one, e.g. {name}.astype({other_name}.dtype))"
+        )
 
 
 def layout_description(dims: int, channels_last: bool) -> str:

@@ -20,7 +20,7 @@ def adaptive_avg_pool1d(x: Array, output_size: OutputSize, *, channels_last: boo
     Parameters
     ----------
     x : numpy.ndarray
-        Input of shape (N, C) + (L) or unbatched (C,) + (L); float32 or float64.
+        Input of shape (N, C) + (L) or unbatched (C,) + (L); float16, float32 or float64.
     output_size : int or tuple of 1 (int or None)
         Bins per spatial dim; ``None`` keeps that dim's input size.
     channels_last : bool, default False
@@ -56,7 +56,7 @@ def adaptive_avg_pool1d_backward(grad_output: Array, input_shape: Sequence[int],
     Parameters
     ----------
     grad_output : numpy.ndarray
-        Gradient with respect to the pooled output; float32 or float64.
+        Gradient with respect to the pooled output; float16, float32 or float64.
     input_shape : tuple of int
         Shape of the forward input.
     channels_last : bool, default False
@@ -98,7 +98,7 @@ def adaptive_avg_pool2d(x: Array, output_size: OutputSize, *, channels_last: boo
     Parameters
     ----------
     x : numpy.ndarray
-        Input of shape (N, C) + (H, W) or unbatched (C,) + (H, W); float32 or float64.
+        Input of shape (N, C) + (H, W) or unbatched (C,) + (H, W); float16, float32 or float64.
     output_size : int or tuple of 2 (int or None)
         Bins per spatial dim; ``None`` keeps that dim's input size.
     channels_last : bool, default False
@@ -134,7 +134,7 @@ def adaptive_avg_pool2d_backward(grad_output: Array, input_shape: Sequence[int],
     Parameters
     ----------
     grad_output : numpy.ndarray
-        Gradient with respect to the pooled output; float32 or float64.
+        Gradient with respect to the pooled output; float16, float32 or float64.
     input_shape : tuple of int
         Shape of the forward input.
     channels_last : bool, default False
@@ -176,7 +176,7 @@ def adaptive_avg_pool3d(x: Array, output_size: OutputSize, *, channels_last: boo
     Parameters
     ----------
     x : numpy.ndarray
-        Input of shape (N, C) + (D, H, W) or unbatched (C,) + (D, H, W); float32 or float64.
+        Input of shape (N, C) + (D, H, W) or unbatched (C,) + (D, H, W); float16, float32 or float64.
     output_size : int or tuple of 3 (int or None)
         Bins per spatial dim; ``None`` keeps that dim's input size.
     channels_last : bool, default False
@@ -212,7 +212,7 @@ def adaptive_avg_pool3d_backward(grad_output: Array, input_shape: Sequence[int],
     Parameters
     ----------
     grad_output : numpy.ndarray
-        Gradient with respect to the pooled output; float32 or float64.
+        Gradient with respect to the pooled output; float16, float32 or float64.
     input_shape : tuple of int
         Shape of the forward input.
     channels_last : bool, default False
@@ -261,7 +261,7 @@ def adaptive_max_pool1d(x: Array, output_size: OutputSize, return_indices: bool 
     Parameters
     ----------
     x : numpy.ndarray
-        Input of shape (N, C) + (L) or unbatched (C,) + (L); float32, float64 or an integer dtype.
+        Input of shape (N, C) + (L) or unbatched (C,) + (L); float16, float32, float64 or an integer dtype.
     output_size : int or tuple of 1 (int or None)
         Bins per spatial dim; ``None`` keeps that dim's input size.
     return_indices : bool, default False
@@ -296,7 +296,7 @@ def adaptive_max_pool1d_backward(grad_output: Array, indices: Array, input_shape
     Parameters
     ----------
     grad_output : numpy.ndarray
-        Gradient with respect to the pooled output; float32 or float64.
+        Gradient with respect to the pooled output; float16, float32 or float64.
     indices : numpy.ndarray
         The integer indices ``adaptive_max_pool1d(..., return_indices=True)`` returned.
     input_shape : tuple of int
@@ -349,7 +349,7 @@ def adaptive_max_pool2d(x: Array, output_size: OutputSize, return_indices: bool 
     Parameters
     ----------
     x : numpy.ndarray
-        Input of shape (N, C) + (H, W) or unbatched (C,) + (H, W); float32, float64 or an integer dtype.
+        Input of shape (N, C) + (H, W) or unbatched (C,) + (H, W); float16, float32, float64 or an integer dtype.
     output_size : int or tuple of 2 (int or None)
         Bins per spatial dim; ``None`` keeps that dim's input size.
     return_indices : bool, default False
@@ -384,7 +384,7 @@ def adaptive_max_pool2d_backward(grad_output: Array, indices: Array, input_shape
     Parameters
     ----------
     grad_output : numpy.ndarray
-        Gradient with respect to the pooled output; float32 or float64.
+        Gradient with respect to the pooled output; float16, float32 or float64.
     indices : numpy.ndarray
         The integer indices ``adaptive_max_pool2d(..., return_indices=True)`` returned.
     input_shape : tuple of int
@@ -437,7 +437,7 @@ def adaptive_max_pool3d(x: Array, output_size: OutputSize, return_indices: bool 
     Parameters
     ----------
     x : numpy.ndarray
-        Input of shape (N, C) + (D, H, W) or unbatched (C,) + (D, H, W); float32, float64 or an integer dtype.
+        Input of shape (N, C) + (D, H, W) or unbatched (C,) + (D, H, W); float16, float32, float64 or an integer dtype.
     output_size : int or tuple of 3 (int or None)
         Bins per spatial dim; ``None`` keeps that dim's input size.
     return_indices : bool, default False
@@ -472,7 +472,7 @@ def adaptive_max_pool3d_backward(grad_output: Array, indices: Array, input_shape
     Parameters
     ----------
     grad_output : numpy.ndarray
-        Gradient with respect to the pooled output; float32 or float64.
+        Gradient with respect to the pooled output; float16, float32 or float64.
     indices : numpy.ndarray
         The integer indices ``adaptive_max_pool3d(..., return_indices=True)`` returned.
     input_shape : tuple of int
@@ -515,8 +515,11 @@ def avg_pool1d(x: Array, kernel_size: IntOrTuple, stride: Optional[IntOrTuple] =
     Parameters
     ----------
     x : numpy.ndarray
-        Input of shape (N, C) + (L) or unbatched (C,) + (L); float32
-        or float64. Any strides.
+        Input of shape (N, C) + (L) or unbatched (C,) + (L); float16,
+        float32 or float64. Any strides.
+        float16 (and ml_dtypes' bfloat16, on the CPU) is computed as float32 on
+        the same values, each result rounded once to the 16-bit dtype (to
+        nearest, ties to even): maxima, indices and picks are float32's.
     kernel_size : int or tuple of 1 ints
         Window size.
     stride : int or tuple of 1 ints, optional
@@ -573,7 +576,7 @@ def avg_pool1d_backward(grad_output: Array, input_shape: Sequence[int], kernel_s
     Parameters
     ----------
     grad_output : numpy.ndarray
-        Gradient with respect to the pooled output; float32 or float64.
+        Gradient with respect to the pooled output; float16, float32 or float64.
     input_shape : tuple of int
         Shape of the forward input.
     kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
@@ -613,8 +616,11 @@ def avg_pool2d(x: Array, kernel_size: IntOrTuple, stride: Optional[IntOrTuple] =
     Parameters
     ----------
     x : numpy.ndarray
-        Input of shape (N, C) + (H, W) or unbatched (C,) + (H, W); float32
-        or float64. Any strides.
+        Input of shape (N, C) + (H, W) or unbatched (C,) + (H, W); float16,
+        float32 or float64. Any strides.
+        float16 (and ml_dtypes' bfloat16, on the CPU) is computed as float32 on
+        the same values, each result rounded once to the 16-bit dtype (to
+        nearest, ties to even): maxima, indices and picks are float32's.
     kernel_size : int or tuple of 2 ints
         Window size.
     stride : int or tuple of 2 ints, optional
@@ -671,7 +677,7 @@ def avg_pool2d_backward(grad_output: Array, input_shape: Sequence[int], kernel_s
     Parameters
     ----------
     grad_output : numpy.ndarray
-        Gradient with respect to the pooled output; float32 or float64.
+        Gradient with respect to the pooled output; float16, float32 or float64.
     input_shape : tuple of int
         Shape of the forward input.
     kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
@@ -711,8 +717,11 @@ def avg_pool3d(x: Array, kernel_size: IntOrTuple, stride: Optional[IntOrTuple] =
     Parameters
     ----------
     x : numpy.ndarray
-        Input of shape (N, C) + (D, H, W) or unbatched (C,) + (D, H, W); float32
-        or float64. Any strides.
+        Input of shape (N, C) + (D, H, W) or unbatched (C,) + (D, H, W); float16,
+        float32 or float64. Any strides.
+        float16 (and ml_dtypes' bfloat16, on the CPU) is computed as float32 on
+        the same values, each result rounded once to the 16-bit dtype (to
+        nearest, ties to even): maxima, indices and picks are float32's.
     kernel_size : int or tuple of 3 ints
         Window size.
     stride : int or tuple of 3 ints, optional
@@ -769,7 +778,7 @@ def avg_pool3d_backward(grad_output: Array, input_shape: Sequence[int], kernel_s
     Parameters
     ----------
     grad_output : numpy.ndarray
-        Gradient with respect to the pooled output; float32 or float64.
+        Gradient with respect to the pooled output; float16, float32 or float64.
     input_shape : tuple of int
         Shape of the forward input.
     kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
@@ -809,7 +818,7 @@ def global_avg_pool1d(x: Array, keepdims: bool = False, *, channels_last: bool =
     Parameters
     ----------
     x : numpy.ndarray
-        Input of shape (N, C) + (L) or unbatched (C,) + (L); float32 or float64.
+        Input of shape (N, C) + (L) or unbatched (C,) + (L); float16, float32 or float64.
     keepdims : bool, default False
         Keep size-1 spatial dims: (N, C) + (1,) * 1 instead of (N, C).
     channels_last : bool, default False
@@ -842,7 +851,7 @@ def global_avg_pool1d_backward(grad_output: Array, input_shape: Sequence[int], *
     Parameters
     ----------
     grad_output : numpy.ndarray
-        Gradient of shape (N, C) / (C,), or the keepdims shape; float32 or float64.
+        Gradient of shape (N, C) / (C,), or the keepdims shape; float16, float32 or float64.
     input_shape : tuple of int
         Shape of the forward input.
     channels_last : bool, default False
@@ -881,7 +890,7 @@ def global_avg_pool2d(x: Array, keepdims: bool = False, *, channels_last: bool =
     Parameters
     ----------
     x : numpy.ndarray
-        Input of shape (N, C) + (H, W) or unbatched (C,) + (H, W); float32 or float64.
+        Input of shape (N, C) + (H, W) or unbatched (C,) + (H, W); float16, float32 or float64.
     keepdims : bool, default False
         Keep size-1 spatial dims: (N, C) + (1,) * 2 instead of (N, C).
     channels_last : bool, default False
@@ -914,7 +923,7 @@ def global_avg_pool2d_backward(grad_output: Array, input_shape: Sequence[int], *
     Parameters
     ----------
     grad_output : numpy.ndarray
-        Gradient of shape (N, C) / (C,), or the keepdims shape; float32 or float64.
+        Gradient of shape (N, C) / (C,), or the keepdims shape; float16, float32 or float64.
     input_shape : tuple of int
         Shape of the forward input.
     channels_last : bool, default False
@@ -953,7 +962,7 @@ def global_avg_pool3d(x: Array, keepdims: bool = False, *, channels_last: bool =
     Parameters
     ----------
     x : numpy.ndarray
-        Input of shape (N, C) + (D, H, W) or unbatched (C,) + (D, H, W); float32 or float64.
+        Input of shape (N, C) + (D, H, W) or unbatched (C,) + (D, H, W); float16, float32 or float64.
     keepdims : bool, default False
         Keep size-1 spatial dims: (N, C) + (1,) * 3 instead of (N, C).
     channels_last : bool, default False
@@ -986,7 +995,7 @@ def global_avg_pool3d_backward(grad_output: Array, input_shape: Sequence[int], *
     Parameters
     ----------
     grad_output : numpy.ndarray
-        Gradient of shape (N, C) / (C,), or the keepdims shape; float32 or float64.
+        Gradient of shape (N, C) / (C,), or the keepdims shape; float16, float32 or float64.
     input_shape : tuple of int
         Shape of the forward input.
     channels_last : bool, default False
@@ -1032,7 +1041,7 @@ def global_max_pool1d(x: Array, keepdims: bool = False, return_indices: bool = F
     Parameters
     ----------
     x : numpy.ndarray
-        Input of shape (N, C) + (L) or unbatched (C,) + (L); float32, float64 or an integer dtype.
+        Input of shape (N, C) + (L) or unbatched (C,) + (L); float16, float32, float64 or an integer dtype.
     keepdims : bool, default False
         Keep size-1 spatial dims: (N, C) + (1,) * 1 instead of (N, C).
     return_indices : bool, default False
@@ -1067,7 +1076,7 @@ def global_max_pool1d_backward(grad_output: Array, indices: Array, input_shape: 
     Parameters
     ----------
     grad_output : numpy.ndarray
-        Gradient of shape (N, C) / (C,), or the keepdims shape; float32 or float64.
+        Gradient of shape (N, C) / (C,), or the keepdims shape; float16, float32 or float64.
     indices : numpy.ndarray
         The indices the forward call returned.
     input_shape : tuple of int
@@ -1116,7 +1125,7 @@ def global_max_pool2d(x: Array, keepdims: bool = False, return_indices: bool = F
     Parameters
     ----------
     x : numpy.ndarray
-        Input of shape (N, C) + (H, W) or unbatched (C,) + (H, W); float32, float64 or an integer dtype.
+        Input of shape (N, C) + (H, W) or unbatched (C,) + (H, W); float16, float32, float64 or an integer dtype.
     keepdims : bool, default False
         Keep size-1 spatial dims: (N, C) + (1,) * 2 instead of (N, C).
     return_indices : bool, default False
@@ -1151,7 +1160,7 @@ def global_max_pool2d_backward(grad_output: Array, indices: Array, input_shape: 
     Parameters
     ----------
     grad_output : numpy.ndarray
-        Gradient of shape (N, C) / (C,), or the keepdims shape; float32 or float64.
+        Gradient of shape (N, C) / (C,), or the keepdims shape; float16, float32 or float64.
     indices : numpy.ndarray
         The indices the forward call returned.
     input_shape : tuple of int
@@ -1200,7 +1209,7 @@ def global_max_pool3d(x: Array, keepdims: bool = False, return_indices: bool = F
     Parameters
     ----------
     x : numpy.ndarray
-        Input of shape (N, C) + (D, H, W) or unbatched (C,) + (D, H, W); float32, float64 or an integer dtype.
+        Input of shape (N, C) + (D, H, W) or unbatched (C,) + (D, H, W); float16, float32, float64 or an integer dtype.
     keepdims : bool, default False
         Keep size-1 spatial dims: (N, C) + (1,) * 3 instead of (N, C).
     return_indices : bool, default False
@@ -1235,7 +1244,7 @@ def global_max_pool3d_backward(grad_output: Array, indices: Array, input_shape: 
     Parameters
     ----------
     grad_output : numpy.ndarray
-        Gradient of shape (N, C) / (C,), or the keepdims shape; float32 or float64.
+        Gradient of shape (N, C) / (C,), or the keepdims shape; float16, float32 or float64.
     indices : numpy.ndarray
         The indices the forward call returned.
     input_shape : tuple of int
@@ -1285,8 +1294,11 @@ def lp_pool1d(x: Array, norm_type: float, kernel_size: IntOrTuple, stride: Optio
     Parameters
     ----------
     x : numpy.ndarray
-        Input of shape (N, C) + (L) or unbatched (C,) + (L); float32
-        or float64. Any strides.
+        Input of shape (N, C) + (L) or unbatched (C,) + (L); float16,
+        float32 or float64. Any strides.
+        float16 (and ml_dtypes' bfloat16, on the CPU) is computed as float32 on
+        the same values, each result rounded once to the 16-bit dtype (to
+        nearest, ties to even): maxima, indices and picks are float32's.
     norm_type : float
         The power p: a positive int or float, or ``float('inf')``.
     kernel_size : int or tuple of 1 ints
@@ -1316,7 +1328,7 @@ def lp_pool1d(x: Array, norm_type: float, kernel_size: IntOrTuple, stride: Optio
     Raises
     ------
     TypeError
-        For a non-array input, a dtype other than float32/float64, a
+        For a non-array input, a dtype other than float16/float32/float64, a
         non-number ``norm_type`` or a non-integer size.
     ValueError
         For ``norm_type <= 0`` or NaN, a wrong number of dims, sizes out of
@@ -1346,7 +1358,8 @@ def lp_pool1d_backward(grad_output: Array, x: Array, norm_type: float, kernel_si
     Parameters
     ----------
     grad_output : numpy.ndarray
-        Gradient with respect to the pooled output; float32 or float64.
+        Gradient with respect to the pooled output; float16, float32 or float64
+        (``x``'s dtype when either is a 16-bit float).
     x : numpy.ndarray
         The forward input.
     norm_type, kernel_size, stride, ceil_mode
@@ -1396,8 +1409,11 @@ def lp_pool2d(x: Array, norm_type: float, kernel_size: IntOrTuple, stride: Optio
     Parameters
     ----------
     x : numpy.ndarray
-        Input of shape (N, C) + (H, W) or unbatched (C,) + (H, W); float32
-        or float64. Any strides.
+        Input of shape (N, C) + (H, W) or unbatched (C,) + (H, W); float16,
+        float32 or float64. Any strides.
+        float16 (and ml_dtypes' bfloat16, on the CPU) is computed as float32 on
+        the same values, each result rounded once to the 16-bit dtype (to
+        nearest, ties to even): maxima, indices and picks are float32's.
     norm_type : float
         The power p: a positive int or float, or ``float('inf')``.
     kernel_size : int or tuple of 2 ints
@@ -1427,7 +1443,7 @@ def lp_pool2d(x: Array, norm_type: float, kernel_size: IntOrTuple, stride: Optio
     Raises
     ------
     TypeError
-        For a non-array input, a dtype other than float32/float64, a
+        For a non-array input, a dtype other than float16/float32/float64, a
         non-number ``norm_type`` or a non-integer size.
     ValueError
         For ``norm_type <= 0`` or NaN, a wrong number of dims, sizes out of
@@ -1457,7 +1473,8 @@ def lp_pool2d_backward(grad_output: Array, x: Array, norm_type: float, kernel_si
     Parameters
     ----------
     grad_output : numpy.ndarray
-        Gradient with respect to the pooled output; float32 or float64.
+        Gradient with respect to the pooled output; float16, float32 or float64
+        (``x``'s dtype when either is a 16-bit float).
     x : numpy.ndarray
         The forward input.
     norm_type, kernel_size, stride, ceil_mode
@@ -1507,8 +1524,11 @@ def lp_pool3d(x: Array, norm_type: float, kernel_size: IntOrTuple, stride: Optio
     Parameters
     ----------
     x : numpy.ndarray
-        Input of shape (N, C) + (D, H, W) or unbatched (C,) + (D, H, W); float32
-        or float64. Any strides.
+        Input of shape (N, C) + (D, H, W) or unbatched (C,) + (D, H, W); float16,
+        float32 or float64. Any strides.
+        float16 (and ml_dtypes' bfloat16, on the CPU) is computed as float32 on
+        the same values, each result rounded once to the 16-bit dtype (to
+        nearest, ties to even): maxima, indices and picks are float32's.
     norm_type : float
         The power p: a positive int or float, or ``float('inf')``.
     kernel_size : int or tuple of 3 ints
@@ -1538,7 +1558,7 @@ def lp_pool3d(x: Array, norm_type: float, kernel_size: IntOrTuple, stride: Optio
     Raises
     ------
     TypeError
-        For a non-array input, a dtype other than float32/float64, a
+        For a non-array input, a dtype other than float16/float32/float64, a
         non-number ``norm_type`` or a non-integer size.
     ValueError
         For ``norm_type <= 0`` or NaN, a wrong number of dims, sizes out of
@@ -1568,7 +1588,8 @@ def lp_pool3d_backward(grad_output: Array, x: Array, norm_type: float, kernel_si
     Parameters
     ----------
     grad_output : numpy.ndarray
-        Gradient with respect to the pooled output; float32 or float64.
+        Gradient with respect to the pooled output; float16, float32 or float64
+        (``x``'s dtype when either is a 16-bit float).
     x : numpy.ndarray
         The forward input.
     norm_type, kernel_size, stride, ceil_mode
@@ -1621,8 +1642,11 @@ def max_pool1d(x: Array, kernel_size: IntOrTuple, stride: Optional[IntOrTuple] =
     Parameters
     ----------
     x : numpy.ndarray
-        Input of shape (N, C) + (L) or unbatched (C,) + (L); float32,
-        float64 or any integer dtype (kept in the output). Any strides.
+        Input of shape (N, C) + (L) or unbatched (C,) + (L); float16,
+        float32, float64 or any integer dtype (kept in the output). Any strides.
+        float16 (and ml_dtypes' bfloat16, on the CPU) is computed as float32 on
+        the same values, each result rounded once to the 16-bit dtype (to
+        nearest, ties to even): maxima, indices and picks are float32's.
     kernel_size : int or tuple of 1 ints
         Window size.
     stride : int or tuple of 1 ints, optional
@@ -1675,7 +1699,7 @@ def max_pool1d_backward(grad_output: Array, indices: Array, input_shape: Sequenc
     Parameters
     ----------
     grad_output : numpy.ndarray
-        Gradient with respect to the pooled output; float32 or float64.
+        Gradient with respect to the pooled output; float16, float32 or float64.
     indices : numpy.ndarray
         The integer indices ``max_pool1d(..., return_indices=True)`` returned.
     input_shape : tuple of int
@@ -1729,8 +1753,11 @@ def max_pool2d(x: Array, kernel_size: IntOrTuple, stride: Optional[IntOrTuple] =
     Parameters
     ----------
     x : numpy.ndarray
-        Input of shape (N, C) + (H, W) or unbatched (C,) + (H, W); float32,
-        float64 or any integer dtype (kept in the output). Any strides.
+        Input of shape (N, C) + (H, W) or unbatched (C,) + (H, W); float16,
+        float32, float64 or any integer dtype (kept in the output). Any strides.
+        float16 (and ml_dtypes' bfloat16, on the CPU) is computed as float32 on
+        the same values, each result rounded once to the 16-bit dtype (to
+        nearest, ties to even): maxima, indices and picks are float32's.
     kernel_size : int or tuple of 2 ints
         Window size.
     stride : int or tuple of 2 ints, optional
@@ -1783,7 +1810,7 @@ def max_pool2d_backward(grad_output: Array, indices: Array, input_shape: Sequenc
     Parameters
     ----------
     grad_output : numpy.ndarray
-        Gradient with respect to the pooled output; float32 or float64.
+        Gradient with respect to the pooled output; float16, float32 or float64.
     indices : numpy.ndarray
         The integer indices ``max_pool2d(..., return_indices=True)`` returned.
     input_shape : tuple of int
@@ -1837,8 +1864,11 @@ def max_pool3d(x: Array, kernel_size: IntOrTuple, stride: Optional[IntOrTuple] =
     Parameters
     ----------
     x : numpy.ndarray
-        Input of shape (N, C) + (D, H, W) or unbatched (C,) + (D, H, W); float32,
-        float64 or any integer dtype (kept in the output). Any strides.
+        Input of shape (N, C) + (D, H, W) or unbatched (C,) + (D, H, W); float16,
+        float32, float64 or any integer dtype (kept in the output). Any strides.
+        float16 (and ml_dtypes' bfloat16, on the CPU) is computed as float32 on
+        the same values, each result rounded once to the 16-bit dtype (to
+        nearest, ties to even): maxima, indices and picks are float32's.
     kernel_size : int or tuple of 3 ints
         Window size.
     stride : int or tuple of 3 ints, optional
@@ -1891,7 +1921,7 @@ def max_pool3d_backward(grad_output: Array, indices: Array, input_shape: Sequenc
     Parameters
     ----------
     grad_output : numpy.ndarray
-        Gradient with respect to the pooled output; float32 or float64.
+        Gradient with respect to the pooled output; float16, float32 or float64.
     indices : numpy.ndarray
         The integer indices ``max_pool3d(..., return_indices=True)`` returned.
     input_shape : tuple of int
@@ -1937,7 +1967,7 @@ def max_unpool1d(x: Array, indices: Array, kernel_size: IntOrTuple, stride: Opti
     Parameters
     ----------
     x : numpy.ndarray
-        Pooled values, (N, C) + spatial or unbatched; float32, float64 or integers.
+        Pooled values, (N, C) + spatial or unbatched; float16, float32, float64 or integers.
     indices : numpy.ndarray
         Flat plane indices into the output, of ``x``'s shape (from ``return_indices=True``).
     kernel_size, stride, padding
@@ -1978,7 +2008,7 @@ def max_unpool2d(x: Array, indices: Array, kernel_size: IntOrTuple, stride: Opti
     Parameters
     ----------
     x : numpy.ndarray
-        Pooled values, (N, C) + spatial or unbatched; float32, float64 or integers.
+        Pooled values, (N, C) + spatial or unbatched; float16, float32, float64 or integers.
     indices : numpy.ndarray
         Flat plane indices into the output, of ``x``'s shape (from ``return_indices=True``).
     kernel_size, stride, padding
@@ -2019,7 +2049,7 @@ def max_unpool3d(x: Array, indices: Array, kernel_size: IntOrTuple, stride: Opti
     Parameters
     ----------
     x : numpy.ndarray
-        Pooled values, (N, C) + spatial or unbatched; float32, float64 or integers.
+        Pooled values, (N, C) + spatial or unbatched; float16, float32, float64 or integers.
     indices : numpy.ndarray
         Flat plane indices into the output, of ``x``'s shape (from ``return_indices=True``).
     kernel_size, stride, padding
@@ -2074,8 +2104,11 @@ def stochastic_pool1d(x: Array, kernel_size: IntOrTuple, stride: Optional[IntOrT
     Parameters
     ----------
     x : numpy.ndarray
-        Input of shape (N, C) + (L) or unbatched (C,) + (L); float32
-        or float64.
+        Input of shape (N, C) + (L) or unbatched (C,) + (L); float16,
+        float32 or float64.
+        float16 (and ml_dtypes' bfloat16, on the CPU) is computed as float32 on
+        the same values, each result rounded once to the 16-bit dtype (to
+        nearest, ties to even): maxima, indices and picks are float32's.
     kernel_size : int or tuple of 1 ints
         Window size.
     stride : int or tuple of 1 ints, optional
@@ -2138,7 +2171,7 @@ def stochastic_pool1d_backward(grad_output: Array, indices: Array, input_shape: 
     Parameters
     ----------
     grad_output : numpy.ndarray
-        Gradient with respect to the pooled output; float32 or float64.
+        Gradient with respect to the pooled output; float16, float32 or float64.
     indices : numpy.ndarray
         The integer indices ``stochastic_pool1d(..., return_indices=True)`` returned.
     input_shape : tuple of int
@@ -2185,7 +2218,8 @@ def stochastic_pool1d_inference_backward(grad_output: Array, x: Array, kernel_si
     Parameters
     ----------
     grad_output : numpy.ndarray
-        Gradient with respect to the inference output; float32 or float64.
+        Gradient with respect to the inference output; float16, float32 or float64
+        (``x``'s dtype when either is a 16-bit float).
     x : numpy.ndarray
         The forward input (the gradient depends on it).
     kernel_size, stride, padding, ceil_mode
@@ -2242,8 +2276,11 @@ def stochastic_pool2d(x: Array, kernel_size: IntOrTuple, stride: Optional[IntOrT
     Parameters
     ----------
     x : numpy.ndarray
-        Input of shape (N, C) + (H, W) or unbatched (C,) + (H, W); float32
-        or float64.
+        Input of shape (N, C) + (H, W) or unbatched (C,) + (H, W); float16,
+        float32 or float64.
+        float16 (and ml_dtypes' bfloat16, on the CPU) is computed as float32 on
+        the same values, each result rounded once to the 16-bit dtype (to
+        nearest, ties to even): maxima, indices and picks are float32's.
     kernel_size : int or tuple of 2 ints
         Window size.
     stride : int or tuple of 2 ints, optional
@@ -2306,7 +2343,7 @@ def stochastic_pool2d_backward(grad_output: Array, indices: Array, input_shape: 
     Parameters
     ----------
     grad_output : numpy.ndarray
-        Gradient with respect to the pooled output; float32 or float64.
+        Gradient with respect to the pooled output; float16, float32 or float64.
     indices : numpy.ndarray
         The integer indices ``stochastic_pool2d(..., return_indices=True)`` returned.
     input_shape : tuple of int
@@ -2353,7 +2390,8 @@ def stochastic_pool2d_inference_backward(grad_output: Array, x: Array, kernel_si
     Parameters
     ----------
     grad_output : numpy.ndarray
-        Gradient with respect to the inference output; float32 or float64.
+        Gradient with respect to the inference output; float16, float32 or float64
+        (``x``'s dtype when either is a 16-bit float).
     x : numpy.ndarray
         The forward input (the gradient depends on it).
     kernel_size, stride, padding, ceil_mode
@@ -2410,8 +2448,11 @@ def stochastic_pool3d(x: Array, kernel_size: IntOrTuple, stride: Optional[IntOrT
     Parameters
     ----------
     x : numpy.ndarray
-        Input of shape (N, C) + (D, H, W) or unbatched (C,) + (D, H, W); float32
-        or float64.
+        Input of shape (N, C) + (D, H, W) or unbatched (C,) + (D, H, W); float16,
+        float32 or float64.
+        float16 (and ml_dtypes' bfloat16, on the CPU) is computed as float32 on
+        the same values, each result rounded once to the 16-bit dtype (to
+        nearest, ties to even): maxima, indices and picks are float32's.
     kernel_size : int or tuple of 3 ints
         Window size.
     stride : int or tuple of 3 ints, optional
@@ -2474,7 +2515,7 @@ def stochastic_pool3d_backward(grad_output: Array, indices: Array, input_shape: 
     Parameters
     ----------
     grad_output : numpy.ndarray
-        Gradient with respect to the pooled output; float32 or float64.
+        Gradient with respect to the pooled output; float16, float32 or float64.
     indices : numpy.ndarray
         The integer indices ``stochastic_pool3d(..., return_indices=True)`` returned.
     input_shape : tuple of int
@@ -2521,7 +2562,8 @@ def stochastic_pool3d_inference_backward(grad_output: Array, x: Array, kernel_si
     Parameters
     ----------
     grad_output : numpy.ndarray
-        Gradient with respect to the inference output; float32 or float64.
+        Gradient with respect to the inference output; float16, float32 or float64
+        (``x``'s dtype when either is a 16-bit float).
     x : numpy.ndarray
         The forward input (the gradient depends on it).
     kernel_size, stride, padding, ceil_mode

@@ -18,7 +18,11 @@ batch), and saves what its backward reads through autograd, so an in-place
 change of a saved tensor is reported as PyTorch reports it. Under
 ``torch.autocast`` a float16 or bfloat16 input is pooled in float32 and the
 result cast back to the input's dtype (PyTorch's pooling keeps the input's
-dtype too); outside autocast those dtypes are refused with a TypeError.
+dtype too). Outside autocast float16 tensors are pooled as float16 (computed in
+float32, each result rounded once to float16) and bfloat16 tensors, which
+NumPy and ``__cuda_array_interface__`` cannot hold, are pooled in float32 and
+each result rounded once to bfloat16 (round to nearest, ties to even: the same
+results), on the CPU and on CUDA.
 
 >>> import torch
 >>> from numba_pool.torch import MaxPool2d
@@ -363,18 +367,12 @@ def _in_memory(tensor: torch.Tensor, channels_last: bool) -> torch.Tensor:
 
 
 def _compute_dtype(x, op_name: str):
-    """The dtype to pool ``x`` in when it is not its own: float32 for float16/bfloat16 under autocast."""
+    """The dtype to pool ``x`` in when it is not its own: float32 for bfloat16 (which no array interface
+    holds) and, under autocast, for float16 (autocast's rule for pooling: compute in float32)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{op_name}: x must be a torch.Tensor; got {type(x).__name__}")
-    if x.dtype not in (torch.float16, torch.bfloat16):
-        return None
-    if torch.is_autocast_enabled(x.device.type):
+    if x.dtype == torch.bfloat16 or (x.dtype == torch.float16 and torch.is_autocast_enabled(x.device.type)):
         return torch.float32
-    if x.dtype == torch.bfloat16:  # float16 reaches numba_pool, which refuses it with its own message
-        raise TypeError(
-            f"{op_name}: x has dtype torch.bfloat16; accepted dtypes are float32 or float64 (and integers for max "
-            "pooling). Cast with x.float(), or run under torch.autocast, where the pooling runs in float32"
-        )
     return None
 
 

@@ -119,7 +119,7 @@ def test_adaptive_bad_arguments():
         nb.adaptive_avg_pool2d(x, (2, 2, 2))
     with pytest.raises(TypeError, match="output_size must be"):
         nb.adaptive_max_pool2d(x, 2.5)
-    with pytest.raises(TypeError, match="accepted dtypes are float32 or float64"):
+    with pytest.raises(TypeError, match="accepted dtypes are float16, float32 or float64"):
         nb.adaptive_avg_pool2d(x.astype(np.int8), 2)
     with pytest.raises(ValueError, match="does not match input_shape"):
         nb.adaptive_avg_pool2d_backward(np.ones((1, 3, 2, 2)), x.shape)

@@ -118,7 +118,7 @@ def test_errors_come_before_any_block_runs():
     x = da.ones((2, 3, 8, 8), chunks=(1, 1, 4, 4))
     with pytest.raises(ValueError, match="padding must be at most half the kernel size"):
         nb.avg_pool2d(x, 2, padding=2)
-    with pytest.raises(TypeError, match="accepted dtypes are float32 or float64"):
+    with pytest.raises(TypeError, match="accepted dtypes are float16, float32 or float64"):
         nb.avg_pool2d(x.astype(np.int32), 2)
     with pytest.raises(TypeError, match="out= is not supported with dask arrays"):
         nb.max_pool2d(x, 2, out=np.empty((2, 3, 4, 4)))

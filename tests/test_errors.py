@@ -15,7 +15,11 @@ BAD_CALLS = {
     "zero channels": (lambda: nb.max_pool2d(np.zeros((1, 0, 4, 4)), 2), ValueError, "channel and spatial"),
     "zero spatial": (lambda: nb.avg_pool2d(np.zeros((1, 1, 0, 4)), 2), ValueError, "channel and spatial"),
     "avg of ints": (lambda: nb.avg_pool2d(np.zeros((1, 1, 4, 4), np.int32), 2), TypeError, "astype"),
-    "avg of float16": (lambda: nb.avg_pool2d(np.zeros((1, 1, 4, 4), np.float16), 2), TypeError, "float32 or float64"),
+    "avg of float128": (lambda: nb.avg_pool2d(np.zeros((1, 1, 4, 4), np.longdouble), 2), TypeError, "float16, float32 or float64"),
+    "float16 x, float32 gradient": (
+        lambda: nb.lp_pool1d_backward(np.ones((1, 1, 2), np.float32), np.ones((1, 1, 4), np.float16), 2, 2),
+        TypeError, "grad_output has dtype float32 but x has dtype float16",
+    ),
     "max of bool": (lambda: nb.max_pool2d(np.zeros((1, 1, 4, 4), bool), 2), TypeError, "integer dtype"),
     "max of complex": (lambda: nb.max_pool1d(np.zeros((1, 1, 4), complex), 2), TypeError, "dtype complex128"),
     "max of objects": (lambda: nb.max_pool1d(np.array([[[None, 1, 2, 3]]]), 2), TypeError, "dtype object"),

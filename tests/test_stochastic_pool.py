@@ -163,7 +163,7 @@ def test_bad_arguments():
         nb.stochastic_pool2d(x, 2, seed=-1)
     with pytest.raises(ValueError, match="return_indices=True needs training=True"):
         nb.stochastic_pool2d(x, 2, training=False, return_indices=True)
-    with pytest.raises(TypeError, match="accepted dtypes are float32 or float64"):
+    with pytest.raises(TypeError, match="accepted dtypes are float16, float32 or float64"):
         nb.stochastic_pool2d(x.astype(np.int32), 2)
     with pytest.raises(ValueError, match="grad_output must have"):
         nb.stochastic_pool2d_inference_backward(np.ones((1, 1, 3, 3)), x, 2)

@@ -224,9 +224,15 @@ def test_autocast_pools_in_float32_and_keeps_the_input_dtype(family):
     assert conv.weight.grad is not None and conv.weight.grad.dtype == torch.float32
 
 
-def test_bfloat16_outside_autocast_is_a_type_error_naming_the_dtype():
-    with pytest.raises(TypeError, match=r"^max_pool2d: x has dtype torch.bfloat16; accepted dtypes are float32 or float64"):
-        nt.MaxPool2d(2)(torch.ones(1, 1, 4, 4, dtype=torch.bfloat16))
+@pytest.mark.parametrize("family", ["MaxPool", "AvgPool", "AdaptiveAvgPool"])
+def test_bfloat16_outside_autocast_is_pooled_in_float32_and_rounded_once(family):
+    x = torch.randn(2, 3, 9, 8).to(torch.bfloat16).requires_grad_()
+    y = ours(family, 2)(x)
+    assert y.dtype == torch.bfloat16
+    assert torch.equal(y, ours(family, 2)(x.detach().float()).to(torch.bfloat16))
+    assert torch.equal(y, theirs(family, 2)(x.detach()))  # PyTorch's bfloat16 pooling rounds once too
+    y.float().sum().backward()
+    assert x.grad.dtype == torch.bfloat16
 
 
 def test_a_non_tensor_is_a_type_error():

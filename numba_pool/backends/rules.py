@@ -269,3 +269,63 @@ def window_output(plane, box, training, seed, counter):
         picked, value = pick_element(plane, box, weight_sum, count, scale, uniform(seed, counter))
         return np.float64(value), picked
     return expected_value(weight_sum, square_sum, plain_sum, count, scale), first_nan
+
+
+# --------------------------------------------------------------------------- float16 bits
+# The CUDA backend widens float16 arrays to float32 and rounds results back with these (the CPU
+# uses NumPy's casts, which tests/test_half_precision.py checks they equal bit for bit). Integer
+# arithmetic only: exact, NaN payloads kept, the same on every GPU.
+
+
+@njit(inline="always", cache=True)
+def float32_bits_of_float16(half):
+    """The float32 bit pattern of the float16 with bits ``half`` (exact: every float16 is a float32)."""
+    half = np.int64(half)
+    sign = (half & 0x8000) << 16
+    exponent = (half >> 10) & 0x1F
+    mantissa = half & 0x3FF
+    if exponent == 0x1F:  # infinity or NaN: the payload moves up with the mantissa
+        return sign | 0x7F800000 | (mantissa << 13)
+    if exponent != 0:
+        return sign | ((exponent + 112) << 23) | (mantissa << 13)  # rebias 15 -> 127
+    if mantissa == 0:
+        return sign
+    biased = 113  # a subnormal mantissa * 2**-24: shift it until its leading bit is the implicit one
+    while mantissa & 0x400 == 0:
+        mantissa <<= 1
+        biased -= 1
+    return sign | (biased << 23) | ((mantissa & 0x3FF) << 13)
+
+
+@njit(inline="always", cache=True)
+def float16_bits_of_float32(single):
+    """The float16 bit pattern nearest the float32 with bits ``single`` (ties to even); NaN stays NaN
+    with the upper bits of its payload, infinities and values from 65520 up become infinities."""
+    single = np.int64(single)
+    sign = (single >> 16) & 0x8000
+    exponent = (single >> 23) & 0xFF
+    mantissa = single & 0x7FFFFF
+    if exponent == 0xFF:
+        if mantissa == 0:
+            return sign | 0x7C00
+        payload = mantissa >> 13
+        return sign | 0x7C00 | (payload if payload != 0 else 1)
+    unbiased = exponent - 127
+    if unbiased > 15:
+        return sign | 0x7C00
+    if unbiased >= -14:  # a normal float16: drop 13 mantissa bits, rounding (a carry may reach infinity)
+        kept = ((unbiased + 15) << 10) | (mantissa >> 13)
+        dropped = mantissa & 0x1FFF
+        if dropped > 0x1000 or (dropped == 0x1000 and kept & 1 == 1):
+            kept += 1
+        return sign | kept
+    if unbiased < -25:  # below half the smallest subnormal, 2**-24: rounds to zero
+        return sign
+    significand = mantissa | 0x800000  # value = significand * 2**(unbiased - 23); units of 2**-24 below
+    shift = -unbiased - 1
+    kept = significand >> shift
+    dropped = significand & ((1 << shift) - 1)
+    halfway = 1 << (shift - 1)
+    if dropped > halfway or (dropped == halfway and kept & 1 == 1):
+        kept += 1
+    return sign | kept

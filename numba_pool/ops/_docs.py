@@ -2,6 +2,13 @@
 
 SPATIAL_NAMES = {1: "(L)", 2: "(H, W)", 3: "(D, H, W)"}
 
+# The float dtypes every op takes, and how it computes the 16-bit ones (backends/contract.py: computed_in_float32).
+FLOATS = "float16, float32 or float64"
+HALF_PRECISION_DOC = """\
+    float16 (and ml_dtypes' bfloat16, on the CPU) is computed as float32 on
+    the same values, each result rounded once to the 16-bit dtype (to
+    nearest, ties to even): maxima, indices and picks are float32's."""
+
 FLAT_INDEX = {1: "w", 2: "h * W + w", 3: "(d * H + h) * W + w"}
 
 LAYOUT_DOC = """\
@@ -54,7 +61,7 @@ numpy.ndarray or tuple of numpy.ndarray
 def routed_backward_parameters(forward: str) -> str:
     """The Parameters of the backward of ``forward`` (e.g. ``max_pool2d``), which routes gradients by indices."""
     return f"""grad_output : numpy.ndarray
-    Gradient with respect to the pooled output; float32 or float64.
+    Gradient with respect to the pooled output; {FLOATS}.
 indices : numpy.ndarray
     The integer indices ``{forward}(..., return_indices=True)`` returned.
 input_shape : tuple of int

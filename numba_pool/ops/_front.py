@@ -58,6 +58,7 @@ def input_reading_backward(op, dims, grad_output, x, kernel_size, stride, paddin
     _spec.check_dtype(x, _spec.FLOAT_DTYPES, "x", op)
     grad_output = backend.asarray(grad_output, "grad_output", op)
     _spec.check_dtype(grad_output, _spec.FLOAT_DTYPES, "grad_output", op)
+    _spec.check_same_16bit_float(grad_output, "grad_output", x, "x", op)
     plan = _spec.plan_window(op, dims, x.shape, kernel_size, stride, padding, 1, ceil_mode, channels_last)
     if grad_output.shape != plan.output_shape:
         raise ValueError(f"{op}: grad_output must have the forward output's shape {plan.output_shape}; got {grad_output.shape}")

@@ -71,7 +71,7 @@ def adaptive_avg_pool_backward(
 def _forward_doc(dims: int, kind: str) -> str:
     spatial = docs.SPATIAL_NAMES[dims]
     what = "mean" if kind == "avg" else "maximum (first maximum on ties; NaN propagates: the last NaN wins)"
-    dtypes = "float32 or float64" if kind == "avg" else "float32, float64 or an integer dtype"
+    dtypes = docs.FLOATS if kind == "avg" else "float16, float32, float64 or an integer dtype"
     indices = "" if kind == "avg" else f"""
 return_indices : bool, default False
     Also return each maximum's flat plane index, for ``adaptive_max_pool{dims}d_backward``."""
@@ -112,7 +112,7 @@ the bins that hold it (deterministic).
 Parameters
 ----------
 grad_output : numpy.ndarray
-    Gradient with respect to the pooled output; float32 or float64.
+    Gradient with respect to the pooled output; {docs.FLOATS}.
 input_shape : tuple of int
     Shape of the forward input.
 {docs.LAYOUT_DOC}

@@ -105,8 +105,9 @@ def forward_doc(dims: int) -> str:
 Parameters
 ----------
 x : numpy.ndarray
-    Input of shape (N, C) + {spatial} or unbatched (C,) + {spatial}; float32
-    or float64. Any strides.
+    Input of shape (N, C) + {spatial} or unbatched (C,) + {spatial}; float16,
+    float32 or float64. Any strides.
+{docs.HALF_PRECISION_DOC}
 {docs.WINDOW_DOC.format(dims=dims)}
 ceil_mode : bool, default False
     Round the output size up instead of down (refused with ``padding="same"``).
@@ -145,7 +146,7 @@ Takes the forward call's window parameters; each input element gathers
 Parameters
 ----------
 grad_output : numpy.ndarray
-    Gradient with respect to the pooled output; float32 or float64.
+    Gradient with respect to the pooled output; {docs.FLOATS}.
 input_shape : tuple of int
     Shape of the forward input.
 kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override

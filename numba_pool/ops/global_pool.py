@@ -120,7 +120,7 @@ def global_max_pool_backward(
 def _forward_doc(dims: int, kind: str) -> str:
     spatial = docs.SPATIAL_NAMES[dims]
     what = "mean" if kind == "avg" else "maximum (first maximum on ties; NaN propagates: the last NaN wins)"
-    dtypes = "float32 or float64" if kind == "avg" else "float32, float64 or an integer dtype"
+    dtypes = docs.FLOATS if kind == "avg" else "float16, float32, float64 or an integer dtype"
     indices = "" if kind == "avg" else f"""
 return_indices : bool, default False
     Also return the flat plane index of each maximum, for ``global_max_pool{dims}d_backward``."""
@@ -164,7 +164,7 @@ def _backward_doc(dims: int, kind: str) -> str:
 Parameters
 ----------
 grad_output : numpy.ndarray
-    Gradient of shape (N, C) / (C,), or the keepdims shape; float32 or float64.{indices}
+    Gradient of shape (N, C) / (C,), or the keepdims shape; {docs.FLOATS}.{indices}
 input_shape : tuple of int
     Shape of the forward input.
 {docs.LAYOUT_DOC}

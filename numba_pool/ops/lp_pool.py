@@ -134,8 +134,9 @@ float64 and rounded once to ``x``'s dtype.
 Parameters
 ----------
 x : numpy.ndarray
-    Input of shape (N, C) + {spatial} or unbatched (C,) + {spatial}; float32
-    or float64. Any strides.
+    Input of shape (N, C) + {spatial} or unbatched (C,) + {spatial}; float16,
+    float32 or float64. Any strides.
+{docs.HALF_PRECISION_DOC}
 norm_type : float
     The power p: a positive int or float, or ``float('inf')``.
 kernel_size : int or tuple of {dims} ints
@@ -163,7 +164,7 @@ numpy.ndarray
 Raises
 ------
 TypeError
-    For a non-array input, a dtype other than float32/float64, a
+    For a non-array input, a dtype other than float16/float32/float64, a
     non-number ``norm_type`` or a non-integer size.
 ValueError
     For ``norm_type <= 0`` or NaN, a wrong number of dims, sizes out of
@@ -193,7 +194,8 @@ window order: deterministic.
 Parameters
 ----------
 grad_output : numpy.ndarray
-    Gradient with respect to the pooled output; float32 or float64.
+    Gradient with respect to the pooled output; {docs.FLOATS}
+    (``x``'s dtype when either is a 16-bit float).
 x : numpy.ndarray
     The forward input.
 norm_type, kernel_size, stride, ceil_mode

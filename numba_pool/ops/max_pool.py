@@ -61,8 +61,9 @@ window order wins, as in PyTorch).
 Parameters
 ----------
 x : numpy.ndarray
-    Input of shape (N, C) + {spatial} or unbatched (C,) + {spatial}; float32,
-    float64 or any integer dtype (kept in the output). Any strides.
+    Input of shape (N, C) + {spatial} or unbatched (C,) + {spatial}; float16,
+    float32, float64 or any integer dtype (kept in the output). Any strides.
+{docs.HALF_PRECISION_DOC}
 {docs.WINDOW_DOC.format(dims=dims)}
 dilation : int or tuple of {dims} ints, default 1
     Spacing between window elements.

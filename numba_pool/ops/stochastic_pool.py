@@ -109,8 +109,9 @@ thread count and the layout.
 Parameters
 ----------
 x : numpy.ndarray
-    Input of shape (N, C) + {spatial} or unbatched (C,) + {spatial}; float32
-    or float64.
+    Input of shape (N, C) + {spatial} or unbatched (C,) + {spatial}; float16,
+    float32 or float64.
+{docs.HALF_PRECISION_DOC}
 {docs.WINDOW_DOC.format(dims=dims)}
 ceil_mode : bool, default False
     Round the output size up instead of down.
@@ -175,7 +176,8 @@ each element ``g / count``.
 Parameters
 ----------
 grad_output : numpy.ndarray
-    Gradient with respect to the inference output; float32 or float64.
+    Gradient with respect to the inference output; {docs.FLOATS}
+    (``x``'s dtype when either is a 16-bit float).
 x : numpy.ndarray
     The forward input (the gradient depends on it).
 kernel_size, stride, padding, ceil_mode

@@ -85,7 +85,7 @@ values share an index, the later one in input order wins.
 Parameters
 ----------
 x : numpy.ndarray
-    Pooled values, (N, C) + spatial or unbatched; float32, float64 or integers.
+    Pooled values, (N, C) + spatial or unbatched; float16, float32, float64 or integers.
 indices : numpy.ndarray
     Flat plane indices into the output, of ``x``'s shape (from ``return_indices=True``).
 kernel_size, stride, padding

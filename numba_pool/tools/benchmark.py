@@ -3,6 +3,7 @@
     numba-pool bench                        # the full table (also: python -m bench.compare)
     numba-pool bench --quick                # small shapes, fewer repeats
     numba-pool bench --ops max_forward avg_backward --layout nhwc --json out.json
+    numba-pool bench --dtype both           # float32 and float16 rows (torch: its half ops)
 
 Every case is timed interleaved (ours, torch, numpy, ours, torch, ...), and the
 median of the repeats after a warm-up call is reported. Where scikit-image or
@@ -55,6 +56,8 @@ OPS = [
     "max_forward", "max_forward_indices", "max_backward", "avg_forward", "avg_backward",
     "global_avg_forward", "global_avg_backward", "stochastic_forward_indices", "stochastic_inference",
 ]
+DTYPE_CHOICES = {"float32": ("float32",), "float16": ("float16",), "both": ("float32", "float16")}  # --dtype
+DTYPE_HELP = "data dtype; 'both' times float16 next to float32 on each case, PyTorch with its half ops (default float32)"
 REUSED = "numba_pool out="  # backward passes writing into a buffer reused from call to call
 WINDOWLESS_OPS = {"global_avg_forward", "global_avg_backward"}
 PEERS = ("skimage", "scipy")  # NumPy-world peers, columns when installed
@@ -114,7 +117,8 @@ class Case:
     @property
     def label(self) -> str:
         window = "" if self.op in WINDOWLESS_OPS else f" k{self.kernel}s{self.stride}"
-        return f"{self.shape}{window} {self.layout}"
+        half = " f16" if self.dtype == "float16" else ""
+        return f"{self.shape}{window} {self.layout}{half}"
 
 
 def _numpy_windows(x_nchw: np.ndarray, kernel: int, stride: int) -> np.ndarray:
@@ -275,7 +279,9 @@ def build_case(op: str, shape: tuple, kernel: int, stride: int, layout: str, dty
         functions[REUSED] = reused[op]
     if op in numpy_baseline:
         functions["numpy"] = numpy_baseline[op]
-    peers, excluded = checked_peers(op, _peer_functions(op, x, kernel, stride, channels_last), ours[op])
+    # The NumPy-world peers have no float16 kernels (they would time a conversion, or refuse).
+    candidates = _peer_functions(op, x, kernel, stride, channels_last) if x.dtype != np.float16 else {}
+    peers, excluded = checked_peers(op, candidates, ours[op])
     functions.update(peers)
     if torch is not None:
         torch_function = _torch_function(op, x_nchw, kernel, stride, channels_last)
@@ -325,30 +331,33 @@ def time_case(case: Case, repeats: int) -> tuple[dict, dict]:
 # --------------------------------------------------------------------------- running and printing
 
 
-def selected_cases(ops, layouts, quick: bool):
+def selected_cases(ops, layouts, quick: bool, dtypes=("float32",)):
+    """(op, shape, kernel, stride, layout, dtype) of each row; a case's dtypes come in adjacent rows."""
     shapes = QUICK_SHAPES if quick else LARGE_SHAPES
     for shape in shapes:
         for layout in layouts:
             for op in ops:
                 windows = WINDOWS[:1] if op in WINDOWLESS_OPS else WINDOWS
                 for kernel, stride in windows:
-                    yield op, shape, kernel, stride, layout
+                    for dtype in dtypes:
+                        yield op, shape, kernel, stride, layout, dtype
     for layout in layouts:
         for op in ops:
-            yield op, TINY_SHAPE, 2, 2, layout
+            for dtype in dtypes:
+                yield op, TINY_SHAPE, 2, 2, layout, dtype
 
 
-def run(ops, layouts, quick: bool, repeats: int, progress=None) -> dict:
+def run(ops, layouts, quick: bool, repeats: int, progress=None, dtypes=("float32",)) -> dict:
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     if torch is not None:
         torch.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     read_bandwidth, write_bandwidth = measure_bandwidth(repeats, megabytes=64 if quick else 512)
     rows = []
-    plan = list(selected_cases(ops, layouts, quick))
-    for index, (op, shape, kernel, stride, layout) in enumerate(plan):
+    plan = list(selected_cases(ops, layouts, quick, dtypes))
+    for index, (op, shape, kernel, stride, layout, dtype) in enumerate(plan):
         if progress:
-            progress(index, len(plan), f"{op} {shape} {layout}")
-        case = build_case(op, shape, kernel, stride, layout)
+            progress(index, len(plan), f"{op} {shape} {layout} {dtype}")
+        case = build_case(op, shape, kernel, stride, layout, np.dtype(dtype))
         times, spreads = time_case(case, repeats if shape != TINY_SHAPE else repeats * 20)
         floor = case.bytes_read / read_bandwidth + case.bytes_written / write_bandwidth
         row = {k: v for k, v in asdict(case).items() if k != "functions"}
@@ -413,6 +422,7 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small shapes and few repeats (a smoke run)")
     parser.add_argument("--ops", nargs="+", choices=OPS, default=OPS, help="which ops (default: all)")
     parser.add_argument("--layout", choices=["nchw", "nhwc", "both"], default="both")
+    parser.add_argument("--dtype", choices=list(DTYPE_CHOICES), default="float32", help=DTYPE_HELP)
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per contender (default 15, quick 3)")
     parser.add_argument("--json", metavar="FILE", help="also write the raw figures as JSON")
     return parser.parse_args(argv)
@@ -436,7 +446,7 @@ def main(argv=None) -> int:
     def progress(index, total, what):
         print(f"[{index + 1}/{total}] {what}", file=sys.stderr, flush=True)
 
-    result = run(args.ops, layouts, args.quick, repeats, progress)
+    result = run(args.ops, layouts, args.quick, repeats, progress, DTYPE_CHOICES[args.dtype])
     print(format_table(result))
     if args.json:
         with open(args.json, "w") as handle:

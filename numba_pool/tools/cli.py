@@ -37,7 +37,7 @@ _non_negative_int = _int_at_least(0, "non-negative")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .benchmark import OPS
+    from .benchmark import DTYPE_CHOICES, DTYPE_HELP, OPS
     from .warm import DEFAULT_DIMS, DEFAULT_DTYPES, LAYOUTS, warmable_ops
 
     parser = argparse.ArgumentParser(
@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--ops", nargs="+", choices=OPS, default=OPS, metavar="OP", help=f"ops to time (default: all): {', '.join(OPS)}")
     bench.add_argument("--layout", choices=["nchw", "nhwc", "both"], default="both", help="memory layout (default: both)")
     bench.add_argument("--repeats", type=_positive_int, help="timed runs per contender (default: 15, or 3 with --quick)")
+    bench.add_argument("--dtype", choices=list(DTYPE_CHOICES), default="float32", help=DTYPE_HELP)
     bench.add_argument("--json", type=Path, metavar="FILE", help="also write the raw figures as JSON")
 
     check = commands.add_parser(
@@ -133,7 +134,7 @@ def run_bench(args) -> int:
             bar.set_postfix_str(what)
             bar.update(1 if index else 0)
 
-        result = benchmark.run(args.ops, layouts, args.quick, repeats, progress)
+        result = benchmark.run(args.ops, layouts, args.quick, repeats, progress, benchmark.DTYPE_CHOICES[args.dtype])
         bar.update(1)
     print(benchmark.format_table(result))
     if args.json:

@@ -18,12 +18,76 @@ from ..ops._checks import Mismatch
 
 Check = Callable[..., None]
 
+_WINDOWS = ((2, 2), (3, 2))  # (kernel, stride) of the sliding-window ops' device checks
+
+
+def _registry_calls(functions, channels_last: bool) -> dict:
+    """Every op's calls (its spec's ``device_checks``, as bench.gpu_check runs them): {name: call(x, gradient_like)}."""
+    calls = {}
+    for spec in OPS:
+        if spec.device_checks is None:
+            continue
+        windows = _WINDOWS if spec.dask == "windows" else ((),)
+        for window in windows:
+            suffix = f" k{window[0]}s{window[1]}" if window else ""
+            found = spec.device_checks(functions, channels_last, *window)
+            calls.update({f"{name}{suffix}": call for name, (call, _) in found.items()})
+    return calls
+
+
+def half_precision_check(functions, rng, put, to_host) -> None:
+    """Every op, forward and backward, on float16 data against the same call on the data widened to float32:
+    each float16 result must be the float32 result rounded once (to nearest even), bit for bit, and indices equal.
+
+    A call the backend refuses in float32 (a ValueError) must be refused in float16 too.
+    """
+    channels_last = bool(rng.random() < 0.5)
+    batch, channels, height, width = 1 + int(rng.integers(2)), int(rng.integers(1, 4)), int(rng.integers(4, 7)), int(rng.integers(4, 7))
+    shape = (batch, height, width, channels) if channels_last else (batch, channels, height, width)
+    values = rng.standard_normal(shape) * np.where(rng.random(shape) < 0.1, 3e4, 1.0)  # some overflow to inf
+    values = np.where(rng.random(shape) < 0.3, np.round(values), values)  # ties
+    values[rng.random(shape) < 0.03] = np.nan
+    with np.errstate(over="ignore"):
+        x = values.astype(np.float16)
+    gradient_seed = int(rng.integers(2**31))
+
+    def gradient_like(dtype):
+        def make(y):
+            gradient = np.random.default_rng(gradient_seed).standard_normal(tuple(y.shape)).astype(np.float16)
+            return put(gradient.astype(dtype))
+
+        return make
+
+    def results(call, data, dtype):
+        result = call(put(data), gradient_like(dtype))
+        return tuple(to_host(item) for item in (result if isinstance(result, tuple) else (result,)))
+
+    for name, call in _registry_calls(functions, channels_last).items():
+        try:
+            wide = results(call, x.astype(np.float32), np.float32)
+        except ValueError as error:
+            try:
+                results(call, x, np.float16)
+            except ValueError as half_error:
+                if str(half_error) == str(error):
+                    continue
+            raise Mismatch(f"{name}: float32 raised {error!r}, float16 did not raise it") from None
+        for got, expected in zip(results(call, x, np.float16), wide, strict=True):
+            if expected.dtype == np.float32:
+                with np.errstate(over="ignore"):
+                    expected = expected.astype(np.float16)
+                if got.dtype != np.float16 or not np.array_equal(got.view(np.uint16), expected.view(np.uint16)):
+                    raise Mismatch(f"{name} in float16 (channels_last={channels_last}): not the float32 result rounded once")
+            elif not np.array_equal(got, expected):
+                raise Mismatch(f"{name} in float16 (channels_last={channels_last}): other indices than in float32")
+
 # Each op module writes its check (its spec's ``selfcheck``): ``check(nb, rng, put, run)`` gets the public
 # functions, ``put`` (a host array -> the backend's array) and ``run`` (an array on the backend under test ->
 # back on the host), so one check serves every backend. Ops checked with a sibling have none.
 CHECKS: dict[str, Check] = {spec.selfcheck.label: spec.selfcheck.check for spec in OPS if spec.selfcheck is not None}
+CHECKS["float16, every op (the float32 result rounded once)"] = half_precision_check
 
-__all__ = ["CHECKS", "Mismatch", "backends", "run_checks"]
+__all__ = ["CHECKS", "Mismatch", "backends", "half_precision_check", "run_checks"]
 
 
 def backends() -> Iterator[tuple[str, Callable, Callable]]:

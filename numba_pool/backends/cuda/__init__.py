@@ -5,21 +5,30 @@ import numba.cuda. Each kernel module lists its entries of the backend
 contract (:mod:`numba_pool.backends.contract`) in ``__all__``, with the names
 and parameters of the CPU's; this package gathers them. They take
 ``DeviceView`` objects (see ``_arrays``) and launch on the stream of the input
-array.
+array. Each is exported wrapped by
+:func:`~numba_pool.backends.contract.computed_in_float32`, so it takes float16
+arrays, computed in float32 (``_half``).
 """
 
-from ..._spec import check_elements_distinct
-from ..contract import gather_entries
+from ..._spec import check_elements_distinct, is_bfloat16
+from ..contract import computed_in_float32, gather_entries
 from ._arrays import DeviceView, as_view, export, overlaps
 from ._arrays import empty as _empty
+from ._half import WIDENING
 
-_ENTRIES = gather_entries(__name__, __path__)
+_ENTRIES = gather_entries(__name__, __path__, wrap=lambda entry: computed_in_float32(entry, WIDENING), skip=("_arrays", "_half"))
 globals().update(_ENTRIES)
 ENTRIES = tuple(sorted(_ENTRIES))
 
 
 def asarray(array, name: str, op: str) -> DeviceView:
-    return as_view(array, name, op)
+    view = as_view(array, name, op)
+    if is_bfloat16(view.dtype):
+        raise TypeError(
+            f"{op}: {name} is a bfloat16 device array, which the CUDA backend does not take (float16, float32 "
+            "and float64 it does); convert it, or pool bfloat16 torch tensors with numba_pool.torch's modules"
+        )
+    return view
 
 
 def empty(shape, dtype, like: DeviceView) -> DeviceView:

@@ -270,6 +270,7 @@ def kernel_argument(view: DeviceView):
     """A numba device array over the view's memory, to pass to a kernel."""
     if view.family == "simulator":
         host = view.owner._ary if isinstance(view.owner, _SimulatorArray) else view.owner
+        host = host if host.dtype == view.dtype else host.view(view.dtype)  # a view read as other bits
         return _SimulatorArray(np.lib.stride_tricks.as_strided(host, view.shape, view.strides))
     return cuda.from_cuda_array_interface(view.__cuda_array_interface__, owner=view.owner, sync=False)
 
