@@ -197,7 +197,7 @@ def test_cpu_torch_tensors_stay_on_the_cpu():
 
 def test_gpu_check_runs_end_to_end_with_tiny_shapes(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "bench.gpu_check", "--tiny", "--repeats", "2"],
+        [sys.executable, "-m", "bench.gpu_check", "--tiny", "--repeats", "1"],
         capture_output=True,
         text=True,
         timeout=600,
