@@ -338,3 +338,33 @@ def fractional_max_pool(x, kernel, output_spatial, samples):
             values[(n, c) + position] = window[best]
             indices[(n, c) + position] = np.ravel_multi_index(points[best], spatial)
     return values, indices
+
+
+def fractional_avg_windows(sequence, length, overlapping):
+    """TensorFlow's fractional average pooling windows along one axis from its cumulative pooling
+    sequence (0, ..., length): window i spans sequence[i] to sequence[i + 1], and one element further
+    (the boundary it shares with window i + 1) when ``overlapping``, clipped to the input."""
+    return [(sequence[i], min(sequence[i + 1] + (1 if overlapping else 0), length)) for i in range(len(sequence) - 1)]
+
+
+def fractional_avg_pool(x, sequences, overlapping):
+    """The mean of each window (``fractional_avg_windows`` per axis, the same for every plane), in float64."""
+    spatial = x.shape[2:]
+    axes = [fractional_avg_windows(s, length, overlapping) for s, length in zip(sequences, spatial)]
+    result = np.empty(x.shape[:2] + tuple(len(a) for a in axes), np.float64)
+    for position in itertools.product(*(range(len(a)) for a in axes)):
+        box = tuple(slice(*a[i]) for a, i in zip(axes, position))
+        result[(...,) + position] = x[(...,) + box].astype(np.float64).mean(axis=tuple(range(2, x.ndim)))
+    return result.astype(x.dtype)
+
+
+def fractional_avg_pool_backward(grad_output, spatial, sequences, overlapping):
+    """Each output's gradient spread evenly over its window."""
+    axes = [fractional_avg_windows(s, length, overlapping) for s, length in zip(sequences, spatial)]
+    grad_input = np.zeros(grad_output.shape[:2] + tuple(spatial), np.float64)
+    for position in itertools.product(*(range(len(a)) for a in axes)):
+        box = tuple(slice(*a[i]) for a, i in zip(axes, position))
+        size = math.prod(b.stop - b.start for b in box)
+        share = grad_output[(...,) + position].astype(np.float64) / size
+        grad_input[(...,) + box] += share.reshape(share.shape + (1,) * len(spatial))
+    return grad_input.astype(grad_output.dtype)

@@ -325,3 +325,150 @@ def test_check_line_passes_on_the_cpu():
     rng = np.random.default_rng(0)
     for _ in range(3):
         fractional_pool.SPEC.selfcheck.check(numba_pool, rng, lambda a: a, lambda a: a)
+
+
+# --------------------------------------------------------------------------- fractional average pooling (TensorFlow's)
+
+
+def random_avg_case(rng, dims, *, small=False):
+    case = random_fractional_case(rng, dims, small=small, views=("contiguous", "step"))
+    output = tuple(int(rng.integers(1, length + 1)) for length in case.spatial)
+    return case, output, bool(rng.random() < 0.5), bool(rng.random() < 0.5), int(rng.integers(2**40))
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("seed", range(6))
+def test_avg_forward_and_backward_match_the_reference(backend, dims, seed):
+    rng = np.random.default_rng([80 + dims, seed])
+    case, output, pseudo_random, overlapping, draw_seed = random_avg_case(rng, dims, small=backend.name == "cuda")
+    x = random_values(rng, (case.batch, case.channels) + case.spatial, case.dtype, special=False)
+    sequences = fractional_pool.avg_sequences(case.spatial, output, draw_seed, pseudo_random)
+    options = dict(channels_last=case.channels_last)
+    arguments = (pseudo_random, overlapping)
+    y = backend.get(op("fractional_avg_pool", dims)(backend.put(case.to_user(x), case.view), output, None, *arguments, draw_seed, **options))
+    assert y.dtype == x.dtype
+    assert_matches(case.from_user(y), reference.fractional_avg_pool(x, sequences, overlapping), err_msg=str(case))
+    grad = rng.standard_normal(y.shape).astype(case.dtype)
+    user_shape = case.to_user(x).shape
+    got = op("fractional_avg_pool", dims, "backward")(backend.put(grad, "contiguous"), user_shape, draw_seed, *arguments, **options)
+    got = backend.get(got)
+    assert got.shape == user_shape and got.dtype == grad.dtype
+    expected = reference.fractional_avg_pool_backward(case.from_user(grad), case.spatial, sequences, overlapping)
+    assert_matches(case.from_user(got), expected, err_msg=str(case))
+
+
+def test_avg_hand_computed_tensorflow_windows():
+    # L = 10, 4 outputs, u = 0.3: alpha = 2.5, TensorFlow's a_i = ceil(2.5 * (i + 0.3)) = 1, 4, 6, 9, 11
+    sequence = fractional_pool.pseudo_random_sequence(10, 4, 0.3)
+    np.testing.assert_array_equal(sequence, [0, 3, 5, 8, 10])
+    x = np.arange(1.0, 11.0).reshape(1, 1, 10)
+    layout = numba_pool._spec.layout_of(x.shape, 1, False, "x", "test")
+    plain = fractional_pool.avg_run(numba_pool.backends.cpu, x, layout, (sequence,), False)
+    np.testing.assert_allclose(plain, [[[2.0, 4.5, 7.0, 9.5]]])  # [1, 2, 3], [4, 5], [6, 7, 8], [9, 10]
+    overlapping = fractional_pool.avg_run(numba_pool.backends.cpu, x, layout, (sequence,), True)
+    np.testing.assert_allclose(overlapping, [[[2.5, 5.0, 7.5, 9.5]]])  # [1..4], [4..6], [6..9], [9, 10] (clipped)
+    np.testing.assert_allclose(reference.fractional_avg_pool(x, (sequence,), True), overlapping)
+    spread = reference.fractional_avg_pool_backward(np.ones((1, 1, 4)), (10,), (sequence,), True)
+    quarter, third, half = 0.25, 1 / 3, 0.5
+    expected = [quarter, quarter, quarter, quarter + third, third, third + quarter, quarter, quarter, quarter + half, half]
+    np.testing.assert_allclose(spread[0, 0], expected)
+    assert fractional_pool.pseudo_random_limit(10, 4) == pytest.approx(0.6)  # min((2 + 2) / 2.5 - 1, (11 - 2) / 2.5 - 3)
+
+
+@pytest.mark.parametrize("pseudo_random", [False, True])
+def test_avg_sequences_have_steps_of_k_or_k_plus_one(pseudo_random):
+    rng = np.random.default_rng(int(pseudo_random))
+    for _ in range(300):
+        length = int(rng.integers(1, 60))
+        count = int(rng.integers(1, length + 1))
+        sequence = fractional_pool.pooling_sequence(length, count, int(rng.integers(2**40)), int(rng.integers(3)), pseudo_random)
+        steps = np.diff(sequence)
+        k = length // count
+        assert sequence[0] == 0 and sequence[-1] == length and len(sequence) == count + 1
+        assert set(steps.tolist()) <= {k, k + 1} and (steps == k + 1).sum() == length % count, (length, count, sequence)
+
+
+def test_avg_random_sequences_place_long_steps_uniformly():
+    counts = np.zeros(5)
+    for seed in range(4000):
+        counts += np.diff(fractional_pool.pooling_sequence(12, 5, seed, 0, False)) == 3  # two steps of 3 among five
+    np.testing.assert_allclose(counts / 4000, 0.4, atol=0.04)
+
+
+def test_avg_seeds_replay_and_differ():
+    x = np.random.default_rng(0).random((2, 3, 17, 19))
+    first = numba_pool.fractional_avg_pool2d(x, (7, 8), seed=3)
+    np.testing.assert_array_equal(numba_pool.fractional_avg_pool2d(x, (7, 8), seed=3), first)
+    assert not np.array_equal(numba_pool.fractional_avg_pool2d(x, (7, 8), seed=4), first)
+    assert not np.array_equal(*(numba_pool.fractional_avg_pool2d(x, (7, 8)) for _ in range(2)))
+    np.testing.assert_array_equal(numba_pool.fractional_avg_pool2d(x[1], (7, 8), seed=3), first[1])
+
+
+def test_avg_backward_is_the_adjoint_of_the_forward():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 3, 11, 9))
+    for pseudo_random, overlapping in ((False, False), (True, True), (False, True)):
+        y = numba_pool.fractional_avg_pool2d(x, (5, 4), None, pseudo_random, overlapping, 8)
+        g = rng.standard_normal(y.shape)
+        adjoint = numba_pool.fractional_avg_pool2d_backward(g, x.shape, 8, pseudo_random, overlapping)
+        assert np.vdot(y, g) == pytest.approx(np.vdot(x, adjoint), rel=1e-12)
+
+
+def test_avg_overlapping_windows_at_full_output_size_are_pairs():
+    x = np.arange(4.0).reshape(1, 1, 4)
+    np.testing.assert_allclose(numba_pool.fractional_avg_pool1d(x, 4, overlapping=True, seed=0), [[[0.5, 1.5, 2.5, 3.0]]])
+    np.testing.assert_array_equal(numba_pool.fractional_avg_pool1d(x, 4, seed=0), x)
+
+
+@pytest.mark.parametrize(
+    "call, error, words",
+    [
+        (lambda: numba_pool.fractional_avg_pool2d(X), ValueError, ["output_size", "output_ratio", "neither"]),
+        (lambda: numba_pool.fractional_avg_pool2d(X, 4, 0.5), ValueError, ["both"]),
+        (lambda: numba_pool.fractional_avg_pool2d(X, 9), ValueError, ["output_size", "(9, 9)", "(8, 8)"]),
+        (lambda: numba_pool.fractional_avg_pool2d(X, output_ratio=1.5), ValueError, ["output_ratio", "(0, 1)"]),
+        (lambda: numba_pool.fractional_avg_pool2d(X, 4, pseudo_random=1), TypeError, ["pseudo_random"]),
+        (lambda: numba_pool.fractional_avg_pool2d(X.astype(np.int8), 4), TypeError, ["x", "int8"]),
+        (lambda: numba_pool.fractional_avg_pool2d_backward(np.ones((2, 3, 4, 4)), X.shape, None), TypeError, ["seed", "int"]),
+        (lambda: numba_pool.fractional_avg_pool2d_backward(np.ones((2, 3, 9, 4)), X.shape, 1), ValueError, ["grad_output"]),
+    ],
+)
+def test_avg_bad_arguments_name_what_is_wrong(call, error, words):
+    with pytest.raises(error) as raised:
+        call()
+    message = str(raised.value)
+    assert message.startswith("fractional_avg_pool2d") and all(word in message for word in words), message
+
+
+def test_avg_dask_chunking_and_layer():
+    da = pytest.importorskip("dask.array")
+    x = np.random.default_rng(1).standard_normal((4, 5, 9, 10))
+    expected = numba_pool.fractional_avg_pool2d(x, (4, 6), None, True, True, 12)
+    for chunks in ((1, 2, 3, 4), (4, 5, 9, 10)):
+        lazy = numba_pool.fractional_avg_pool2d(da.from_array(x, chunks=chunks), (4, 6), None, True, True, 12)
+        np.testing.assert_array_equal(lazy.compute(), expected)
+    grad = np.ones_like(expected)
+    lazy_grad = numba_pool.fractional_avg_pool2d_backward(da.from_array(grad, chunks=2), x.shape, 12, True, True)
+    np.testing.assert_array_equal(lazy_grad.compute(), numba_pool.fractional_avg_pool2d_backward(grad, x.shape, 12, True, True))
+    layer, twin = numba_pool.FractionalAvgPool2d((4, 6), seed=2), numba_pool.FractionalAvgPool2d((4, 6), seed=2)
+    y = layer(x)
+    np.testing.assert_array_equal(twin(x), y)
+    assert layer.backward(np.ones_like(y)).sum() == pytest.approx(y.size)
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_avg_torch_module_gradcheck(dims):
+    torch = pytest.importorskip("torch")
+    import numba_pool.torch as nt
+
+    x = torch.rand((2, 2) + (6,) * dims, dtype=torch.float64, generator=torch.Generator().manual_seed(dims)).requires_grad_()
+    # a module built with the same seed replays the same windows, so every call sees one function
+    module = lambda t: getattr(nt, f"FractionalAvgPool{dims}d")(4, None, True, True, seed=5)(t)  # noqa: E731
+    assert torch.autograd.gradcheck(module, (x,))
+    assert torch.autograd.gradgradcheck(module, (x,))
+
+
+def test_avg_check_line_passes_on_the_cpu():
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        fractional_pool.AVG_SPEC.selfcheck.check(numba_pool, rng, lambda a: a, lambda a: a)

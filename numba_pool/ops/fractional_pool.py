@@ -21,7 +21,8 @@ from ..backends import backend_for, cpu, is_device_array
 from . import _checks as checks
 from . import _docs as docs
 from . import _front as front
-from ._layer import RoutedLayer
+from . import adaptive_pool
+from ._layer import LinearLayer, RoutedLayer
 from .spec import CudaKernel, Direction, OpSpec, PlaneBlocks, SelfCheck
 
 IntOrTuple = Union[int, Sequence[int]]
@@ -395,6 +396,340 @@ class Kernels(Protocol):
         """A host NumPy copy of this backend's ``samples`` (the windows are planned on the host)."""
 
 
+# --------------------------------------------------------------------------- fractional average pooling
+# TensorFlow's tf.nn.fractional_avg_pool: one cumulative pooling sequence per spatial axis, shared by
+# every plane; window i spans sequence[i] .. sequence[i + 1] (one element further when overlapping).
+
+# A sequence's draws use counters axis * _AXIS_COUNTERS + j, so no two axes share one.
+_AXIS_COUNTERS = 2**32
+
+
+def pseudo_random_sequence(length: int, count: int, u: float) -> np.ndarray:
+    """Graham's pseudo-random cumulative sequence as TensorFlow generates it, for ``u`` in (0, max_u]
+    (``pseudo_random_limit``): a_i = ceil(alpha * (i + u)), alpha = length / count, steps of k or k + 1."""
+    alpha = length / count
+    inner = np.ceil(alpha * (np.arange(1, count) + u)).astype(np.int64) - 1  # a_i counts from 1, TensorFlow's a_0
+    return np.concatenate([[0], inner, [length]]).astype(np.int64)
+
+
+def pseudo_random_limit(length: int, count: int) -> float:
+    """The largest u that keeps every step of the pseudo-random sequence k or k + 1 (k = length // count)."""
+    alpha, k = length / count, length // count
+    return min((k + 2) / alpha - 1, (length + 1 - k) / alpha - (count - 1))
+
+
+def random_sequence(length: int, count: int, draws: np.ndarray) -> np.ndarray:
+    """Steps of k + 1 (length % count of them) and k, shuffled by Fisher-Yates with ``draws`` in [0, 1)
+    (draws[j - 1] picks the partner of step j, from the last step down), then summed from 0."""
+    k, longer = divmod(length, count)
+    steps = np.full(count, k, np.int64)
+    steps[:longer] += 1
+    for j in range(count - 1, 0, -1):
+        partner = min(int(draws[j - 1] * (j + 1)), j)
+        steps[j], steps[partner] = steps[partner], steps[j]
+    return np.concatenate([[0], np.cumsum(steps)]).astype(np.int64)
+
+
+def pooling_sequence(length: int, count: int, seed, axis: int, pseudo_random: bool) -> np.ndarray:
+    """The cumulative sequence (count + 1 ints from 0 to length) of one spatial axis, drawn from the
+    counter-based generator at counters ``axis * 2**32 + j``."""
+    first = axis * _AXIS_COUNTERS
+    if pseudo_random:
+        draw = _rng.uniforms(np.uint64(seed), np.array([first], np.int64))[0]
+        return pseudo_random_sequence(length, count, (1.0 - draw) * pseudo_random_limit(length, count))  # u > 0
+    draws = _rng.uniforms(np.uint64(seed), np.arange(first, first + max(count - 1, 0), dtype=np.int64))
+    return random_sequence(length, count, draws)
+
+
+def avg_sequences(spatial, output_spatial, seed, pseudo_random) -> tuple[np.ndarray, ...]:
+    """Per spatial axis of the op, its cumulative pooling sequence."""
+    return tuple(
+        pooling_sequence(length, count, seed, axis, pseudo_random)
+        for axis, (length, count) in enumerate(zip(spatial, output_spatial))
+    )
+
+
+def avg_bins(spatial, sequences, overlapping) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+    """Canonical (D, H, W) bins (2, out) of [start, stop) and the covering bins (2, length) of each position
+    (``reference.fractional_avg_windows``), one bin of one element for the axes the op lacks."""
+    missing = _spec.CANONICAL_SPATIAL_DIMS - len(spatial)
+    bins = [np.array([[0], [1]], np.int64)] * missing
+    for sequence, length in zip(sequences, spatial):
+        stops = np.minimum(sequence[1:] + (1 if overlapping else 0), length)
+        bins.append(np.stack([sequence[:-1], stops]).astype(np.int64))
+    lengths = (1,) * missing + tuple(spatial)
+    return tuple(bins), tuple(_spec.covering_bins(b, length) for b, length in zip(bins, lengths))
+
+
+def _avg_output_spatial(op, spatial, output_size, output_ratio) -> tuple[int, ...]:
+    dims = len(spatial)
+    if (output_size is None) == (output_ratio is None):
+        given = "both" if output_size is not None else "neither"
+        raise ValueError(f"{op}: give exactly one of output_size and output_ratio; got {given}")
+    if output_size is None:
+        return _output_from_ratio(output_ratio, spatial, op)
+    sizes = _spec.size_tuple(output_size, dims, "output_size", op, 1)
+    if any(count > length for count, length in zip(sizes, spatial)):
+        raise ValueError(f"{op}: output_size {sizes} must be at most the input's spatial size {tuple(spatial)}")
+    return sizes
+
+
+def _avg_flags(op, channels_last, pseudo_random, overlapping) -> tuple[bool, bool, bool]:
+    names = ("channels_last", "pseudo_random", "overlapping")
+    return tuple(_spec.check_flag(value, name, op) for value, name in zip((channels_last, pseudo_random, overlapping), names))
+
+
+def _check_int_seed(seed, op) -> np.uint64:
+    """The backward's seed: the int the forward was given (a fresh or Generator seed cannot be replayed)."""
+    if not _spec.is_integer(seed):
+        raise TypeError(
+            f"{op}: seed must be the int from 0 to 2**64 - 1 given to the forward (its windows are replayed); "
+            f"got {seed!r} of type {type(seed).__name__}"
+        )
+    return _rng.seed_from(seed, op)
+
+
+def fractional_avg_pool(
+    dims: int,
+    x: np.ndarray,
+    output_size: Optional[IntOrTuple] = None,
+    output_ratio: Optional[FloatOrTuple] = None,
+    pseudo_random: bool = False,
+    overlapping: bool = False,
+    seed: Union[int, np.random.Generator, None] = None,
+    *,
+    channels_last: bool = False,
+    out: Optional[np.ndarray] = None,
+) -> np.ndarray:
+    op = f"fractional_avg_pool{dims}d"
+    channels_last, pseudo_random, overlapping = _avg_flags(op, channels_last, pseudo_random, overlapping)
+    backend = backend_for(op, x=x, out=out)
+    x, layout, (batch, channels, spatial) = front.global_input(backend, op, dims, x, channels_last, _spec.FLOAT_DTYPES)
+    output_spatial = _avg_output_spatial(op, spatial, output_size, output_ratio)
+    y = None if out is None else backend.check_out(out, layout.join(batch, channels, output_spatial), x.dtype, op, x)
+    sequences = avg_sequences(spatial, output_spatial, _rng.seed_from(seed, op), pseudo_random)  # last: see max
+    return avg_run(backend, x, layout, sequences, overlapping, y)
+
+
+def avg_run(backend, x, layout, sequences, overlapping, out=None):
+    """The mean of each window that ``sequences`` (one per spatial axis) and ``overlapping`` give."""
+    batch, channels, spatial = layout.split(x.shape)
+    output_spatial = tuple(len(s) - 1 for s in sequences)
+    last = front.memory_is_channels_last(layout, x)
+    y = layout.empty(batch, channels, output_spatial, x.dtype, last, front.allocator(backend, x)) if out is None else out
+    bins, _ = avg_bins(spatial, sequences, overlapping)
+    backend.adaptive_avg_pool_forward(layout.canonical(x), bins, layout.canonical(y))
+    return backend.export(y)
+
+
+def fractional_avg_pool_backward(
+    dims: int,
+    grad_output: np.ndarray,
+    input_shape: Sequence[int],
+    seed: int,
+    pseudo_random: bool = False,
+    overlapping: bool = False,
+    *,
+    channels_last: bool = False,
+    out: Optional[np.ndarray] = None,
+) -> np.ndarray:
+    op = f"fractional_avg_pool{dims}d_backward"
+    channels_last, pseudo_random, overlapping = _avg_flags(op, channels_last, pseudo_random, overlapping)
+    backend = backend_for(op, grad_output=grad_output, out=out)
+    grad_output, input_shape, layout, spatial, output_spatial = front.gradient_against_input(
+        backend, op, dims, grad_output, input_shape, channels_last
+    )
+    if any(count > length for count, length in zip(output_spatial, spatial)):
+        raise ValueError(f"{op}: grad_output's spatial size {output_spatial} must be at most input_shape's {spatial}")
+    sequences = avg_sequences(spatial, output_spatial, _check_int_seed(seed, op), pseudo_random)
+    bins, covers = avg_bins(spatial, sequences, overlapping)
+    grad_input = front.gradient_output(backend, op, layout, input_shape, grad_output, out, grad_output)
+    backend.adaptive_avg_pool_backward(layout.canonical(grad_output), bins, covers, layout.canonical(grad_input))
+    return backend.export(grad_input)
+
+
+def avg_forward_doc(dims: int) -> str:
+    spatial = docs.SPATIAL_NAMES[dims]
+    return f"""{dims}-D fractional average pooling, with TensorFlow's semantics (``tf.nn.fractional_avg_pool``).
+
+Along an axis of length ``L`` with ``out`` outputs, a cumulative pooling
+sequence ``0 = s_0 < s_1 < ... < s_out = L`` with steps of ``k = L // out``
+or ``k + 1`` is drawn, one per axis and call (every plane shares it, as in
+TensorFlow); output ``i`` is the mean of ``s_i <= position < s_(i+1)``, or of
+one element more (the boundary it shares with the next window, clipped to the
+input) when ``overlapping``. ``pseudo_random=True`` gives Graham's
+pseudo-random sequence ``s_i = ceil(alpha * (i + u)) - 1`` (``alpha = L /
+out``, ``u`` in (0, u_max] as TensorFlow bounds it), otherwise the steps are a
+random shuffle of ``L % out`` steps of ``k + 1`` and the rest of ``k``.
+Sums are float64 on the CPU.
+
+Parameters
+----------
+x : numpy.ndarray
+    Input of shape (N, C) + {spatial} or unbatched (C,) + {spatial}; float32
+    or float64. Any strides.
+output_size : int or tuple of {dims} ints, optional
+    Output size, from 1 to the input's size per axis. TensorFlow's
+    ``pooling_ratio`` p (input / output, >= 1) is ``output_size = floor(L / p)``.
+output_ratio : float or tuple of {dims} floats, optional
+    Output size as ``int(L * ratio)``, each ratio in (0, 1), as for
+    ``fractional_max_pool{dims}d`` (the inverse of TensorFlow's
+    ``pooling_ratio``). Give exactly one of ``output_size`` and ``output_ratio``.
+pseudo_random : bool, default False
+    Graham's pseudo-random sequence instead of a random one.
+overlapping : bool, default False
+    Each window also takes the boundary element it shares with the next.
+seed : int, numpy.random.Generator or None
+    The sequences come from numba_pool's counter-based generator (counters
+    ``axis * 2**32 + j``), so a seed gives the same windows on every backend
+    and dask chunking. ``None`` draws a fresh seed; a Generator gives one seed
+    per call and advances. Pass an int to take the gradient with
+    ``fractional_avg_pool{dims}d_backward``.
+{docs.LAYOUT_DOC}
+out : numpy.ndarray, optional
+    Preallocated output of the right shape and dtype.
+
+Returns
+-------
+numpy.ndarray
+    The pooled array.
+
+{docs.RAISES_DOC}
+
+Examples
+--------
+>>> import numpy as np, numba_pool
+>>> x = np.arange(10.0).reshape((1, 1) + (1,) * {dims - 1} + (10,))
+>>> numba_pool.fractional_avg_pool{dims}d(x, (1,) * {dims - 1} + (5,), seed=0).ravel()
+array([0.5, 2.5, 4.5, 6.5, 8.5])
+"""
+
+
+def avg_backward_doc(dims: int) -> str:
+    return f"""Gradient of ``fractional_avg_pool{dims}d``: each output's gradient spread evenly over its window.
+
+The windows are drawn again from ``seed``; each input element gathers the
+shares of the windows holding it (deterministic, no atomics).
+
+Parameters
+----------
+grad_output : numpy.ndarray
+    Gradient with respect to the pooled output; float32 or float64 (its
+    spatial size is the output size).
+input_shape : tuple of int
+    Shape of the forward input.
+seed : int
+    The int seed given to the forward.
+pseudo_random, overlapping : bool
+    As given to the forward.
+{docs.LAYOUT_DOC}
+{docs.BACKWARD_OUT_DOC.format(shape="``input_shape``", read="``grad_output``")}
+
+Returns
+-------
+numpy.ndarray
+    Gradient with respect to the input.
+
+{docs.RAISES_DOC}
+
+Examples
+--------
+>>> import numpy as np, numba_pool
+>>> grad = np.ones((1, 1) + (1,) * {dims - 1} + (2,))
+>>> numba_pool.fractional_avg_pool{dims}d_backward(grad, (1, 1) + (1,) * {dims - 1} + (4,), 0).ravel()
+array([0.5, 0.5, 0.5, 0.5])
+"""
+
+
+class AvgLayer(LinearLayer):
+    """Draws fresh windows on every forward from its own generator (seeded by ``seed``: a layer built with
+    the same seed replays the same windows); its backward replays the latest forward's."""
+
+    def __init__(
+        self,
+        output_size: Optional[IntOrTuple] = None,
+        output_ratio: Optional[FloatOrTuple] = None,
+        pseudo_random: bool = False,
+        overlapping: bool = False,
+        seed: Union[int, np.random.Generator, None] = None,
+        *,
+        channels_last: bool = False,
+        reuse_buffers: bool = False,
+    ) -> None:
+        super().__init__(channels_last, reuse_buffers)
+        self.output_size, self.output_ratio = output_size, output_ratio
+        self.pseudo_random, self.overlapping = pseudo_random, overlapping
+        self._generator = np.random.default_rng(seed)
+        self._seed = None
+
+    def pool_arguments(self) -> tuple:
+        self._seed = int(self._generator.integers(0, 2**63))  # each forward's windows, kept for its backward
+        return (self.output_size, self.output_ratio, self.pseudo_random, self.overlapping, self._seed)
+
+    def backward_arguments(self) -> tuple:
+        return (self._seed, self.pseudo_random, self.overlapping)
+
+
+def _avg_dask_checking_options(options) -> dict:
+    return {"seed": None if options["seed"] is None else 0}
+
+
+def _avg_dask_prepare(options, op):
+    """One seed for every block: the windows depend on the seed and the axis only."""
+    seed = int(_rng.seed_from(options["seed"], op))
+    keep = ("output_size", "output_ratio", "pseudo_random", "overlapping", "channels_last")
+    return op, seed, {name: options[name] for name in keep}
+
+
+def _avg_dask_block(x, origin, shared):
+    op, seed, options = shared
+    return fractional_avg_pool(x.ndim - 2, x, seed=seed, **options)
+
+
+def _avg_selfcheck(functions, rng, put, to_host):
+    x = rng.standard_normal((2, 3, int(rng.integers(3, 12)), int(rng.integers(3, 12)))).astype(np.float32)
+    size = tuple(int(rng.integers(1, length + 1)) for length in x.shape[2:])
+    pseudo_random, overlapping, seed = bool(rng.random() < 0.5), bool(rng.random() < 0.5), int(rng.integers(1000))
+    sequences = avg_sequences(x.shape[2:], size, seed, pseudo_random)
+    y = functions.fractional_avg_pool2d(put(x), size, None, pseudo_random, overlapping, seed)
+    checks.expect_close(to_host(y), reference.fractional_avg_pool(x, sequences, overlapping), "fractional_avg_pool2d")
+    grad = rng.standard_normal(y.shape).astype(np.float32)
+    got = functions.fractional_avg_pool2d_backward(put(grad), x.shape, seed, pseudo_random, overlapping)
+    expected = reference.fractional_avg_pool_backward(grad, x.shape[2:], sequences, overlapping)
+    checks.expect_close(to_host(got), expected, "fractional_avg_pool2d_backward")
+
+
+def _avg_device_checks(functions, channels_last):
+    def forward(x, gradient_like):
+        spatial = x.shape[1:-1] if channels_last else x.shape[2:]
+        size = tuple(max(1, (2 * length) // 3) for length in spatial)
+        return functions.fractional_avg_pool2d(x, size, None, True, True, 7, channels_last=channels_last)
+
+    def backward(x, gradient_like):
+        y = forward(x, gradient_like)
+        return functions.fractional_avg_pool2d_backward(gradient_like(y), x.shape, 7, True, True, channels_last=channels_last)
+
+    return {"fractional avg fwd": (forward, "close"), "fractional avg bwd": (backward, "close")}
+
+
+AVG_SPEC = OpSpec(
+    "fractional_avg_pool",
+    Direction("", fractional_avg_pool, avg_forward_doc),
+    (Direction("_backward", fractional_avg_pool_backward, avg_backward_doc),),
+    layer="FractionalAvgPool",
+    kernels=adaptive_pool.AvgKernels,  # its windows are bins per axis: adaptive average pooling's entries run them
+    saves="input_shape",
+    dask="planes",
+    planes=PlaneBlocks(_avg_dask_checking_options, _avg_dask_prepare, _avg_dask_block),
+    selfcheck=SelfCheck("fractional_avg_pool2d (forward, backward)", _avg_selfcheck),
+    device_checks=_avg_device_checks,
+    cuda_kernels=(),  # adaptive average pooling's, compiled with that op
+    reference=reference.fractional_avg_pool,
+    layer_class=AvgLayer,
+    channels_last_output=(),  # no PyTorch counterpart: as fractional max pooling
+)
+
+
 SPEC = OpSpec(
     "fractional_max_pool",
     Direction("", fractional_max_pool, forward_doc),
@@ -412,4 +747,4 @@ SPEC = OpSpec(
     channels_last_output=(),  # PyTorch's module returns contiguous memory for channels-last input
 )
 
-SPECS = (SPEC,)
+SPECS = (SPEC, AVG_SPEC)
