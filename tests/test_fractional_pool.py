@@ -208,6 +208,17 @@ def test_other_backends_draw_the_cpus_windows(backend, dims):
         assert_same_results(backend.get(pool(backend.put(x, "contiguous"), case, return_indices=True, seed=seed)), expected)
 
 
+@pytest.mark.backends("cuda", "dask")
+def test_samples_may_live_on_either_side(backend):
+    rng = np.random.default_rng(6)
+    x, samples = rng.standard_normal((2, 3, 7, 8)), rng.random((2, 3, 2))
+    expected = numba_pool.fractional_max_pool2d(x, 2, 4, return_indices=True, _random_samples=samples)
+    on_backend = backend.put(samples, "contiguous")
+    assert_same_results(numba_pool.fractional_max_pool2d(x, 2, 4, return_indices=True, _random_samples=on_backend), expected)
+    got = numba_pool.fractional_max_pool2d(backend.put(x, "contiguous"), 2, 4, return_indices=True, _random_samples=on_backend)
+    assert_same_results(backend.get(got), expected)
+
+
 def test_dask_chunking_changes_nothing():
     da = pytest.importorskip("dask.array")
     rng = np.random.default_rng(2)

@@ -1,12 +1,18 @@
-"""Fractional max pooling (Graham, 2015) as PyTorch implements it: windows of ``kernel_size`` whose
-starts follow a pseudo-random sequence, one per (n, c) plane and axis, driven by a sample in [0, 1).
+"""Fractional pooling: max (Graham, 2015, as PyTorch implements it) and average (TensorFlow's).
 
-The windows are planned here, on the host: from the samples (given, or drawn from the counter-based
-generator at each sample's position in the whole (N, C, dims) array, so a seed gives the same windows
-on every backend, thread count and dask chunking), the start of window i along an axis of length L
-is ``int((i + u) * alpha) - int(u * alpha)`` with ``alpha = (L - kernel) / (out - 1)``, computed in
-x's float type as PyTorch does, the last window ending at L. The kernels take the starts; the
-backward is the routed backward every max pooling shares.
+Fractional max pooling: windows of ``kernel_size`` whose starts follow a pseudo-random sequence, one
+per (n, c) plane and axis, driven by a sample in [0, 1). The windows are planned here, on the host:
+from the samples (given, or drawn from the counter-based generator at each sample's position in the
+whole (N, C, dims) array, so a seed gives the same windows on every backend, thread count and dask
+chunking), the start of window i along an axis of length L is ``int((i + u) * alpha) - int(u * alpha)``
+with ``alpha = (L - kernel) / (out - 1)``, computed in x's float type as PyTorch does, the last
+window ending at L. The kernels take the starts; the backward is the routed backward every max
+pooling shares.
+
+Fractional average pooling: one cumulative pooling sequence per axis, shared by every plane, as
+TensorFlow draws it (pseudo-random or a shuffle of steps), from the same generator keyed by seed and
+axis. Its windows are bins per axis, so adaptive average pooling's entries run it, forward and
+(gather) backward.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from typing import NamedTuple, Optional, Protocol, Sequence, Union
 import numpy as np
 
 from .. import _rng, _spec, reference
-from ..backends import backend_for, cpu, is_device_array
+from ..backends import backend_for, cpu, cuda_backend, is_device_array
 from . import _checks as checks
 from . import _docs as docs
 from . import _front as front
@@ -94,11 +100,12 @@ def plan(op, dims, shape, kernel_size, output_size, output_ratio, channels_last)
     return FractionalPlan(layout, batch, channels, spatial, output_spatial, kernel)
 
 
-def checked_samples(backend, samples, plan: FractionalPlan, dtype, op) -> np.ndarray:
+def checked_samples(samples, plan: FractionalPlan, dtype, op) -> np.ndarray:
     """The user's ``_random_samples`` as a host array of x's dtype, once its shape and values are right."""
     accepted = f"an array of shape {plan.samples_shape} (PyTorch's (N, C, {plan.layout.dims}); (1, C, dims) for unbatched x)"
-    if is_device_array(samples):
-        samples = backend.fractional_samples_to_host(backend.asarray(samples, "_random_samples", op))
+    if is_device_array(samples):  # host or device samples for any x: a few numbers, read on the host
+        gpu = cuda_backend()
+        samples = gpu.fractional_samples_to_host(gpu.asarray(samples, "_random_samples", op))
     else:
         samples = _spec.host_array(samples, "_random_samples", op)
     if samples.dtype.kind != "f":
@@ -178,7 +185,7 @@ def fractional_max_pool(
     if _random_samples is not None:
         if seed is not None:
             raise ValueError(f"{op}: give _random_samples or seed, not both (the samples decide the windows)")
-        samples = checked_samples(backend, _random_samples, call, x.dtype, op)
+        samples = checked_samples(_random_samples, call, x.dtype, op)
     else:  # last, so that a refused call does not advance a Generator
         samples = drawn_samples(_rng.seed_from(seed, op), (0, 0), call.channels, call.samples_shape, x.dtype)
     return run(backend, x, call, samples, return_indices, y)
@@ -235,8 +242,8 @@ return_indices : bool, default False
     (n, c) plane ({docs.FLAT_INDEX[dims]}), for ``fractional_max_pool{dims}d_backward``.
 _random_samples : array, optional
     PyTorch's samples: shape (N, C, {dims}), or (1, C, {dims}) for unbatched
-    input, numbers in [0, 1) once cast to x's dtype ({slots}). A CUDA array is
-    copied to the host, where the windows are planned.
+    input, numbers in [0, 1) once cast to x's dtype ({slots}). A host or a
+    CUDA array, whatever ``x`` is: the windows are planned on the host.
 seed : int, numpy.random.Generator or None
     Without ``_random_samples``: the samples come from numba_pool's
     counter-based generator at each sample's position (n, c, slot) in the
@@ -318,11 +325,12 @@ class _DaskCall(NamedTuple):
 
 
 def _dask_checking_options(options) -> dict:
-    """Zero-batch checking: samples cut to no plane; a Generator seed must not advance."""
-    samples = options["_random_samples"]
+    """Zero-batch checking: samples of no plane (``prepare`` checks the real ones); a Generator seed
+    must not advance."""
     replaced = {"seed": None if options["seed"] is None else 0}
-    if samples is not None:
-        replaced["_random_samples"] = np.asarray(samples)[:0]
+    shape = () if options["_random_samples"] is None else tuple(np.shape(options["_random_samples"]))
+    if len(shape) == 3:
+        replaced["_random_samples"] = np.zeros((0, *shape[1:]))
     return replaced
 
 
@@ -332,7 +340,7 @@ def _dask_prepare(options, op):
     call = plan(op, dims, x.shape, options["kernel_size"], options["output_size"], options["output_ratio"], options["channels_last"])
     samples, seed = options["_random_samples"], np.uint64(0)
     if samples is not None:
-        samples = checked_samples(cpu, np.asarray(samples), call, x.dtype, op)
+        samples = checked_samples(samples, call, x.dtype, op)
     else:
         seed = np.uint64(int(_rng.seed_from(options["seed"], op)))
     return _DaskCall(op, dims, call, samples, seed, options["return_indices"])
