@@ -26,6 +26,9 @@ How blocks are formed, so that every result equals the NumPy result exactly:
   on whole planes: the spatial axes are rechunked to one chunk first (a
   backward pass's indices can point anywhere in a plane, and an exact global
   sum needs the whole plane).
+  A forward whose planes take their part of the call from the whole input
+  (fractional pooling's samples and seed: the ``OpSpec.planes`` hooks) is
+  told where its block's planes lie, so chunking changes none of its windows.
 
 Each op adds one graph layer with one task per output block (a task names the input chunks its
 windows read), so building the graph takes time linear in the number of blocks and reads no data.
