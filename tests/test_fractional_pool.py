@@ -81,7 +81,10 @@ def test_forward_and_backward_match_the_reference(backend, dims, seed):
     samples = random_samples(rng, case)
     expected_y, expected_indices = reference.fractional_max_pool(x, case.kernel, case.output, samples)
     user_samples = backend.put(samples, "contiguous") if backend.name == "cuda" and rng.random() < 0.5 else samples
-    y, indices = backend.get(pool(backend.put(case.to_user(x), case.view), case, return_indices=True, _random_samples=user_samples))
+    forward = op("fractional_max_pool", dims)
+    y, indices = forward(backend.put(case.to_user(x), case.view), case.kernel, case.output, return_indices=True,
+                         _random_samples=user_samples, channels_last=case.channels_last)
+    y, indices = backend.get((y, indices))
     assert y.dtype == x.dtype and indices.dtype == np.int64
     np.testing.assert_array_equal(case.from_user(y), expected_y, err_msg=str(case))
     np.testing.assert_array_equal(case.from_user(indices), expected_indices, err_msg=str(case))
