@@ -195,8 +195,9 @@ def run(backend, x, call: FractionalPlan, samples, return_indices, out=None):
     """Fractional max pooling of a checked ``x`` with the windows that ``samples`` (x's dtype) give."""
     last = front.memory_is_channels_last(call.layout, x)
     allocate = front.allocator(backend, x)
-    y = call.layout.empty(call.batch, call.channels, call.output_spatial, x.dtype, last, allocate) if out is None else out
-    indices = call.layout.empty(call.batch, call.channels, call.output_spatial, np.int64, last, allocate) if return_indices else None
+    sizes = (call.batch, call.channels, call.output_spatial)
+    y = call.layout.empty(*sizes, x.dtype, last, allocate) if out is None else out
+    indices = call.layout.empty(*sizes, np.int64, last, allocate) if return_indices else None
     starts, kernel = canonical_starts(call, samples)
     canonical = call.layout.canonical
     backend.fractional_max_pool_forward(canonical(x), starts, kernel, canonical(y), front.canonical_or_none(indices, call.layout))
@@ -337,7 +338,8 @@ def _dask_checking_options(options) -> dict:
 def _dask_prepare(options, op):
     x = options["x"]
     dims = x.ndim - 2
-    call = plan(op, dims, x.shape, options["kernel_size"], options["output_size"], options["output_ratio"], options["channels_last"])
+    window = (options["kernel_size"], options["output_size"], options["output_ratio"])
+    call = plan(op, dims, x.shape, *window, options["channels_last"])
     samples, seed = options["_random_samples"], np.uint64(0)
     if samples is not None:
         samples = checked_samples(samples, call, x.dtype, op)
@@ -348,7 +350,8 @@ def _dask_prepare(options, op):
 
 def _dask_block(x, origin, shared: _DaskCall):
     """One block of whole planes, ``origin`` its first (n, c): the windows of those planes in the whole call."""
-    call = plan(shared.op, shared.dims, x.shape, shared.plan.kernel, shared.plan.output_spatial, None, shared.plan.layout.channels_last)
+    whole = shared.plan
+    call = plan(shared.op, shared.dims, x.shape, whole.kernel, whole.output_spatial, None, whole.layout.channels_last)
     n, c = origin
     if shared.samples is not None:
         samples = shared.samples[n : n + call.batch, c : c + call.channels]

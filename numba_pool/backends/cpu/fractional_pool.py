@@ -27,7 +27,9 @@ def _fractional_max_forward(x, d_starts, h_starts, w_starts, kernel, out, indice
     for row in prange(batch * channels * out_depth * out_height):
         n, c, od, oh = unravel_row(row, channels, out_depth, out_height)
         for ow in range(out_width):
-            best, best_index = fractional_window_maximum(x[n, c], d_starts[n, c], h_starts[n, c], w_starts[n, c], kernel, od, oh, ow)
+            best, best_index = fractional_window_maximum(
+                x[n, c], d_starts[n, c], h_starts[n, c], w_starts[n, c], kernel, od, oh, ow
+            )
             out[n, c, od, oh, ow] = best
             if store_indices:
                 indices[n, c, od, oh, ow] = best_index
