@@ -61,6 +61,11 @@ def random_fractional_case(rng, dims, *, small=False, views=VIEWS):
     )
 
 
+def backend_views(backend):
+    """The memory views a backend's ``put`` makes (device arrays: contiguous or every other element)."""
+    return ("contiguous", "step") if backend.name == "cuda" else VIEWS
+
+
 def random_samples(rng, case):
     samples = rng.random((case.batch, case.channels, case.dims)).astype(case.dtype)
     samples[rng.random(samples.shape) < 0.1] = 0.0
@@ -76,7 +81,7 @@ def pool(x, case, **options):
 @pytest.mark.parametrize("seed", range(6))
 def test_forward_and_backward_match_the_reference(backend, dims, seed):
     rng = np.random.default_rng([70 + dims, seed])
-    case = random_fractional_case(rng, dims, small=backend.name == "cuda", views=("contiguous", "step"))
+    case = random_fractional_case(rng, dims, small=backend.name == "cuda", views=backend_views(backend))
     x = random_values(rng, (case.batch, case.channels) + case.spatial, case.dtype)
     samples = random_samples(rng, case)
     expected_y, expected_indices = reference.fractional_max_pool(x, case.kernel, case.output, samples)
@@ -344,8 +349,8 @@ def test_check_line_passes_on_the_cpu():
 # --------------------------------------------------------------------------- fractional average pooling (TensorFlow's)
 
 
-def random_avg_case(rng, dims, *, small=False):
-    case = random_fractional_case(rng, dims, small=small, views=("contiguous", "step"))
+def random_avg_case(rng, dims, backend):
+    case = random_fractional_case(rng, dims, small=backend.name == "cuda", views=backend_views(backend))
     output = tuple(int(rng.integers(1, length + 1)) for length in case.spatial)
     return case, output, bool(rng.random() < 0.5), bool(rng.random() < 0.5), int(rng.integers(2**40))
 
@@ -354,7 +359,7 @@ def random_avg_case(rng, dims, *, small=False):
 @pytest.mark.parametrize("seed", range(6))
 def test_avg_forward_and_backward_match_the_reference(backend, dims, seed):
     rng = np.random.default_rng([80 + dims, seed])
-    case, output, pseudo_random, overlapping, draw_seed = random_avg_case(rng, dims, small=backend.name == "cuda")
+    case, output, pseudo_random, overlapping, draw_seed = random_avg_case(rng, dims, backend)
     x = random_values(rng, (case.batch, case.channels) + case.spatial, case.dtype, special=False)
     sequences = fractional_pool.avg_sequences(case.spatial, output, draw_seed, pseudo_random)
     options = dict(channels_last=case.channels_last)
