@@ -172,7 +172,7 @@ def fractional_max_pool(
     *,
     channels_last: bool = False,
     out: Optional[np.ndarray] = None,
-):
+) -> Union[np.ndarray, tuple[np.ndarray, np.ndarray]]:
     op = f"fractional_max_pool{dims}d"
     channels_last = _spec.check_flag(channels_last, "channels_last", op)
     return_indices = _spec.check_flag(return_indices, "return_indices", op)
