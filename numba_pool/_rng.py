@@ -47,6 +47,16 @@ def output_counter(origin, shape, n, c, d, h, w):
     return (((n * shape[1] + c) * shape[2] + d) * shape[3] + h) * shape[4] + w
 
 
+@njit(cache=True)
+def uniforms(seed, counters):
+    """``uniform(seed, counter)`` for each counter of a 1-D int64 array, for draws made on the host."""
+    mixed_seed = mix64(seed)
+    result = np.empty(counters.size, np.float64)
+    for i in range(counters.size):
+        result[i] = uniform_after_mix(mixed_seed, counters[i])
+    return result
+
+
 def seed_from(seed, op: str) -> np.uint64:
     """Turn a user's ``seed`` (None, an int or a numpy Generator) into the kernel's uint64."""
     if seed is None:

@@ -26,6 +26,9 @@ How blocks are formed, so that every result equals the NumPy result exactly:
   on whole planes: the spatial axes are rechunked to one chunk first (a
   backward pass's indices can point anywhere in a plane, and an exact global
   sum needs the whole plane).
+  A forward whose planes take their part of the call from the whole input
+  (fractional pooling's samples and seed: the ``OpSpec.planes`` hooks) is
+  told where its block's planes lie, so chunking changes none of its windows.
 
 Each op adds one graph layer with one task per output block (a task names the input chunks its
 windows read), so building the graph takes time linear in the number of blocks and reads no data.
@@ -51,7 +54,7 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 
 from . import _spec, functional
-from .ops.spec import Direction, OpSpec, WindowBlocks
+from .ops.spec import Direction, OpSpec, PlaneBlocks, WindowBlocks
 
 __all__ = ["call", "pyramid"]
 
@@ -84,7 +87,8 @@ def call(spec: OpSpec, direction: Direction, dims: int, args: tuple, kwargs: dic
     if spec.dask == "windows" and direction is spec.forward:
         result = _window_forward(name, spec.windows, dims, function, options, channel_axis)
     else:
-        result = _on_whole_planes(name, function, options, channel_axis)
+        planes = spec.planes if direction is spec.forward else None
+        result = _on_whole_planes(name, function, options, channel_axis, planes)
     if batched:
         return result
     return tuple(r[0] for r in result) if isinstance(result, tuple) else result[0]
@@ -182,13 +186,16 @@ def _join_chunks(chunks: list, grid_shape: tuple[int, ...]):
 # --------------------------------------------------------------------------- ops on whole planes
 
 
-def _on_whole_planes(name: str, function: Callable, options: dict, channel_axis: int):
-    """Blockwise over batch and channel chunks, with the spatial axes in one chunk."""
+def _on_whole_planes(name: str, function: Callable, options: dict, channel_axis: int, planes: PlaneBlocks | None = None):
+    """Blockwise over batch and channel chunks, with the spatial axes in one chunk; with ``planes``, each
+    block runs the op's ``planes.block`` told where its planes lie in the whole input."""
     arrays = {p: options[p] for p in _ARRAY_PARAMETERS if p in options}
     lead = arrays.get("x", arrays.get("grad_output"))
     batch_chunks, channel_chunks = lead.chunks[0], lead.chunks[channel_axis]
     arrays = {p: _whole_planes(a, batch_chunks, channel_chunks, channel_axis) for p, a in arrays.items()}
-    templates = _output_templates(function, options, arrays)
+    checking = {} if planes is None else planes.checking_options(options)
+    templates = _output_templates(function, dict(options, **checking), arrays)
+    shared = None if planes is None else planes.prepare(options, name)
     constants = {p: v for p, v in options.items() if p not in arrays}
     reshaped = isinstance(options.get("input_shape"), (tuple, list))
     key_of = [partial(_plane_key, a.name, a.ndim, channel_axis) for a in arrays.values()]
@@ -198,7 +205,11 @@ def _on_whole_planes(name: str, function: Callable, options: dict, channel_axis:
             block_constants = constants
             if reshaped:
                 block_constants = dict(constants, input_shape=_resized(options["input_shape"], channel_axis, b1 - b0, c1 - c0))
-            tasks[b, c] = (partial(_call_on_planes, function, block_constants, tuple(arrays)), *(key((b, c)) for key in key_of))
+            if planes is None:
+                task = partial(_call_on_planes, function, block_constants, tuple(arrays))
+            else:
+                task = partial(_call_on_planes_at, planes.block, shared, (b0, c0))
+            tasks[b, c] = (task, *(key((b, c)) for key in key_of))
     outputs = []
     for template in templates:
         axis = _output_channel_axis(template, channel_axis)
@@ -206,7 +217,7 @@ def _on_whole_planes(name: str, function: Callable, options: dict, channel_axis:
             batch_chunks if i == 0 else channel_chunks if i == axis else (length,) for i, length in enumerate(template.shape)
         )
         outputs.append((chunks, template.dtype, partial(_plane_index, template.ndim, axis)))
-    results = _lazy_outputs(name, _token(name, options, arrays), tasks, list(arrays.values()), outputs)
+    results = _lazy_outputs(name, _token(name, options, arrays, shared), tasks, list(arrays.values()), outputs)
     return results if len(results) > 1 else results[0]
 
 
@@ -225,6 +236,11 @@ def _call_on_planes(function: Callable, constants: dict, parameters: tuple, *blo
     """One block of a whole-plane op, run in a dask worker; the CPU kernels serialise themselves where
     Numba's threading layer needs it (numba_pool.backends.cpu._threading), so no lock here."""
     return function(**constants, **dict(zip(parameters, blocks)))
+
+
+def _call_on_planes_at(block: Callable, shared, origin: tuple[int, int], x):
+    """One block of a ``PlaneBlocks`` op: its planes, the first at ``origin`` = (n, c) in the whole input."""
+    return block(x, origin, shared)
 
 
 def _whole_planes(array, batch_chunks, channel_chunks, channel_axis):

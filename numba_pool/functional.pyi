@@ -9,7 +9,7 @@ Array = NDArray[Any]
 IntOrTuple = Union[int, Sequence[int]]
 OutputSize = Union[int, Sequence[Optional[int]]]
 
-__all__ = ['adaptive_avg_pool1d', 'adaptive_avg_pool1d_backward', 'adaptive_avg_pool2d', 'adaptive_avg_pool2d_backward', 'adaptive_avg_pool3d', 'adaptive_avg_pool3d_backward', 'adaptive_max_pool1d', 'adaptive_max_pool1d_backward', 'adaptive_max_pool2d', 'adaptive_max_pool2d_backward', 'adaptive_max_pool3d', 'adaptive_max_pool3d_backward', 'avg_pool1d', 'avg_pool1d_backward', 'avg_pool2d', 'avg_pool2d_backward', 'avg_pool3d', 'avg_pool3d_backward', 'global_avg_pool1d', 'global_avg_pool1d_backward', 'global_avg_pool2d', 'global_avg_pool2d_backward', 'global_avg_pool3d', 'global_avg_pool3d_backward', 'global_max_pool1d', 'global_max_pool1d_backward', 'global_max_pool2d', 'global_max_pool2d_backward', 'global_max_pool3d', 'global_max_pool3d_backward', 'lp_pool1d', 'lp_pool1d_backward', 'lp_pool2d', 'lp_pool2d_backward', 'lp_pool3d', 'lp_pool3d_backward', 'max_pool1d', 'max_pool1d_backward', 'max_pool2d', 'max_pool2d_backward', 'max_pool3d', 'max_pool3d_backward', 'max_unpool1d', 'max_unpool2d', 'max_unpool3d', 'stochastic_pool1d', 'stochastic_pool1d_backward', 'stochastic_pool1d_inference_backward', 'stochastic_pool2d', 'stochastic_pool2d_backward', 'stochastic_pool2d_inference_backward', 'stochastic_pool3d', 'stochastic_pool3d_backward', 'stochastic_pool3d_inference_backward']
+__all__ = ['adaptive_avg_pool1d', 'adaptive_avg_pool1d_backward', 'adaptive_avg_pool2d', 'adaptive_avg_pool2d_backward', 'adaptive_avg_pool3d', 'adaptive_avg_pool3d_backward', 'adaptive_max_pool1d', 'adaptive_max_pool1d_backward', 'adaptive_max_pool2d', 'adaptive_max_pool2d_backward', 'adaptive_max_pool3d', 'adaptive_max_pool3d_backward', 'avg_pool1d', 'avg_pool1d_backward', 'avg_pool2d', 'avg_pool2d_backward', 'avg_pool3d', 'avg_pool3d_backward', 'fractional_avg_pool1d', 'fractional_avg_pool1d_backward', 'fractional_avg_pool2d', 'fractional_avg_pool2d_backward', 'fractional_avg_pool3d', 'fractional_avg_pool3d_backward', 'fractional_max_pool1d', 'fractional_max_pool1d_backward', 'fractional_max_pool2d', 'fractional_max_pool2d_backward', 'fractional_max_pool3d', 'fractional_max_pool3d_backward', 'global_avg_pool1d', 'global_avg_pool1d_backward', 'global_avg_pool2d', 'global_avg_pool2d_backward', 'global_avg_pool3d', 'global_avg_pool3d_backward', 'global_max_pool1d', 'global_max_pool1d_backward', 'global_max_pool2d', 'global_max_pool2d_backward', 'global_max_pool3d', 'global_max_pool3d_backward', 'lp_pool1d', 'lp_pool1d_backward', 'lp_pool2d', 'lp_pool2d_backward', 'lp_pool3d', 'lp_pool3d_backward', 'max_pool1d', 'max_pool1d_backward', 'max_pool2d', 'max_pool2d_backward', 'max_pool3d', 'max_pool3d_backward', 'max_unpool1d', 'max_unpool2d', 'max_unpool3d', 'stochastic_pool1d', 'stochastic_pool1d_backward', 'stochastic_pool1d_inference_backward', 'stochastic_pool2d', 'stochastic_pool2d_backward', 'stochastic_pool2d_inference_backward', 'stochastic_pool3d', 'stochastic_pool3d_backward', 'stochastic_pool3d_inference_backward']
 
 def adaptive_avg_pool1d(x: Array, output_size: OutputSize, *, channels_last: bool = False) -> Array:
     """1-D adaptive avg pooling: the mean of each of ``output_size`` bins per axis.
@@ -809,6 +809,681 @@ def avg_pool3d_backward(grad_output: Array, input_shape: Sequence[int], kernel_s
     >>> import numpy as np, numba_pool
     >>> numba_pool.avg_pool1d_backward(np.array([[[2.0, 4.0]]]), (1, 1, 4), 2)
     array([[[1., 1., 2., 2.]]])
+    """
+
+
+def fractional_avg_pool1d(x: Array, output_size: Optional[IntOrTuple] = None, output_ratio: Optional[FloatOrTuple] = None, pseudo_random: bool = False, overlapping: bool = False, seed: Union[int, np.random.Generator, None] = None, *, channels_last: bool = False, out: Optional[Array] = None) -> Array:
+    """1-D fractional average pooling, with TensorFlow's semantics (``tf.nn.fractional_avg_pool``).
+
+    Along an axis of length ``L`` with ``out`` outputs, a cumulative pooling
+    sequence ``0 = s_0 < s_1 < ... < s_out = L`` with steps of ``k = L // out``
+    or ``k + 1`` is drawn, one per axis and call (every plane shares it, as in
+    TensorFlow); output ``i`` is the mean of ``s_i <= position < s_(i+1)``, or of
+    one element more (the boundary it shares with the next window, clipped to the
+    input) when ``overlapping``. ``pseudo_random=True`` gives Graham's
+    pseudo-random sequence ``s_i = ceil(alpha * (i + u)) - 1`` (``alpha = L /
+    out``, ``u`` in (0, u_max] as TensorFlow bounds it), otherwise the steps are a
+    random shuffle of ``L % out`` steps of ``k + 1`` and the rest of ``k``.
+    Sums are float64 on the CPU.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        Input of shape (N, C) + (L) or unbatched (C,) + (L); float32
+        or float64. Any strides.
+    output_size : int or tuple of 1 ints, optional
+        Output size, from 1 to the input's size per axis. TensorFlow's
+        ``pooling_ratio`` p (input / output, >= 1) is ``output_size = floor(L / p)``.
+    output_ratio : float or tuple of 1 floats, optional
+        Output size as ``int(L * ratio)``, each ratio in (0, 1), as for
+        ``fractional_max_pool1d`` (the inverse of TensorFlow's
+        ``pooling_ratio``). Give exactly one of ``output_size`` and ``output_ratio``.
+    pseudo_random : bool, default False
+        Graham's pseudo-random sequence instead of a random one.
+    overlapping : bool, default False
+        Each window also takes the boundary element it shares with the next.
+    seed : int, numpy.random.Generator or None
+        The sequences come from numba_pool's counter-based generator (counters
+        ``axis * 2**32 + j``), so a seed gives the same windows on every backend
+        and dask chunking. ``None`` draws a fresh seed; a Generator gives one seed
+        per call and advances. Pass an int to take the gradient with
+        ``fractional_avg_pool1d_backward``.
+    channels_last : bool, default False
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
+    out : numpy.ndarray, optional
+        Preallocated output of the right shape and dtype.
+
+    Returns
+    -------
+    numpy.ndarray
+        The pooled array.
+
+    Raises
+    ------
+    TypeError
+        For a non-array input, an unsupported dtype or a non-integer size.
+    ValueError
+        For a wrong number of dims, sizes out of range, or an empty output.
+
+    Examples
+    --------
+    >>> import numpy as np, numba_pool
+    >>> x = np.arange(10.0).reshape((1, 1) + (1,) * 0 + (10,))
+    >>> numba_pool.fractional_avg_pool1d(x, (1,) * 0 + (5,), seed=0).ravel()
+    array([0.5, 2.5, 4.5, 6.5, 8.5])
+    """
+
+
+def fractional_avg_pool1d_backward(grad_output: Array, input_shape: Sequence[int], seed: int, pseudo_random: bool = False, overlapping: bool = False, *, channels_last: bool = False, out: Optional[Array] = None) -> Array:
+    """Gradient of ``fractional_avg_pool1d``: each output's gradient spread evenly over its window.
+
+    The windows are drawn again from ``seed``; each input element gathers the
+    shares of the windows holding it (deterministic, no atomics).
+
+    Parameters
+    ----------
+    grad_output : numpy.ndarray
+        Gradient with respect to the pooled output; float32 or float64 (its
+        spatial size is the output size).
+    input_shape : tuple of int
+        Shape of the forward input.
+    seed : int
+        The int seed given to the forward.
+    pseudo_random, overlapping : bool
+        As given to the forward.
+    channels_last : bool, default False
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
+    out : numpy.ndarray, optional
+        Preallocated gradient of shape ``input_shape`` and ``grad_output``'s dtype, in any
+        memory layout (strided views too), sharing no element with ``grad_output``;
+        written and returned as given. Reusing one buffer across training steps
+        saves a fresh input-sized allocation (and its page faults) per call.
+
+    Returns
+    -------
+    numpy.ndarray
+        Gradient with respect to the input.
+
+    Raises
+    ------
+    TypeError
+        For a non-array input, an unsupported dtype or a non-integer size.
+    ValueError
+        For a wrong number of dims, sizes out of range, or an empty output.
+
+    Examples
+    --------
+    >>> import numpy as np, numba_pool
+    >>> grad = np.ones((1, 1) + (1,) * 0 + (2,))
+    >>> numba_pool.fractional_avg_pool1d_backward(grad, (1, 1) + (1,) * 0 + (4,), 0).ravel()
+    array([0.5, 0.5, 0.5, 0.5])
+    """
+
+
+def fractional_avg_pool2d(x: Array, output_size: Optional[IntOrTuple] = None, output_ratio: Optional[FloatOrTuple] = None, pseudo_random: bool = False, overlapping: bool = False, seed: Union[int, np.random.Generator, None] = None, *, channels_last: bool = False, out: Optional[Array] = None) -> Array:
+    """2-D fractional average pooling, with TensorFlow's semantics (``tf.nn.fractional_avg_pool``).
+
+    Along an axis of length ``L`` with ``out`` outputs, a cumulative pooling
+    sequence ``0 = s_0 < s_1 < ... < s_out = L`` with steps of ``k = L // out``
+    or ``k + 1`` is drawn, one per axis and call (every plane shares it, as in
+    TensorFlow); output ``i`` is the mean of ``s_i <= position < s_(i+1)``, or of
+    one element more (the boundary it shares with the next window, clipped to the
+    input) when ``overlapping``. ``pseudo_random=True`` gives Graham's
+    pseudo-random sequence ``s_i = ceil(alpha * (i + u)) - 1`` (``alpha = L /
+    out``, ``u`` in (0, u_max] as TensorFlow bounds it), otherwise the steps are a
+    random shuffle of ``L % out`` steps of ``k + 1`` and the rest of ``k``.
+    Sums are float64 on the CPU.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        Input of shape (N, C) + (H, W) or unbatched (C,) + (H, W); float32
+        or float64. Any strides.
+    output_size : int or tuple of 2 ints, optional
+        Output size, from 1 to the input's size per axis. TensorFlow's
+        ``pooling_ratio`` p (input / output, >= 1) is ``output_size = floor(L / p)``.
+    output_ratio : float or tuple of 2 floats, optional
+        Output size as ``int(L * ratio)``, each ratio in (0, 1), as for
+        ``fractional_max_pool2d`` (the inverse of TensorFlow's
+        ``pooling_ratio``). Give exactly one of ``output_size`` and ``output_ratio``.
+    pseudo_random : bool, default False
+        Graham's pseudo-random sequence instead of a random one.
+    overlapping : bool, default False
+        Each window also takes the boundary element it shares with the next.
+    seed : int, numpy.random.Generator or None
+        The sequences come from numba_pool's counter-based generator (counters
+        ``axis * 2**32 + j``), so a seed gives the same windows on every backend
+        and dask chunking. ``None`` draws a fresh seed; a Generator gives one seed
+        per call and advances. Pass an int to take the gradient with
+        ``fractional_avg_pool2d_backward``.
+    channels_last : bool, default False
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
+    out : numpy.ndarray, optional
+        Preallocated output of the right shape and dtype.
+
+    Returns
+    -------
+    numpy.ndarray
+        The pooled array.
+
+    Raises
+    ------
+    TypeError
+        For a non-array input, an unsupported dtype or a non-integer size.
+    ValueError
+        For a wrong number of dims, sizes out of range, or an empty output.
+
+    Examples
+    --------
+    >>> import numpy as np, numba_pool
+    >>> x = np.arange(10.0).reshape((1, 1) + (1,) * 1 + (10,))
+    >>> numba_pool.fractional_avg_pool2d(x, (1,) * 1 + (5,), seed=0).ravel()
+    array([0.5, 2.5, 4.5, 6.5, 8.5])
+    """
+
+
+def fractional_avg_pool2d_backward(grad_output: Array, input_shape: Sequence[int], seed: int, pseudo_random: bool = False, overlapping: bool = False, *, channels_last: bool = False, out: Optional[Array] = None) -> Array:
+    """Gradient of ``fractional_avg_pool2d``: each output's gradient spread evenly over its window.
+
+    The windows are drawn again from ``seed``; each input element gathers the
+    shares of the windows holding it (deterministic, no atomics).
+
+    Parameters
+    ----------
+    grad_output : numpy.ndarray
+        Gradient with respect to the pooled output; float32 or float64 (its
+        spatial size is the output size).
+    input_shape : tuple of int
+        Shape of the forward input.
+    seed : int
+        The int seed given to the forward.
+    pseudo_random, overlapping : bool
+        As given to the forward.
+    channels_last : bool, default False
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
+    out : numpy.ndarray, optional
+        Preallocated gradient of shape ``input_shape`` and ``grad_output``'s dtype, in any
+        memory layout (strided views too), sharing no element with ``grad_output``;
+        written and returned as given. Reusing one buffer across training steps
+        saves a fresh input-sized allocation (and its page faults) per call.
+
+    Returns
+    -------
+    numpy.ndarray
+        Gradient with respect to the input.
+
+    Raises
+    ------
+    TypeError
+        For a non-array input, an unsupported dtype or a non-integer size.
+    ValueError
+        For a wrong number of dims, sizes out of range, or an empty output.
+
+    Examples
+    --------
+    >>> import numpy as np, numba_pool
+    >>> grad = np.ones((1, 1) + (1,) * 1 + (2,))
+    >>> numba_pool.fractional_avg_pool2d_backward(grad, (1, 1) + (1,) * 1 + (4,), 0).ravel()
+    array([0.5, 0.5, 0.5, 0.5])
+    """
+
+
+def fractional_avg_pool3d(x: Array, output_size: Optional[IntOrTuple] = None, output_ratio: Optional[FloatOrTuple] = None, pseudo_random: bool = False, overlapping: bool = False, seed: Union[int, np.random.Generator, None] = None, *, channels_last: bool = False, out: Optional[Array] = None) -> Array:
+    """3-D fractional average pooling, with TensorFlow's semantics (``tf.nn.fractional_avg_pool``).
+
+    Along an axis of length ``L`` with ``out`` outputs, a cumulative pooling
+    sequence ``0 = s_0 < s_1 < ... < s_out = L`` with steps of ``k = L // out``
+    or ``k + 1`` is drawn, one per axis and call (every plane shares it, as in
+    TensorFlow); output ``i`` is the mean of ``s_i <= position < s_(i+1)``, or of
+    one element more (the boundary it shares with the next window, clipped to the
+    input) when ``overlapping``. ``pseudo_random=True`` gives Graham's
+    pseudo-random sequence ``s_i = ceil(alpha * (i + u)) - 1`` (``alpha = L /
+    out``, ``u`` in (0, u_max] as TensorFlow bounds it), otherwise the steps are a
+    random shuffle of ``L % out`` steps of ``k + 1`` and the rest of ``k``.
+    Sums are float64 on the CPU.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        Input of shape (N, C) + (D, H, W) or unbatched (C,) + (D, H, W); float32
+        or float64. Any strides.
+    output_size : int or tuple of 3 ints, optional
+        Output size, from 1 to the input's size per axis. TensorFlow's
+        ``pooling_ratio`` p (input / output, >= 1) is ``output_size = floor(L / p)``.
+    output_ratio : float or tuple of 3 floats, optional
+        Output size as ``int(L * ratio)``, each ratio in (0, 1), as for
+        ``fractional_max_pool3d`` (the inverse of TensorFlow's
+        ``pooling_ratio``). Give exactly one of ``output_size`` and ``output_ratio``.
+    pseudo_random : bool, default False
+        Graham's pseudo-random sequence instead of a random one.
+    overlapping : bool, default False
+        Each window also takes the boundary element it shares with the next.
+    seed : int, numpy.random.Generator or None
+        The sequences come from numba_pool's counter-based generator (counters
+        ``axis * 2**32 + j``), so a seed gives the same windows on every backend
+        and dask chunking. ``None`` draws a fresh seed; a Generator gives one seed
+        per call and advances. Pass an int to take the gradient with
+        ``fractional_avg_pool3d_backward``.
+    channels_last : bool, default False
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
+    out : numpy.ndarray, optional
+        Preallocated output of the right shape and dtype.
+
+    Returns
+    -------
+    numpy.ndarray
+        The pooled array.
+
+    Raises
+    ------
+    TypeError
+        For a non-array input, an unsupported dtype or a non-integer size.
+    ValueError
+        For a wrong number of dims, sizes out of range, or an empty output.
+
+    Examples
+    --------
+    >>> import numpy as np, numba_pool
+    >>> x = np.arange(10.0).reshape((1, 1) + (1,) * 2 + (10,))
+    >>> numba_pool.fractional_avg_pool3d(x, (1,) * 2 + (5,), seed=0).ravel()
+    array([0.5, 2.5, 4.5, 6.5, 8.5])
+    """
+
+
+def fractional_avg_pool3d_backward(grad_output: Array, input_shape: Sequence[int], seed: int, pseudo_random: bool = False, overlapping: bool = False, *, channels_last: bool = False, out: Optional[Array] = None) -> Array:
+    """Gradient of ``fractional_avg_pool3d``: each output's gradient spread evenly over its window.
+
+    The windows are drawn again from ``seed``; each input element gathers the
+    shares of the windows holding it (deterministic, no atomics).
+
+    Parameters
+    ----------
+    grad_output : numpy.ndarray
+        Gradient with respect to the pooled output; float32 or float64 (its
+        spatial size is the output size).
+    input_shape : tuple of int
+        Shape of the forward input.
+    seed : int
+        The int seed given to the forward.
+    pseudo_random, overlapping : bool
+        As given to the forward.
+    channels_last : bool, default False
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
+    out : numpy.ndarray, optional
+        Preallocated gradient of shape ``input_shape`` and ``grad_output``'s dtype, in any
+        memory layout (strided views too), sharing no element with ``grad_output``;
+        written and returned as given. Reusing one buffer across training steps
+        saves a fresh input-sized allocation (and its page faults) per call.
+
+    Returns
+    -------
+    numpy.ndarray
+        Gradient with respect to the input.
+
+    Raises
+    ------
+    TypeError
+        For a non-array input, an unsupported dtype or a non-integer size.
+    ValueError
+        For a wrong number of dims, sizes out of range, or an empty output.
+
+    Examples
+    --------
+    >>> import numpy as np, numba_pool
+    >>> grad = np.ones((1, 1) + (1,) * 2 + (2,))
+    >>> numba_pool.fractional_avg_pool3d_backward(grad, (1, 1) + (1,) * 2 + (4,), 0).ravel()
+    array([0.5, 0.5, 0.5, 0.5])
+    """
+
+
+@overload
+def fractional_max_pool1d(x: Array, kernel_size: IntOrTuple, output_size: Optional[IntOrTuple] = None, output_ratio: Optional[FloatOrTuple] = None, return_indices: Literal[False] = False, _random_samples: Optional[Array] = None, seed: Union[int, np.random.Generator, None] = None, *, channels_last: bool = False, out: Optional[Array] = None) -> Array: ...
+@overload
+def fractional_max_pool1d(x: Array, kernel_size: IntOrTuple, output_size: Optional[IntOrTuple], output_ratio: Optional[FloatOrTuple], return_indices: Literal[True], _random_samples: Optional[Array] = None, seed: Union[int, np.random.Generator, None] = None, *, channels_last: bool = False, out: Optional[Array] = None) -> tuple[Array, Array]: ...
+@overload
+def fractional_max_pool1d(x: Array, kernel_size: IntOrTuple, output_size: Optional[IntOrTuple] = None, output_ratio: Optional[FloatOrTuple] = None, _random_samples: Optional[Array] = None, seed: Union[int, np.random.Generator, None] = None, *, return_indices: Literal[True], channels_last: bool = False, out: Optional[Array] = None) -> tuple[Array, Array]: ...
+@overload
+def fractional_max_pool1d(x: Array, kernel_size: IntOrTuple, output_size: Optional[IntOrTuple] = None, output_ratio: Optional[FloatOrTuple] = None, return_indices: bool = False, _random_samples: Optional[Array] = None, seed: Union[int, np.random.Generator, None] = None, *, channels_last: bool = False, out: Optional[Array] = None) -> Union[Array, tuple[Array, Array]]:
+    """1-D fractional max pooling (Graham, 2015), with PyTorch's semantics.
+
+    Each output is the maximum of a ``kernel_size`` window; along an axis of
+    length ``L`` with ``out`` outputs, window ``i < out - 1`` starts at
+    ``int((i + u) * alpha) - int(u * alpha)`` with ``alpha = (L - kernel) /
+    (out - 1)`` (computed in x's float type, as PyTorch does), and the last
+    window ends at ``L``. ``u`` is one sample in [0, 1) per (n, c) plane and
+    axis. Ties go to the first maximum in window order and NaN propagates (the
+    last NaN in window order wins), as in PyTorch. With the same samples, values
+    and indices equal PyTorch's bit for bit. PyTorch has no 1-D op; this is its rule on one axis.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        Input of shape (N, C) + (L) or unbatched (C,) + (L); float32
+        or float64. Any strides.
+    kernel_size : int or tuple of 1 ints
+        Window size, at most the input's size.
+    output_size : int or tuple of 1 ints, optional
+        Output size, from 1 to ``L - kernel + 1`` per axis.
+    output_ratio : float or tuple of 1 floats, optional
+        Output size as ``int(L * ratio)``, each ratio in (0, 1). Give exactly one
+        of ``output_size`` and ``output_ratio``.
+    return_indices : bool, default False
+        Also return the argmax of each window as int64, flat within its
+        (n, c) plane (w), for ``fractional_max_pool1d_backward``.
+    _random_samples : array, optional
+        PyTorch's samples: shape (N, C, 1), or (1, C, 1) for unbatched
+        input, numbers in [0, 1) once cast to x's dtype (sample 0 for L). A host or a
+        CUDA array, whatever ``x`` is: the windows are planned on the host.
+    seed : int, numpy.random.Generator or None
+        Without ``_random_samples``: the samples come from numba_pool's
+        counter-based generator at each sample's position (n, c, slot) in the
+        whole input, so a seed gives the same windows on every backend, thread
+        count and dask chunking. ``None`` draws a fresh seed; a Generator gives
+        one seed per call and advances.
+    channels_last : bool, default False
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
+    out : numpy.ndarray, optional
+        Preallocated output of the right shape and dtype.
+
+    Returns
+    -------
+    numpy.ndarray or tuple of numpy.ndarray
+        The pooled array, and the indices when ``return_indices``.
+
+    Raises
+    ------
+    TypeError
+        For a non-array input, an unsupported dtype or a non-integer size.
+    ValueError
+        For a wrong number of dims, sizes out of range, or an empty output.
+
+    Examples
+    --------
+    >>> import numpy as np, numba_pool
+    >>> x = np.random.default_rng(0).random((2, 3) + (9,) * 1, dtype=np.float32)
+    >>> numba_pool.fractional_max_pool1d(x, 2, output_size=5, seed=0).shape
+    (2, 3, 5)
+    """
+
+
+def fractional_max_pool1d_backward(grad_output: Array, indices: Array, input_shape: Sequence[int], *, channels_last: bool = False, out: Optional[Array] = None) -> Array:
+    """Gradient of ``fractional_max_pool1d``: each output gradient goes to its argmax.
+
+    Parameters
+    ----------
+    grad_output : numpy.ndarray
+        Gradient with respect to the pooled output; float16, float32 or float64.
+    indices : numpy.ndarray
+        The integer indices ``fractional_max_pool1d(..., return_indices=True)`` returned.
+    input_shape : tuple of int
+        Shape of the forward input.
+    channels_last : bool, default False
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
+    out : numpy.ndarray, optional
+        Preallocated gradient of shape ``input_shape`` and ``grad_output``'s dtype, in any
+        memory layout (strided views too), sharing no element with ``grad_output`` or ``indices``;
+        written and returned as given. Reusing one buffer across training steps
+        saves a fresh input-sized allocation (and its page faults) per call.
+
+    Returns
+    -------
+    numpy.ndarray
+        Gradient with respect to the input, of shape ``input_shape``. Windows
+        overlap; those that share an argmax add up, in output order
+        (deterministic on every backend: a gather, no atomics).
+
+    Raises
+    ------
+    TypeError
+        For a non-float gradient or non-integer indices.
+    ValueError
+        For shapes that do not match or indices outside the input plane.
+
+    Examples
+    --------
+    >>> import numpy as np, numba_pool
+    >>> x = np.array([[[1.0, 3.0, 2.0, 0.0]]])
+    >>> y, idx = numba_pool.fractional_max_pool1d(x, 2, output_size=3, return_indices=True, seed=0)
+    >>> numba_pool.fractional_max_pool1d_backward(np.ones_like(y), idx, x.shape)
+    array([[[0., 2., 1., 0.]]])
+    """
+
+
+@overload
+def fractional_max_pool2d(x: Array, kernel_size: IntOrTuple, output_size: Optional[IntOrTuple] = None, output_ratio: Optional[FloatOrTuple] = None, return_indices: Literal[False] = False, _random_samples: Optional[Array] = None, seed: Union[int, np.random.Generator, None] = None, *, channels_last: bool = False, out: Optional[Array] = None) -> Array: ...
+@overload
+def fractional_max_pool2d(x: Array, kernel_size: IntOrTuple, output_size: Optional[IntOrTuple], output_ratio: Optional[FloatOrTuple], return_indices: Literal[True], _random_samples: Optional[Array] = None, seed: Union[int, np.random.Generator, None] = None, *, channels_last: bool = False, out: Optional[Array] = None) -> tuple[Array, Array]: ...
+@overload
+def fractional_max_pool2d(x: Array, kernel_size: IntOrTuple, output_size: Optional[IntOrTuple] = None, output_ratio: Optional[FloatOrTuple] = None, _random_samples: Optional[Array] = None, seed: Union[int, np.random.Generator, None] = None, *, return_indices: Literal[True], channels_last: bool = False, out: Optional[Array] = None) -> tuple[Array, Array]: ...
+@overload
+def fractional_max_pool2d(x: Array, kernel_size: IntOrTuple, output_size: Optional[IntOrTuple] = None, output_ratio: Optional[FloatOrTuple] = None, return_indices: bool = False, _random_samples: Optional[Array] = None, seed: Union[int, np.random.Generator, None] = None, *, channels_last: bool = False, out: Optional[Array] = None) -> Union[Array, tuple[Array, Array]]:
+    """2-D fractional max pooling (Graham, 2015), with PyTorch's semantics.
+
+    Each output is the maximum of a ``kernel_size`` window; along an axis of
+    length ``L`` with ``out`` outputs, window ``i < out - 1`` starts at
+    ``int((i + u) * alpha) - int(u * alpha)`` with ``alpha = (L - kernel) /
+    (out - 1)`` (computed in x's float type, as PyTorch does), and the last
+    window ends at ``L``. ``u`` is one sample in [0, 1) per (n, c) plane and
+    axis. Ties go to the first maximum in window order and NaN propagates (the
+    last NaN in window order wins), as in PyTorch. With the same samples, values
+    and indices equal PyTorch's bit for bit. 
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        Input of shape (N, C) + (H, W) or unbatched (C,) + (H, W); float32
+        or float64. Any strides.
+    kernel_size : int or tuple of 2 ints
+        Window size, at most the input's size.
+    output_size : int or tuple of 2 ints, optional
+        Output size, from 1 to ``L - kernel + 1`` per axis.
+    output_ratio : float or tuple of 2 floats, optional
+        Output size as ``int(L * ratio)``, each ratio in (0, 1). Give exactly one
+        of ``output_size`` and ``output_ratio``.
+    return_indices : bool, default False
+        Also return the argmax of each window as int64, flat within its
+        (n, c) plane (h * W + w), for ``fractional_max_pool2d_backward``.
+    _random_samples : array, optional
+        PyTorch's samples: shape (N, C, 2), or (1, C, 2) for unbatched
+        input, numbers in [0, 1) once cast to x's dtype (sample 0 for W and 1 for H (PyTorch's order)). A host or a
+        CUDA array, whatever ``x`` is: the windows are planned on the host.
+    seed : int, numpy.random.Generator or None
+        Without ``_random_samples``: the samples come from numba_pool's
+        counter-based generator at each sample's position (n, c, slot) in the
+        whole input, so a seed gives the same windows on every backend, thread
+        count and dask chunking. ``None`` draws a fresh seed; a Generator gives
+        one seed per call and advances.
+    channels_last : bool, default False
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
+    out : numpy.ndarray, optional
+        Preallocated output of the right shape and dtype.
+
+    Returns
+    -------
+    numpy.ndarray or tuple of numpy.ndarray
+        The pooled array, and the indices when ``return_indices``.
+
+    Raises
+    ------
+    TypeError
+        For a non-array input, an unsupported dtype or a non-integer size.
+    ValueError
+        For a wrong number of dims, sizes out of range, or an empty output.
+
+    Examples
+    --------
+    >>> import numpy as np, numba_pool
+    >>> x = np.random.default_rng(0).random((2, 3) + (9,) * 2, dtype=np.float32)
+    >>> numba_pool.fractional_max_pool2d(x, 2, output_size=5, seed=0).shape
+    (2, 3, 5, 5)
+    """
+
+
+def fractional_max_pool2d_backward(grad_output: Array, indices: Array, input_shape: Sequence[int], *, channels_last: bool = False, out: Optional[Array] = None) -> Array:
+    """Gradient of ``fractional_max_pool2d``: each output gradient goes to its argmax.
+
+    Parameters
+    ----------
+    grad_output : numpy.ndarray
+        Gradient with respect to the pooled output; float16, float32 or float64.
+    indices : numpy.ndarray
+        The integer indices ``fractional_max_pool2d(..., return_indices=True)`` returned.
+    input_shape : tuple of int
+        Shape of the forward input.
+    channels_last : bool, default False
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
+    out : numpy.ndarray, optional
+        Preallocated gradient of shape ``input_shape`` and ``grad_output``'s dtype, in any
+        memory layout (strided views too), sharing no element with ``grad_output`` or ``indices``;
+        written and returned as given. Reusing one buffer across training steps
+        saves a fresh input-sized allocation (and its page faults) per call.
+
+    Returns
+    -------
+    numpy.ndarray
+        Gradient with respect to the input, of shape ``input_shape``. Windows
+        overlap; those that share an argmax add up, in output order
+        (deterministic on every backend: a gather, no atomics).
+
+    Raises
+    ------
+    TypeError
+        For a non-float gradient or non-integer indices.
+    ValueError
+        For shapes that do not match or indices outside the input plane.
+
+    Examples
+    --------
+    >>> import numpy as np, numba_pool
+    >>> x = np.array([[[1.0, 3.0, 2.0, 0.0]]])
+    >>> y, idx = numba_pool.fractional_max_pool1d(x, 2, output_size=3, return_indices=True, seed=0)
+    >>> numba_pool.fractional_max_pool1d_backward(np.ones_like(y), idx, x.shape)
+    array([[[0., 2., 1., 0.]]])
+    """
+
+
+@overload
+def fractional_max_pool3d(x: Array, kernel_size: IntOrTuple, output_size: Optional[IntOrTuple] = None, output_ratio: Optional[FloatOrTuple] = None, return_indices: Literal[False] = False, _random_samples: Optional[Array] = None, seed: Union[int, np.random.Generator, None] = None, *, channels_last: bool = False, out: Optional[Array] = None) -> Array: ...
+@overload
+def fractional_max_pool3d(x: Array, kernel_size: IntOrTuple, output_size: Optional[IntOrTuple], output_ratio: Optional[FloatOrTuple], return_indices: Literal[True], _random_samples: Optional[Array] = None, seed: Union[int, np.random.Generator, None] = None, *, channels_last: bool = False, out: Optional[Array] = None) -> tuple[Array, Array]: ...
+@overload
+def fractional_max_pool3d(x: Array, kernel_size: IntOrTuple, output_size: Optional[IntOrTuple] = None, output_ratio: Optional[FloatOrTuple] = None, _random_samples: Optional[Array] = None, seed: Union[int, np.random.Generator, None] = None, *, return_indices: Literal[True], channels_last: bool = False, out: Optional[Array] = None) -> tuple[Array, Array]: ...
+@overload
+def fractional_max_pool3d(x: Array, kernel_size: IntOrTuple, output_size: Optional[IntOrTuple] = None, output_ratio: Optional[FloatOrTuple] = None, return_indices: bool = False, _random_samples: Optional[Array] = None, seed: Union[int, np.random.Generator, None] = None, *, channels_last: bool = False, out: Optional[Array] = None) -> Union[Array, tuple[Array, Array]]:
+    """3-D fractional max pooling (Graham, 2015), with PyTorch's semantics.
+
+    Each output is the maximum of a ``kernel_size`` window; along an axis of
+    length ``L`` with ``out`` outputs, window ``i < out - 1`` starts at
+    ``int((i + u) * alpha) - int(u * alpha)`` with ``alpha = (L - kernel) /
+    (out - 1)`` (computed in x's float type, as PyTorch does), and the last
+    window ends at ``L``. ``u`` is one sample in [0, 1) per (n, c) plane and
+    axis. Ties go to the first maximum in window order and NaN propagates (the
+    last NaN in window order wins), as in PyTorch. With the same samples, values
+    and indices equal PyTorch's bit for bit. PyTorch's 3-D op also refuses ``out = L - kernel + 1``; it is accepted here.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        Input of shape (N, C) + (D, H, W) or unbatched (C,) + (D, H, W); float32
+        or float64. Any strides.
+    kernel_size : int or tuple of 3 ints
+        Window size, at most the input's size.
+    output_size : int or tuple of 3 ints, optional
+        Output size, from 1 to ``L - kernel + 1`` per axis.
+    output_ratio : float or tuple of 3 floats, optional
+        Output size as ``int(L * ratio)``, each ratio in (0, 1). Give exactly one
+        of ``output_size`` and ``output_ratio``.
+    return_indices : bool, default False
+        Also return the argmax of each window as int64, flat within its
+        (n, c) plane ((d * H + h) * W + w), for ``fractional_max_pool3d_backward``.
+    _random_samples : array, optional
+        PyTorch's samples: shape (N, C, 3), or (1, C, 3) for unbatched
+        input, numbers in [0, 1) once cast to x's dtype (samples 0, 1, 2 for D, H, W). A host or a
+        CUDA array, whatever ``x`` is: the windows are planned on the host.
+    seed : int, numpy.random.Generator or None
+        Without ``_random_samples``: the samples come from numba_pool's
+        counter-based generator at each sample's position (n, c, slot) in the
+        whole input, so a seed gives the same windows on every backend, thread
+        count and dask chunking. ``None`` draws a fresh seed; a Generator gives
+        one seed per call and advances.
+    channels_last : bool, default False
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
+    out : numpy.ndarray, optional
+        Preallocated output of the right shape and dtype.
+
+    Returns
+    -------
+    numpy.ndarray or tuple of numpy.ndarray
+        The pooled array, and the indices when ``return_indices``.
+
+    Raises
+    ------
+    TypeError
+        For a non-array input, an unsupported dtype or a non-integer size.
+    ValueError
+        For a wrong number of dims, sizes out of range, or an empty output.
+
+    Examples
+    --------
+    >>> import numpy as np, numba_pool
+    >>> x = np.random.default_rng(0).random((2, 3) + (9,) * 3, dtype=np.float32)
+    >>> numba_pool.fractional_max_pool3d(x, 2, output_size=5, seed=0).shape
+    (2, 3, 5, 5, 5)
+    """
+
+
+def fractional_max_pool3d_backward(grad_output: Array, indices: Array, input_shape: Sequence[int], *, channels_last: bool = False, out: Optional[Array] = None) -> Array:
+    """Gradient of ``fractional_max_pool3d``: each output gradient goes to its argmax.
+
+    Parameters
+    ----------
+    grad_output : numpy.ndarray
+        Gradient with respect to the pooled output; float16, float32 or float64.
+    indices : numpy.ndarray
+        The integer indices ``fractional_max_pool3d(..., return_indices=True)`` returned.
+    input_shape : tuple of int
+        Shape of the forward input.
+    channels_last : bool, default False
+        Read ``x`` as ``(N, *spatial, C)`` or unbatched ``(*spatial, C)`` instead of
+        ``(N, C, *spatial)`` / ``(C, *spatial)``; outputs use the same layout.
+    out : numpy.ndarray, optional
+        Preallocated gradient of shape ``input_shape`` and ``grad_output``'s dtype, in any
+        memory layout (strided views too), sharing no element with ``grad_output`` or ``indices``;
+        written and returned as given. Reusing one buffer across training steps
+        saves a fresh input-sized allocation (and its page faults) per call.
+
+    Returns
+    -------
+    numpy.ndarray
+        Gradient with respect to the input, of shape ``input_shape``. Windows
+        overlap; those that share an argmax add up, in output order
+        (deterministic on every backend: a gather, no atomics).
+
+    Raises
+    ------
+    TypeError
+        For a non-float gradient or non-integer indices.
+    ValueError
+        For shapes that do not match or indices outside the input plane.
+
+    Examples
+    --------
+    >>> import numpy as np, numba_pool
+    >>> x = np.array([[[1.0, 3.0, 2.0, 0.0]]])
+    >>> y, idx = numba_pool.fractional_max_pool1d(x, 2, output_size=3, return_indices=True, seed=0)
+    >>> numba_pool.fractional_max_pool1d_backward(np.ones_like(y), idx, x.shape)
+    array([[[0., 2., 1., 0.]]])
     """
 
 

@@ -9,7 +9,7 @@ Array = NDArray[Any]
 IntOrTuple = Union[int, Sequence[int]]
 OutputSize = Union[int, Sequence[Optional[int]]]
 
-__all__ = ['MaxPool1d', 'MaxPool2d', 'MaxPool3d', 'AvgPool1d', 'AvgPool2d', 'AvgPool3d', 'StochasticPool1d', 'StochasticPool2d', 'StochasticPool3d', 'GlobalAvgPool1d', 'GlobalAvgPool2d', 'GlobalAvgPool3d', 'GlobalMaxPool1d', 'GlobalMaxPool2d', 'GlobalMaxPool3d', 'AdaptiveAvgPool1d', 'AdaptiveAvgPool2d', 'AdaptiveAvgPool3d', 'AdaptiveMaxPool1d', 'AdaptiveMaxPool2d', 'AdaptiveMaxPool3d', 'LpPool1d', 'LpPool2d', 'LpPool3d']
+__all__ = ['MaxPool1d', 'MaxPool2d', 'MaxPool3d', 'AvgPool1d', 'AvgPool2d', 'AvgPool3d', 'StochasticPool1d', 'StochasticPool2d', 'StochasticPool3d', 'GlobalAvgPool1d', 'GlobalAvgPool2d', 'GlobalAvgPool3d', 'GlobalMaxPool1d', 'GlobalMaxPool2d', 'GlobalMaxPool3d', 'AdaptiveAvgPool1d', 'AdaptiveAvgPool2d', 'AdaptiveAvgPool3d', 'AdaptiveMaxPool1d', 'AdaptiveMaxPool2d', 'AdaptiveMaxPool3d', 'LpPool1d', 'LpPool2d', 'LpPool3d', 'FractionalMaxPool1d', 'FractionalMaxPool2d', 'FractionalMaxPool3d', 'FractionalAvgPool1d', 'FractionalAvgPool2d', 'FractionalAvgPool3d']
 
 class MaxPool1d:
     """1-D MaxPool layer: ``forward(x)`` (or calling it) and ``backward(grad_output)``.
@@ -345,6 +345,102 @@ class LpPool3d:
     The gradient reads the forward input, which the layer keeps.
     """
     def __init__(self, norm_type: float, kernel_size: IntOrTuple, stride: Optional[IntOrTuple] = None, ceil_mode: bool = False, *, padding: Union[IntOrTuple, str] = 0, channels_last: bool = False, reuse_buffers: bool = False) -> None: ...
+    def forward(self, x: Array) -> Array: ...
+    def backward(self, grad_output: Array) -> Array: ...
+    def __call__(self, x: Array) -> Array: ...
+
+
+class FractionalMaxPool1d:
+    """1-D FractionalMaxPool layer: ``forward(x)`` (or calling it) and ``backward(grad_output)``.
+
+    Parameters are those of ``numba_pool.fractional_max_pool1d``; see its docstring. With
+    ``reuse_buffers=True`` (default False), ``backward`` writes into the gradient array it
+    returned last time when shape, dtype and memory layout allow: copy a gradient you keep.
+
+    Draws fresh windows on every forward from its own generator (seeded by ``seed``: a layer built with
+        the same seed replays the same windows), or uses ``_random_samples`` when given (PyTorch's buffer).
+    """
+    def __init__(self, kernel_size: IntOrTuple, output_size: Optional[IntOrTuple] = None, output_ratio: Optional[FloatOrTuple] = None, seed: Union[int, np.random.Generator, None] = None, *, _random_samples = None, channels_last: bool = False, reuse_buffers: bool = False) -> None: ...
+    def forward(self, x: Array) -> Array: ...
+    def backward(self, grad_output: Array) -> Array: ...
+    def __call__(self, x: Array) -> Array: ...
+
+
+class FractionalMaxPool2d:
+    """2-D FractionalMaxPool layer: ``forward(x)`` (or calling it) and ``backward(grad_output)``.
+
+    Parameters are those of ``numba_pool.fractional_max_pool2d``; see its docstring. With
+    ``reuse_buffers=True`` (default False), ``backward`` writes into the gradient array it
+    returned last time when shape, dtype and memory layout allow: copy a gradient you keep.
+
+    Draws fresh windows on every forward from its own generator (seeded by ``seed``: a layer built with
+        the same seed replays the same windows), or uses ``_random_samples`` when given (PyTorch's buffer).
+    """
+    def __init__(self, kernel_size: IntOrTuple, output_size: Optional[IntOrTuple] = None, output_ratio: Optional[FloatOrTuple] = None, seed: Union[int, np.random.Generator, None] = None, *, _random_samples = None, channels_last: bool = False, reuse_buffers: bool = False) -> None: ...
+    def forward(self, x: Array) -> Array: ...
+    def backward(self, grad_output: Array) -> Array: ...
+    def __call__(self, x: Array) -> Array: ...
+
+
+class FractionalMaxPool3d:
+    """3-D FractionalMaxPool layer: ``forward(x)`` (or calling it) and ``backward(grad_output)``.
+
+    Parameters are those of ``numba_pool.fractional_max_pool3d``; see its docstring. With
+    ``reuse_buffers=True`` (default False), ``backward`` writes into the gradient array it
+    returned last time when shape, dtype and memory layout allow: copy a gradient you keep.
+
+    Draws fresh windows on every forward from its own generator (seeded by ``seed``: a layer built with
+        the same seed replays the same windows), or uses ``_random_samples`` when given (PyTorch's buffer).
+    """
+    def __init__(self, kernel_size: IntOrTuple, output_size: Optional[IntOrTuple] = None, output_ratio: Optional[FloatOrTuple] = None, seed: Union[int, np.random.Generator, None] = None, *, _random_samples = None, channels_last: bool = False, reuse_buffers: bool = False) -> None: ...
+    def forward(self, x: Array) -> Array: ...
+    def backward(self, grad_output: Array) -> Array: ...
+    def __call__(self, x: Array) -> Array: ...
+
+
+class FractionalAvgPool1d:
+    """1-D FractionalAvgPool layer: ``forward(x)`` (or calling it) and ``backward(grad_output)``.
+
+    Parameters are those of ``numba_pool.fractional_avg_pool1d``; see its docstring. With
+    ``reuse_buffers=True`` (default False), ``backward`` writes into the gradient array it
+    returned last time when shape, dtype and memory layout allow: copy a gradient you keep.
+
+    Draws fresh windows on every forward from its own generator (seeded by ``seed``: a layer built with
+        the same seed replays the same windows); its backward replays the latest forward's.
+    """
+    def __init__(self, output_size: Optional[IntOrTuple] = None, output_ratio: Optional[FloatOrTuple] = None, pseudo_random: bool = False, overlapping: bool = False, seed: Union[int, np.random.Generator, None] = None, *, channels_last: bool = False, reuse_buffers: bool = False) -> None: ...
+    def forward(self, x: Array) -> Array: ...
+    def backward(self, grad_output: Array) -> Array: ...
+    def __call__(self, x: Array) -> Array: ...
+
+
+class FractionalAvgPool2d:
+    """2-D FractionalAvgPool layer: ``forward(x)`` (or calling it) and ``backward(grad_output)``.
+
+    Parameters are those of ``numba_pool.fractional_avg_pool2d``; see its docstring. With
+    ``reuse_buffers=True`` (default False), ``backward`` writes into the gradient array it
+    returned last time when shape, dtype and memory layout allow: copy a gradient you keep.
+
+    Draws fresh windows on every forward from its own generator (seeded by ``seed``: a layer built with
+        the same seed replays the same windows); its backward replays the latest forward's.
+    """
+    def __init__(self, output_size: Optional[IntOrTuple] = None, output_ratio: Optional[FloatOrTuple] = None, pseudo_random: bool = False, overlapping: bool = False, seed: Union[int, np.random.Generator, None] = None, *, channels_last: bool = False, reuse_buffers: bool = False) -> None: ...
+    def forward(self, x: Array) -> Array: ...
+    def backward(self, grad_output: Array) -> Array: ...
+    def __call__(self, x: Array) -> Array: ...
+
+
+class FractionalAvgPool3d:
+    """3-D FractionalAvgPool layer: ``forward(x)`` (or calling it) and ``backward(grad_output)``.
+
+    Parameters are those of ``numba_pool.fractional_avg_pool3d``; see its docstring. With
+    ``reuse_buffers=True`` (default False), ``backward`` writes into the gradient array it
+    returned last time when shape, dtype and memory layout allow: copy a gradient you keep.
+
+    Draws fresh windows on every forward from its own generator (seeded by ``seed``: a layer built with
+        the same seed replays the same windows); its backward replays the latest forward's.
+    """
+    def __init__(self, output_size: Optional[IntOrTuple] = None, output_ratio: Optional[FloatOrTuple] = None, pseudo_random: bool = False, overlapping: bool = False, seed: Union[int, np.random.Generator, None] = None, *, channels_last: bool = False, reuse_buffers: bool = False) -> None: ...
     def forward(self, x: Array) -> Array: ...
     def backward(self, grad_output: Array) -> Array: ...
     def __call__(self, x: Array) -> Array: ...

@@ -300,3 +300,71 @@ def lp_pool_backward(x, grad_output, norm_type, kernel, stride, ceil_mode, paddi
             coefficients[(...,) + box] += share.reshape(share.shape + (1,) * len(spatial))
         grad_input = coefficients * wide ** (norm_type - 1.0)
     return grad_input.astype(grad_output.dtype)
+
+
+# PyTorch's fractional max pooling gives each (n, c) plane one sample per axis; its 2-D op reads
+# sample 0 for the width and sample 1 for the height, its 3-D op samples 0, 1, 2 for D, H, W.
+FRACTIONAL_SAMPLE_AXES = {1: (0,), 2: (1, 0), 3: (0, 1, 2)}  # spatial axis -> its sample's slot
+
+
+def fractional_interval_starts(sample, length, kernel, count):
+    """Graham's pseudo-random window starts along one axis, as PyTorch computes them: in the sample's
+    own float type, alpha = (length - kernel) / (count - 1), start i = int((i + u) * alpha) - int(u * alpha),
+    and the last window ends at the input's end."""
+    real = type(sample)
+    if count == 1:
+        return [length - kernel]
+    alpha = real(length - kernel) / real(count - 1)
+    starts = [int((real(i) + sample) * alpha) - int(sample * alpha) for i in range(count - 1)]
+    return starts + [length - kernel]
+
+
+def fractional_max_pool(x, kernel, output_spatial, samples):
+    """(maxima, flat argmax indices) of PyTorch's fractional max pooling; ``samples`` of shape (N, C, dims)
+    in x's dtype, in PyTorch's order of axes (``FRACTIONAL_SAMPLE_AXES``)."""
+    dims = x.ndim - 2
+    spatial = x.shape[2:]
+    values = np.empty(x.shape[:2] + tuple(output_spatial), x.dtype)
+    indices = np.empty(values.shape, np.int64)
+    for n, c in itertools.product(range(x.shape[0]), range(x.shape[1])):
+        starts = [
+            fractional_interval_starts(samples[n, c, FRACTIONAL_SAMPLE_AXES[dims][axis]], spatial[axis], kernel[axis], count)
+            for axis, count in enumerate(output_spatial)
+        ]
+        for position in itertools.product(*(range(count) for count in output_spatial)):
+            points = list(itertools.product(*(range(s[i], s[i] + k) for s, i, k in zip(starts, position, kernel))))
+            window = np.array([x[(n, c) + p] for p in points])
+            best = int(window_argmax(window))
+            values[(n, c) + position] = window[best]
+            indices[(n, c) + position] = np.ravel_multi_index(points[best], spatial)
+    return values, indices
+
+
+def fractional_avg_windows(sequence, length, overlapping):
+    """TensorFlow's fractional average pooling windows along one axis from its cumulative pooling
+    sequence (0, ..., length): window i spans sequence[i] to sequence[i + 1], and one element further
+    (the boundary it shares with window i + 1) when ``overlapping``, clipped to the input."""
+    return [(sequence[i], min(sequence[i + 1] + (1 if overlapping else 0), length)) for i in range(len(sequence) - 1)]
+
+
+def fractional_avg_pool(x, sequences, overlapping):
+    """The mean of each window (``fractional_avg_windows`` per axis, the same for every plane), in float64."""
+    spatial = x.shape[2:]
+    axes = [fractional_avg_windows(s, length, overlapping) for s, length in zip(sequences, spatial)]
+    result = np.empty(x.shape[:2] + tuple(len(a) for a in axes), np.float64)
+    for position in itertools.product(*(range(len(a)) for a in axes)):
+        box = tuple(slice(*a[i]) for a, i in zip(axes, position))
+        result[(...,) + position] = x[(...,) + box].astype(np.float64).mean(axis=tuple(range(2, x.ndim)))
+    return result.astype(x.dtype)
+
+
+def fractional_avg_pool_backward(grad_output, spatial, sequences, overlapping):
+    """Each output's gradient spread evenly over its window."""
+    axes = [fractional_avg_windows(s, length, overlapping) for s, length in zip(sequences, spatial)]
+    grad_input = np.zeros(grad_output.shape[:2] + tuple(spatial), np.float64)
+    for position in itertools.product(*(range(len(a)) for a in axes)):
+        box = tuple(slice(*a[i]) for a, i in zip(axes, position))
+        size = math.prod(b.stop - b.start for b in box)
+        share = grad_output[(...,) + position].astype(np.float64) / size
+        grad_input[(...,) + box] += share.reshape(share.shape + (1,) * len(spatial))
+    return grad_input.astype(grad_output.dtype)

@@ -21,6 +21,7 @@ _OP_MODULES = (
     "adaptive_pool",
     "unpool",
     "lp_pool",
+    "fractional_pool",
 )
 
 OPS: tuple[OpSpec, ...] = tuple(

@@ -62,6 +62,30 @@ class WindowBlocks:
 
 
 @dataclass(frozen=True)
+class PlaneBlocks:
+    """How the dask adapter runs a ``dask="planes"`` forward whose blocks must know which planes they hold.
+
+    Without it, each block of whole (n, c) planes runs the public function as if it were the whole
+    input; an op whose per-plane parameters come from the whole call (fractional pooling's samples
+    and seed) says here how a block finds its own.
+
+    checking_options(options) -> dict
+        Replacements for the zero-batch call that checks the arguments first (arguments sized by
+        the batch; a Generator that checking must not advance).
+    prepare(options, op) -> shared
+        Once per call, after that check: what every block shares. ``options`` holds the bound
+        public arguments (``x`` the whole dask array, batched), ``op`` the public name.
+    block(x, origin, shared) -> result
+        The forward of one block ``x`` of whole planes (a batched NumPy array in the call's
+        layout), whose first plane is (n, c) = ``origin`` in the whole input, on the CPU.
+    """
+
+    checking_options: Callable
+    prepare: Callable
+    block: Callable
+
+
+@dataclass(frozen=True)
 class SelfCheck:
     """One line of ``numba-pool check``: ``check(functions, rng, put, to_host)`` against the reference.
 
@@ -113,6 +137,9 @@ class OpSpec:
         Backward passes always run on whole planes.
     windows
         For ``dask="windows"``: how one block runs (:class:`WindowBlocks`).
+    planes
+        For ``dask="planes"``, optionally: how one block finds its planes' share of the call
+        (:class:`PlaneBlocks`).
     selfcheck
         ``numba-pool check``'s line for the op (:class:`SelfCheck`), or None for an op checked
         with a sibling on one line (global and adaptive max pooling, with their averages).
@@ -151,6 +178,7 @@ class OpSpec:
     saves: str = ""
     dask: str = "planes"
     windows: Optional[WindowBlocks] = None
+    planes: Optional[PlaneBlocks] = None
     selfcheck: Optional[SelfCheck] = None
     device_checks: Optional[Callable[..., dict]] = None
     warm: Optional[Callable[..., None]] = None

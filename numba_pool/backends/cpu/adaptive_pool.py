@@ -73,9 +73,15 @@ def _avg_backward(grad_output, d_bins, h_bins, w_bins, d_cover, h_cover, w_cover
 # (2, input length) array of the bins [first, stop) containing each position.
 
 
+def _single_elements(bins) -> bool:
+    """Whether every bin holds one element (fractional average pooling's overlapping windows hold two
+    where there are as many bins as elements)."""
+    return all(bool(np.all(b[1] - b[0] == 1)) for b in bins)
+
+
 def adaptive_avg_pool_forward(x, bins, out):
     """The mean of each bin of ``x`` into ``out``."""
-    if x.shape == out.shape:  # bins of one element: the means are x itself
+    if x.shape == out.shape and _single_elements(bins):  # the means are x itself
         np.add(x, 0.0, out=out)  # as the kernel's 0.0 + x: -0.0 becomes +0.0 (VGG's AdaptiveAvgPool2d((7, 7)) on 7 x 7)
     else:
         _avg_forward(x, *bins, out)
@@ -83,7 +89,7 @@ def adaptive_avg_pool_forward(x, bins, out):
 
 def adaptive_avg_pool_backward(grad_output, bins, covers, grad_input):
     """Each input element gathers the gradients of the bins containing it, each divided by its bin's size."""
-    if grad_output.shape == grad_input.shape:  # bins of one element: the gradient passes through
+    if grad_output.shape == grad_input.shape and _single_elements(bins):  # the gradient passes through
         np.add(grad_output, 0.0, out=grad_input)  # as the kernel's 0.0 + grad
     else:
         _avg_backward(grad_output, *bins, *covers, grad_input)
