@@ -153,8 +153,12 @@ def _from_dlpack(x, name: str, op: str) -> np.ndarray:
         )
     try:
         return np.from_dlpack(x)
-    except Exception as error:  # e.g. a dtype NumPy lacks, or a tensor that requires grad
-        raise TypeError(f"{op}: NumPy cannot read {name} ({kind}) through DLPack ({error})") from None
+    except Exception as error:  # e.g. a dtype DLPack lacks (JAX's bfloat16), or a tensor that requires grad
+        dlpack_error = error
+    try:
+        return np.asarray(x)  # the library's own conversion, when it has one
+    except Exception:
+        raise TypeError(f"{op}: NumPy cannot read {name} ({kind}) through DLPack ({dlpack_error})") from None
 
 
 def is_bfloat16(dtype: np.dtype) -> bool:

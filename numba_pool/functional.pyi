@@ -829,8 +829,8 @@ def fractional_avg_pool1d(x: Array, output_size: Optional[IntOrTuple] = None, ou
     Parameters
     ----------
     x : numpy.ndarray
-        Input of shape (N, C) + (L) or unbatched (C,) + (L); float32
-        or float64. Any strides.
+        Input of shape (N, C) + (L) or unbatched (C,) + (L);
+        float16, float32 or float64. Any strides.
     output_size : int or tuple of 1 ints, optional
         Output size, from 1 to the input's size per axis. TensorFlow's
         ``pooling_ratio`` p (input / output, >= 1) is ``output_size = floor(L / p)``.
@@ -884,7 +884,7 @@ def fractional_avg_pool1d_backward(grad_output: Array, input_shape: Sequence[int
     Parameters
     ----------
     grad_output : numpy.ndarray
-        Gradient with respect to the pooled output; float32 or float64 (its
+        Gradient with respect to the pooled output; float16, float32 or float64 (its
         spatial size is the output size).
     input_shape : tuple of int
         Shape of the forward input.
@@ -939,8 +939,8 @@ def fractional_avg_pool2d(x: Array, output_size: Optional[IntOrTuple] = None, ou
     Parameters
     ----------
     x : numpy.ndarray
-        Input of shape (N, C) + (H, W) or unbatched (C,) + (H, W); float32
-        or float64. Any strides.
+        Input of shape (N, C) + (H, W) or unbatched (C,) + (H, W);
+        float16, float32 or float64. Any strides.
     output_size : int or tuple of 2 ints, optional
         Output size, from 1 to the input's size per axis. TensorFlow's
         ``pooling_ratio`` p (input / output, >= 1) is ``output_size = floor(L / p)``.
@@ -994,7 +994,7 @@ def fractional_avg_pool2d_backward(grad_output: Array, input_shape: Sequence[int
     Parameters
     ----------
     grad_output : numpy.ndarray
-        Gradient with respect to the pooled output; float32 or float64 (its
+        Gradient with respect to the pooled output; float16, float32 or float64 (its
         spatial size is the output size).
     input_shape : tuple of int
         Shape of the forward input.
@@ -1049,8 +1049,8 @@ def fractional_avg_pool3d(x: Array, output_size: Optional[IntOrTuple] = None, ou
     Parameters
     ----------
     x : numpy.ndarray
-        Input of shape (N, C) + (D, H, W) or unbatched (C,) + (D, H, W); float32
-        or float64. Any strides.
+        Input of shape (N, C) + (D, H, W) or unbatched (C,) + (D, H, W);
+        float16, float32 or float64. Any strides.
     output_size : int or tuple of 3 ints, optional
         Output size, from 1 to the input's size per axis. TensorFlow's
         ``pooling_ratio`` p (input / output, >= 1) is ``output_size = floor(L / p)``.
@@ -1104,7 +1104,7 @@ def fractional_avg_pool3d_backward(grad_output: Array, input_shape: Sequence[int
     Parameters
     ----------
     grad_output : numpy.ndarray
-        Gradient with respect to the pooled output; float32 or float64 (its
+        Gradient with respect to the pooled output; float16, float32 or float64 (its
         spatial size is the output size).
     input_shape : tuple of int
         Shape of the forward input.
@@ -1164,8 +1164,11 @@ def fractional_max_pool1d(x: Array, kernel_size: IntOrTuple, output_size: Option
     Parameters
     ----------
     x : numpy.ndarray
-        Input of shape (N, C) + (L) or unbatched (C,) + (L); float32
-        or float64. Any strides.
+        Input of shape (N, C) + (L) or unbatched (C,) + (L);
+        float16, float32 or float64. Any strides. In float16 (and bfloat16) the windows are
+        computed in that dtype, as PyTorch computes them, so they may differ from
+        the windows of the same values in float32 (the one exception to the
+        16-bit rule of the other ops); the maximum of each window is exact.
     kernel_size : int or tuple of 1 ints
         Window size, at most the input's size.
     output_size : int or tuple of 1 ints, optional
@@ -1279,8 +1282,11 @@ def fractional_max_pool2d(x: Array, kernel_size: IntOrTuple, output_size: Option
     Parameters
     ----------
     x : numpy.ndarray
-        Input of shape (N, C) + (H, W) or unbatched (C,) + (H, W); float32
-        or float64. Any strides.
+        Input of shape (N, C) + (H, W) or unbatched (C,) + (H, W);
+        float16, float32 or float64. Any strides. In float16 (and bfloat16) the windows are
+        computed in that dtype, as PyTorch computes them, so they may differ from
+        the windows of the same values in float32 (the one exception to the
+        16-bit rule of the other ops); the maximum of each window is exact.
     kernel_size : int or tuple of 2 ints
         Window size, at most the input's size.
     output_size : int or tuple of 2 ints, optional
@@ -1394,8 +1400,11 @@ def fractional_max_pool3d(x: Array, kernel_size: IntOrTuple, output_size: Option
     Parameters
     ----------
     x : numpy.ndarray
-        Input of shape (N, C) + (D, H, W) or unbatched (C,) + (D, H, W); float32
-        or float64. Any strides.
+        Input of shape (N, C) + (D, H, W) or unbatched (C,) + (D, H, W);
+        float16, float32 or float64. Any strides. In float16 (and bfloat16) the windows are
+        computed in that dtype, as PyTorch computes them, so they may differ from
+        the windows of the same values in float32 (the one exception to the
+        16-bit rule of the other ops); the maximum of each window is exact.
     kernel_size : int or tuple of 3 ints
         Window size, at most the input's size.
     output_size : int or tuple of 3 ints, optional

@@ -61,3 +61,12 @@ def test_jax_cpu_arrays_run_on_the_cpu():
     x = jnp.arange(32.0, dtype=jnp.float32).reshape(1, 2, 4, 4)
     assert not _dispatch.is_device_array(x)
     np.testing.assert_array_equal(nb.avg_pool2d(x, 2), nb.avg_pool2d(np.asarray(x), 2))
+
+
+def test_host_arrays_dlpack_cannot_carry_are_read_by_their_own_conversion():
+    """DLPack has no bfloat16 NumPy reads: JAX's bfloat16 arrays come through np.asarray (ml_dtypes)."""
+    jnp = pytest.importorskip("jax.numpy")
+    x = jnp.arange(16.0, dtype=jnp.bfloat16).reshape(1, 1, 4, 4)
+    y = nb.avg_pool2d(x, 2)
+    assert y.dtype.name == "bfloat16"
+    np.testing.assert_array_equal(y.astype(np.float32), [[[[2.5, 4.5], [10.5, 12.5]]]])

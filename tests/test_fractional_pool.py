@@ -491,3 +491,15 @@ def test_avg_check_line_passes_on_the_cpu():
     rng = np.random.default_rng(0)
     for _ in range(3):
         fractional_pool.AVG_SPEC.selfcheck.check(numba_pool, rng, lambda a: a, lambda a: a)
+
+
+def test_seeded_fractional_max_pooling_of_ml_dtypes_bfloat16():
+    """np.finfo does not know ml_dtypes' bfloat16; the seeded samples are drawn for it all the same."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    x = np.random.default_rng(5).standard_normal((2, 3, 9, 8)).astype(ml_dtypes.bfloat16)
+    values, indices = numba_pool.fractional_max_pool2d(x, 2, output_size=(4, 5), seed=3, return_indices=True)
+    assert values.dtype == x.dtype and values.shape == (2, 3, 4, 5)
+    planes = x.reshape(2, 3, -1)
+    np.testing.assert_array_equal(values, np.take_along_axis(planes, indices.reshape(2, 3, -1), -1).reshape(values.shape))
+    layer = numba_pool.FractionalMaxPool2d(2, output_size=(4, 5), seed=3)  # draws its windows from a generator
+    assert layer(x).dtype == x.dtype

@@ -128,7 +128,7 @@ def drawn_samples(seed, origin, whole_channels, shape, dtype) -> np.ndarray:
     n, c, slot = np.meshgrid(*(np.arange(length, dtype=np.int64) for length in shape), indexing="ij")
     counters = ((n + origin[0]) * whole_channels + (c + origin[1])) * shape[2] + slot
     values = _rng.uniforms(np.uint64(seed), counters.ravel()).reshape(shape)
-    bits = np.finfo(dtype).nmant + 1
+    bits = 8 if _spec.is_bfloat16(np.dtype(dtype)) else np.finfo(dtype).nmant + 1  # np.finfo lacks ml_dtypes' bfloat16
     return (np.floor(values * 2.0**bits) * 2.0**-bits).astype(dtype)
 
 
@@ -229,8 +229,11 @@ and indices equal PyTorch's bit for bit. {torch_note}
 Parameters
 ----------
 x : numpy.ndarray
-    Input of shape (N, C) + {spatial} or unbatched (C,) + {spatial}; float32
-    or float64. Any strides.
+    Input of shape (N, C) + {spatial} or unbatched (C,) + {spatial};
+    {docs.FLOATS}. Any strides. In float16 (and bfloat16) the windows are
+    computed in that dtype, as PyTorch computes them, so they may differ from
+    the windows of the same values in float32 (the one exception to the
+    16-bit rule of the other ops); the maximum of each window is exact.
 kernel_size : int or tuple of {dims} ints
     Window size, at most the input's size.
 output_size : int or tuple of {dims} ints, optional
@@ -584,8 +587,8 @@ Sums are float64 on the CPU.
 Parameters
 ----------
 x : numpy.ndarray
-    Input of shape (N, C) + {spatial} or unbatched (C,) + {spatial}; float32
-    or float64. Any strides.
+    Input of shape (N, C) + {spatial} or unbatched (C,) + {spatial};
+    {docs.FLOATS}. Any strides.
 output_size : int or tuple of {dims} ints, optional
     Output size, from 1 to the input's size per axis. TensorFlow's
     ``pooling_ratio`` p (input / output, >= 1) is ``output_size = floor(L / p)``.
@@ -632,7 +635,7 @@ shares of the windows holding it (deterministic, no atomics).
 Parameters
 ----------
 grad_output : numpy.ndarray
-    Gradient with respect to the pooled output; float32 or float64 (its
+    Gradient with respect to the pooled output; {docs.FLOATS} (its
     spatial size is the output size).
 input_shape : tuple of int
     Shape of the forward input.
