@@ -5,6 +5,9 @@ short by the input's end is scaled up by kernel size / its size) and takes the
 1/p-th power; p = inf is max pooling of ``|x|``. Here ``padding`` is added
 (padded taps contribute nothing, and the window size is counted with padding,
 as average pooling's ``count_include_pad=True`` counts it).
+
+About 380 lines: the forward and a backward that reads x (with its double-backward
+pieces), each with a long docstring, plus the norm's checks, scales, layer and checks.
 """
 
 from __future__ import annotations
