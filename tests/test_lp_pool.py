@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -189,9 +187,3 @@ def test_dask_equals_numpy(channels_last):
     np.testing.assert_array_equal(lazy_grad.compute(), numba_pool.lp_pool2d_backward(grad, x, 2, 3, 2, True, **options))
 
 
-def test_check_command_has_the_lp_line():
-    result = subprocess.run(
-        [sys.executable, "-m", "numba_pool", "check", "--cases", "2"], capture_output=True, text=True, timeout=900
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "lp_pool2d" in result.stdout
