@@ -61,7 +61,7 @@ def _cupy():
 # --------------------------------------------------------------------------- the ops, from the registry
 
 
-def _cases(layout) -> dict:
+def _cases(layout, ops=None) -> dict:
     """Each op's checks (its spec's ``device_checks``) as {name: (function of (x, gradient_like), rule)}.
 
     The same function runs on either backend, in the layout's memory; the sliding-window ops
@@ -69,12 +69,13 @@ def _cases(layout) -> dict:
     """
     last = layout == "nhwc"
     cases = {}
-    for spec in OPS:
+    chosen = [spec for spec in OPS if ops is None or spec.name in ops]
+    for spec in chosen:
         if spec.device_checks is not None and spec.dask != "windows":
             cases.update(spec.device_checks(nb, last))
     for kernel, stride, padding in WINDOWS:
         suffix = f"k{kernel}s{stride}" + (f" {padding}" if isinstance(padding, str) else "")
-        for spec in OPS:
+        for spec in chosen:
             if spec.device_checks is not None and spec.dask == "windows":
                 windowed = spec.device_checks(nb, last, kernel, stride, padding)
                 cases.update({f"{name} {suffix}": case for name, case in windowed.items()})
@@ -124,18 +125,18 @@ def _layout_host(shape, layout, seed, dtype=np.float32):
     return np.ascontiguousarray(np.moveaxis(x, 1, -1)) if layout == "nhwc" else x
 
 
-def check(shapes, families, dtype=np.float32) -> list[str]:
+def check(shapes, families, dtype=np.float32, ops=None) -> list[str]:
     """Compare every op on every family with the CPU; return the failures."""
     failures = []
     for shape in shapes:
         for layout in ("nchw", "nhwc"):
             host = _layout_host(shape, layout, seed=1, dtype=dtype)
-            ops = _cases(layout)
+            cases = _cases(layout, ops)
             for family, to_device in families.items():
                 device_x = to_device(host)
-                for name, (op, rule) in ops.items():
-                    expected = op(host, _gradient_like(2, dtype))
-                    got = op(device_x, _gradient_like(2, dtype))
+                for name, (run, rule) in cases.items():
+                    expected = run(host, _gradient_like(2, dtype))
+                    got = run(device_x, _gradient_like(2, dtype))
                     problem = _compare(got, expected, rule, family)
                     status = "ok" if problem is None else f"MISMATCH: {problem}"
                     print(f"check {family:6} {layout} {str(shape):20} {name:24} {status}", flush=True)
@@ -273,6 +274,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=50, help="timed runs per op (median reported)")
     parser.add_argument("--json", metavar="FILE", help="also write the timings as JSON")
     parser.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="data dtype (default float32)")
+    names = [spec.name for spec in OPS if spec.device_checks is not None]
+    parser.add_argument("--ops", nargs="+", choices=names, metavar="OP", help=f"ops to check (default: all): {', '.join(names)}")
     args = parser.parse_args(argv)
     dtype = np.dtype(args.dtype)
     shapes = TINY_SHAPES if args.tiny else FULL_SHAPES
@@ -287,7 +290,7 @@ def main(argv=None) -> int:
     if cupy:
         families["cupy"] = lambda host: cupy.asarray(host)
     started = time.perf_counter()
-    failures = check(shapes if args.tiny else shapes[1:], families, dtype)  # the smaller full shape suffices for checking
+    failures = check(shapes if args.tiny else shapes[1:], families, dtype, args.ops)  # the smaller full shape suffices for checking
     print(f"checked in {time.perf_counter() - started:.1f} s", flush=True)
 
     rows = benchmark(shapes, args.repeats, torch, dtype)

@@ -196,14 +196,17 @@ def test_cpu_torch_tensors_stay_on_the_cpu():
 
 
 def test_gpu_check_runs_end_to_end_with_tiny_shapes(tmp_path):
+    """The script as a user runs it, on two ops (a routed and a linear backward): every op's device
+    checks also run on the simulator in its own test file, through the backend fixture."""
     result = subprocess.run(
-        [sys.executable, "-m", "bench.gpu_check", "--tiny", "--repeats", "1"],
+        [sys.executable, "-m", "bench.gpu_check", "--tiny", "--repeats", "1", "--ops", "max_pool", "avg_pool"],
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "all ops agree with the CPU" in result.stdout
+    assert "max fwd k3s2 same" in result.stdout and "avg bwd" in result.stdout and "lp fwd" not in result.stdout
 
 
 def _cuda_compilers_installed() -> bool:

@@ -6,7 +6,9 @@ generated part needs, rather than letting that part quietly skip the op.
 
 import importlib.util
 import inspect
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 import numba_pool
@@ -81,3 +83,18 @@ def test_every_op_has_its_backend_entries_and_checks(spec):
 def test_the_public_api_is_the_registry_and_nothing_else():
     generated = {name for spec in OPS for name in spec.public_names()} | {n for spec in OPS for n in spec.layer_names()}
     assert set(numba_pool.__all__) == generated | {"__version__", "IntOrTuple", "warm"}
+
+
+def test_every_device_check_runs_on_the_host(monkeypatch):
+    """bench.gpu_check's cases of every op, run on host arrays (the GPU check compares each with its device
+    run; test_cuda runs the script end to end on two ops under the simulator)."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent))
+    gpu_check = importlib.import_module("bench.gpu_check")
+    names = set()
+    for layout in ("nchw", "nhwc"):
+        x = gpu_check._layout_host((2, 3, 9, 8), layout, seed=1)
+        for name, (run, rule) in gpu_check._cases(layout).items():
+            result = run(x, gpu_check._gradient_like(2, np.float32))
+            assert rule in ("exact", "close") and result is not None, name
+            names.add(name.split(" k")[0])
+    assert len(names) >= len([spec for spec in OPS if spec.device_checks is not None]), names
