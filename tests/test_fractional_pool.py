@@ -503,3 +503,14 @@ def test_seeded_fractional_max_pooling_of_ml_dtypes_bfloat16():
     np.testing.assert_array_equal(values, np.take_along_axis(planes, indices.reshape(2, 3, -1), -1).reshape(values.shape))
     layer = numba_pool.FractionalMaxPool2d(2, output_size=(4, 5), seed=3)  # draws its windows from a generator
     assert layer(x).dtype == x.dtype
+
+
+def test_fractional_avg_layer_backward_follows_the_last_forward_that_succeeded():
+    """The layer draws a new seed per forward; one that raises must not change the windows backward uses."""
+    x = np.random.default_rng(2).standard_normal((1, 2, 40, 40))
+    layer = numba_pool.FractionalAvgPool2d(output_size=13, seed=11)  # 13 places per axis for the longer step
+    y = layer(x)
+    expected = layer.backward(np.ones_like(y))
+    with pytest.raises(ValueError):
+        layer(x[..., :2, :2])  # output_size 13 > 2: refused after the layer drew its next seed
+    np.testing.assert_array_equal(layer.backward(np.ones_like(y)), expected)

@@ -54,6 +54,12 @@ def _every_op(x):
         numba_pool.adaptive_max_pool2d(x, (4, 3), return_indices=True),
     )
     results["unpool"] = numba_pool.max_unpool2d(y, indices, 3, 2, 1, output_size=x.shape[-2:])
+    p = numba_pool.lp_pool2d(np.abs(x), 2, 3, 2)
+    results["lp"] = (p, numba_pool.lp_pool2d_backward(np.ones_like(p), np.abs(x), 2, 3, 2))
+    f, chosen = numba_pool.fractional_max_pool2d(x, 2, output_size=(6, 7), seed=3, return_indices=True)
+    results["fractional_max"] = (f, chosen, numba_pool.fractional_max_pool2d_backward(np.ones_like(f), chosen, x.shape))
+    v = numba_pool.fractional_avg_pool2d(x, output_size=(6, 7), overlapping=True, seed=3)
+    results["fractional_avg"] = (v, numba_pool.fractional_avg_pool2d_backward(np.ones_like(v), x.shape, 3, overlapping=True))
     return results
 
 

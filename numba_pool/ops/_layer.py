@@ -140,12 +140,14 @@ class LinearLayer(PoolLayer):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         y = self.functions[""](x, *self.pool_arguments(), channels_last=self.channels_last)
-        self._remember(y, input_shape=np.shape(x))
+        # Saved with the forward that succeeded: a forward that raises leaves the last one's arguments.
+        self._remember(y, input_shape=np.shape(x), backward_arguments=self.backward_arguments())
         return y
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        input_shape = self._recall(grad_output)["input_shape"]
-        return self._run_backward(self.functions["_backward"], grad_output, input_shape, *self.backward_arguments())
+        saved = self._recall(grad_output)
+        backward = self.functions["_backward"]
+        return self._run_backward(backward, grad_output, saved["input_shape"], *saved["backward_arguments"])
 
     def autograd_call(self, training: bool = True) -> LinearCall:
         functions = self.functions
