@@ -31,6 +31,7 @@ from numba import cuda
 import numba_pool as nb
 from numba_pool.backends.cuda._arrays import SIMULATOR
 from numba_pool.ops import OPS
+from numba_pool.tools.selfcheck import device_cases
 
 FULL_SHAPES = [(32, 64, 112, 112), (128, 256, 28, 28)]
 TINY_SHAPES = [(2, 3, 9, 8)]
@@ -62,24 +63,9 @@ def _cupy():
 
 
 def _cases(layout, ops=None) -> dict:
-    """Each op's checks (its spec's ``device_checks``) as {name: (function of (x, gradient_like), rule)}.
-
-    The same function runs on either backend, in the layout's memory; the sliding-window ops
-    (``dask="windows"``) are checked for each of WINDOWS, the others once.
-    """
-    last = layout == "nhwc"
-    cases = {}
-    chosen = [spec for spec in OPS if ops is None or spec.name in ops]
-    for spec in chosen:
-        if spec.device_checks is not None and spec.dask != "windows":
-            cases.update(spec.device_checks(nb, last))
-    for kernel, stride, padding in WINDOWS:
-        suffix = f"k{kernel}s{stride}" + (f" {padding}" if isinstance(padding, str) else "")
-        for spec in chosen:
-            if spec.device_checks is not None and spec.dask == "windows":
-                windowed = spec.device_checks(nb, last, kernel, stride, padding)
-                cases.update({f"{name} {suffix}": case for name, case in windowed.items()})
-    return cases
+    """Each op's checks as {name: (function of (x, gradient_like), rule)}, for each of WINDOWS
+    (``numba_pool.tools.selfcheck.device_cases``); the same function runs on either backend."""
+    return device_cases(nb, layout == "nhwc", WINDOWS, ops)
 
 
 # --------------------------------------------------------------------------- correctness

@@ -275,8 +275,8 @@ def window_output(plane, box, training, seed, counter):
 
 
 # --------------------------------------------------------------------------- float16 bits
-# The CUDA backend widens float16 arrays to float32 and rounds results back with these (the CPU
-# uses NumPy's casts, which tests/test_half_precision.py checks they equal bit for bit). Integer
+# Both backends widen float16 arrays to float32 and round results back with these (cpu/_half.py,
+# cuda/_half.py); tests/test_half_precision.py checks they equal NumPy's casts bit for bit. Integer
 # arithmetic only: exact, NaN payloads kept, the same on every GPU.
 
 

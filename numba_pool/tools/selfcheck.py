@@ -18,21 +18,32 @@ from ..ops._checks import Mismatch
 
 Check = Callable[..., None]
 
-_WINDOWS = ((2, 2), (3, 2))  # (kernel, stride) of the sliding-window ops' device checks
+_WINDOWS = ((2, 2, 0), (3, 2, 0))  # (kernel, stride, padding) of the sliding-window ops' float16 checks
+
+
+def device_cases(functions, channels_last: bool, windows, ops=None) -> dict:
+    """Each op's checks (its spec's ``device_checks``) as {name: (call(x, gradient_like), "exact" or "close")}.
+
+    The sliding-window ops (``dask="windows"``) are checked for each (kernel, stride, padding) of
+    ``windows``, the others once; ``ops`` (names) narrows the ops. ``bench.gpu_check`` runs the same cases.
+    """
+    cases = {}
+    chosen = [spec for spec in OPS if spec.device_checks is not None and (ops is None or spec.name in ops)]
+    for spec in chosen:
+        if spec.dask != "windows":
+            cases.update(spec.device_checks(functions, channels_last))
+    for kernel, stride, padding in windows:
+        suffix = f"k{kernel}s{stride}" + (f" {padding}" if isinstance(padding, str) else "")
+        for spec in chosen:
+            if spec.dask == "windows":
+                found = spec.device_checks(functions, channels_last, kernel, stride, padding)
+                cases.update({f"{name} {suffix}": case for name, case in found.items()})
+    return cases
 
 
 def _registry_calls(functions, channels_last: bool) -> dict:
-    """Every op's calls (its spec's ``device_checks``, as bench.gpu_check runs them): {name: call(x, gradient_like)}."""
-    calls = {}
-    for spec in OPS:
-        if spec.device_checks is None:
-            continue
-        windows = _WINDOWS if spec.dask == "windows" else ((),)
-        for window in windows:
-            suffix = f" k{window[0]}s{window[1]}" if window else ""
-            found = spec.device_checks(functions, channels_last, *window)
-            calls.update({f"{name}{suffix}": call for name, (call, _) in found.items()})
-    return calls
+    """Every op's calls for the float16 check: {name: call(x, gradient_like)}."""
+    return {name: call for name, (call, _) in device_cases(functions, channels_last, _WINDOWS).items()}
 
 
 def half_precision_check(functions, rng, put, to_host) -> None:
@@ -87,7 +98,7 @@ def half_precision_check(functions, rng, put, to_host) -> None:
 CHECKS: dict[str, Check] = {spec.selfcheck.label: spec.selfcheck.check for spec in OPS if spec.selfcheck is not None}
 CHECKS["float16, every op (the float32 result rounded once)"] = half_precision_check
 
-__all__ = ["CHECKS", "Mismatch", "backends", "half_precision_check", "run_checks"]
+__all__ = ["CHECKS", "Mismatch", "backends", "device_cases", "half_precision_check", "run_checks"]
 
 
 def backends() -> Iterator[tuple[str, Callable, Callable]]:
