@@ -38,6 +38,23 @@ class Backend:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "backends(*names): run a test taking `backend` on these backends only")
+    config.addinivalue_line("markers", "parallel_kernels: let calls above SERIAL_BELOW run the parallel CPU kernels")
+
+
+@pytest.fixture(autouse=True)
+def serial_twins_unless_parallel_kernels(request, monkeypatch):
+    """Run the CPU backend's serial twins at every size, unless the test is marked ``parallel_kernels``.
+
+    A serial twin is its parallel kernel's own code compiled with ``prange`` as ``range``, so it
+    computes the same results (tests/test_small_work.py compares the two on every op, in both
+    layouts, and the tests of thread counts, threads and fork are marked). Compiling each parallel
+    kernel again for every dtype and memory layout the random tests reach took about a third of a
+    cold test run's compile time. A test may still set ``SERIAL_BELOW`` itself.
+    """
+    if request.node.get_closest_marker("parallel_kernels") is None:
+        from numba_pool.backends.cpu import _threading
+
+        monkeypatch.setattr(_threading, "SERIAL_BELOW", 1 << 62)
 
 
 def pytest_generate_tests(metafunc):

@@ -82,6 +82,7 @@ def test_out_is_filled_and_returned():
     np.testing.assert_array_equal(out, numba_pool.avg_pool2d(x, 2, channels_last=True))
 
 
+@pytest.mark.parallel_kernels  # thread counts
 def test_backward_is_deterministic_across_thread_counts():
     import numba
 

@@ -204,8 +204,8 @@ def test_workqueue_threading_layer_in_threaded_workers():
     code = """
 import numba, numpy as np, dask, dask.array as da, numba_pool as nb
 nb.backends.cpu._threading.SERIAL_BELOW = 0  # the blocks are small: launch the thread pool all the same
-x = np.random.default_rng(0).random((8, 8, 64, 64))
-lazy = da.from_array(x, chunks=(1, 2, 32, 32))
+x = np.random.default_rng(0).random((8, 8, 64, 64)).astype(np.float32)
+lazy = da.from_array(x, chunks=(1, 2, 64, 64))  # whole planes: the kernel types other tests compile
 with dask.config.set(scheduler="threads", num_workers=4):
     got = nb.max_pool2d(lazy, 3, 2, 1).compute()
 assert numba.threading_layer() == "workqueue", numba.threading_layer()

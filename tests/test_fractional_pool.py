@@ -194,6 +194,7 @@ def test_seeded_windows_are_reproducible_and_fresh_without_a_seed():
     np.testing.assert_array_equal(numba_pool.fractional_max_pool2d(x[0], 2, 12, return_indices=True, seed=7)[1], first[0])
 
 
+@pytest.mark.parallel_kernels  # thread counts
 def test_seeded_windows_do_not_depend_on_the_thread_count():
     x = np.random.default_rng(1).random((4, 8, 24, 24))
     expected = numba_pool.fractional_max_pool2d(x, 3, 10, return_indices=True, seed=3)

@@ -15,7 +15,7 @@ from numba import njit
 
 from numba_pool import _rng
 from numba_pool.backends import rules
-from numba_pool.backends.cpu import _common
+from numba_pool.backends.cpu import _common, _threading
 from numba_pool.backends.cpu import max_pool as cpu_max_pool
 from numba_pool.backends.cpu import stochastic_pool as cpu_stochastic
 
@@ -369,6 +369,12 @@ def rule_max_pool(x, kernel, stride, padding, dilation, out, indices):
         out[n, c, od, oh, ow], indices[n, c, od, oh, ow] = best, where
 
 
+def serial_twin(kernel):
+    """The kernel as small calls run it: its own code with ``prange`` as ``range`` (tests/test_small_work.py
+    compares the two), without a parallel compile for this test's float64 arrays."""
+    return _threading._small_work_twin(kernel)
+
+
 @pytest.mark.parametrize("layout", ["direct", "separable", "channels_last"])
 def test_max_kernels_follow_replaces_maximum(layout):
     """The CPU max kernels (their selects restate the rule vectorised; the separable kernel's column
@@ -388,17 +394,18 @@ def test_max_kernels_follow_replaces_maximum(layout):
         if layout == "channels_last":
             view = (0, 2, 3, 4, 1)
             x_last = np.ascontiguousarray(x.transpose(view))
-            cpu_max_pool._forward_channels_last(x_last, kernel, stride, padding, dilation, got.transpose(view),
+            serial_twin(cpu_max_pool._forward_channels_last)(x_last, kernel, stride, padding, dilation, got.transpose(view),
                                                         got_indices.transpose(view), True)
         elif layout == "direct":
             assert cpu_max_pool._takes_direct_kernel(x, kernel, stride, padding, dilation)
             blocks = 3
             best = np.empty((blocks, 2 * cpu_max_pool.RUN_CAPACITY))
             keys = np.empty((blocks, 2 * cpu_max_pool.RUN_CAPACITY), np.int32)
-            cpu_max_pool._max_pool_forward_direct(x, kernel, stride, padding, got, got_indices, True, best, keys)
+            serial_twin(cpu_max_pool._max_pool_forward_direct)(x, kernel, stride, padding, got, got_indices, True, best, keys)
         else:
             blocks, columns = 3, 6  # narrow buffers: rows cut into tiles, some windows wider than a tile
             best, keys = np.empty((blocks, columns)), np.empty((blocks, columns), np.int64)
-            cpu_max_pool._max_pool_forward_kernel(x, kernel, stride, padding, dilation, got, got_indices, True, best, keys)
+            serial_twin(cpu_max_pool._max_pool_forward_kernel)(x, kernel, stride, padding, dilation, got, got_indices, True,
+                                                               best, keys)
         np.testing.assert_array_equal(got, out)
         np.testing.assert_array_equal(got_indices, indices)

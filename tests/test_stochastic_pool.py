@@ -61,6 +61,7 @@ def test_picks_are_reproducible_and_depend_on_the_seed():
     np.testing.assert_array_equal(replay, advancing[0])
 
 
+@pytest.mark.parallel_kernels  # thread counts
 def test_picks_do_not_depend_on_the_thread_count():
     x = np.random.default_rng(1).random((3, 4, 20, 20)).astype(np.float32)
     picks = []

@@ -24,6 +24,9 @@ import pytest
 import numba_pool
 from numba_pool.backends.cpu import _threading
 
+# threads, fork and the threading layers: the parallel kernels, not the serial twins tests default to
+pytestmark = pytest.mark.parallel_kernels
+
 TIMEOUT_S = 240  # generous for a first compile on a busy machine; a hang still fails instead of hanging CI
 LAYERS = ["tbb", "omp", "workqueue"]
 
