@@ -148,14 +148,16 @@ def test_channels_last_matches_channels_first():
 
 
 def test_out_is_filled_and_returned():
-    # float32 and a strided x: the kernel types test_refusals compiles too
+    # float32, a strided x and a dilated window: the kernel types test_refusals compiles too, in the
+    # separable kernel (the direct kernel compiles several times longer for each new type)
     x = np.random.default_rng(3).standard_normal((2, 3, 8, 16)).astype(np.float32)[..., ::2]
+    window = dict(kernel_size=2, stride=2, padding=0, dilation=2, ceil_mode=True)  # 4 x 4 outputs
     out = np.empty((2, 3, 4, 4), np.float32)
-    result = numba_pool.max_pool2d(x, 2, out=out)
+    result = numba_pool.max_pool2d(x, **window, out=out)
     assert result is out
-    np.testing.assert_array_equal(out, numba_pool.max_pool2d(x, 2))
+    np.testing.assert_array_equal(out, numba_pool.max_pool2d(x, **window))
     strided_out = np.empty((2, 3, 4, 8), np.float32)[..., ::2]  # a non-contiguous out is written in place
-    numba_pool.max_pool2d(x, 2, out=strided_out)
+    numba_pool.max_pool2d(x, **window, out=strided_out)
     np.testing.assert_array_equal(strided_out, out)
 
 

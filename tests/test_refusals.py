@@ -89,11 +89,12 @@ def test_out_interleaved_with_x_but_not_overlapping_is_accepted():
     x = buffer[0::2].reshape(values.shape)
     x[...] = values
     out = buffer[1::2][:16].reshape(1, 1, 4, 4)
-    assert nb.max_pool2d(x, 2, out=out) is out
-    np.testing.assert_array_equal(out, nb.max_pool2d(values, 2))
+    window = dict(kernel_size=2, stride=2, padding=0, dilation=2, ceil_mode=True)  # 4 x 4 outputs, separable kernel
+    assert nb.max_pool2d(x, **window, out=out) is out
+    np.testing.assert_array_equal(out, nb.max_pool2d(values, **window))
     np.testing.assert_array_equal(x, values)  # x untouched
     with pytest.raises(ValueError, match="out must not share memory with x"):
-        nb.max_pool2d(x, 2, out=buffer[0::2][:16].reshape(1, 1, 4, 4))
+        nb.max_pool2d(x, **window, out=buffer[0::2][:16].reshape(1, 1, 4, 4))
 
 
 @pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.matrix

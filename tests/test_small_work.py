@@ -39,6 +39,7 @@ def _every_op(x):
     y, indices = numba_pool.max_pool2d(x, 3, 2, 1, return_indices=True)
     results["max"] = (y, indices, numba_pool.max_pool2d_backward(np.ones_like(y), indices, x.shape))
     results["max_dilated"] = numba_pool.max_pool2d(x, 2, 1, 0, 2, ceil_mode=True)
+    results["max_direct"] = numba_pool.max_pool2d(x, 2, 2)  # small windows, values only: the direct kernel
     a = numba_pool.avg_pool2d(x, 3, 2, 1, ceil_mode=True)
     results["avg"] = (a, numba_pool.avg_pool2d_backward(np.ones_like(a), x.shape, 3, 2, 1, ceil_mode=True))
     s, picked = numba_pool.stochastic_pool2d(np.abs(x), 2, seed=7, return_indices=True)
