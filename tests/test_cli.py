@@ -25,7 +25,7 @@ def numba_pool(*arguments, cwd=None, timeout=600):
     )
 
 
-def run_command(arguments, capsys, cwd=None, monkeypatch=None):
+def run_command(arguments, capsys, monkeypatch, cwd=None):
     """(exit status, stdout, stderr) of ``numba-pool *arguments`` run in this process, in ``cwd``."""
     if cwd is not None:
         monkeypatch.chdir(cwd)
@@ -89,7 +89,7 @@ def _write_png(path, height, width):
 def test_demo_with_a_tiny_image(tmp_path, monkeypatch, capsys):
     _write_png(tmp_path / "tiny.png", 12, 10)
     arguments = ("demo", "--image", "tiny.png", "--out", "result.png", "--kernel", "3", "--stride", "2")
-    status, out, err = run_command(arguments, capsys, tmp_path, monkeypatch)
+    status, out, err = run_command(arguments, capsys, monkeypatch, tmp_path)
     assert status == 0, err
     for pooling in ("max pooling", "average pooling", "stochastic, training", "stochastic, inference", "global average"):
         assert pooling in out
@@ -101,21 +101,21 @@ def test_demo_with_a_tiny_image(tmp_path, monkeypatch, capsys):
 
 
 def test_demo_default_scene(tmp_path, monkeypatch, capsys):
-    status, out, err = run_command(("demo", "--out", "scene.png"), capsys, tmp_path, monkeypatch)
+    status, out, err = run_command(("demo", "--out", "scene.png"), capsys, monkeypatch, tmp_path)
     assert status == 0, err
     assert "generated scene 192x192" in out
     assert (tmp_path / "scene.png").stat().st_size > 10_000
 
 
 def test_demo_refuses_a_missing_image(tmp_path, monkeypatch, capsys):
-    status, _, err = run_command(("demo", "--image", "nowhere.png"), capsys, tmp_path, monkeypatch)
+    status, _, err = run_command(("demo", "--image", "nowhere.png"), capsys, monkeypatch, tmp_path)
     assert status == cli.EXIT_USAGE
     assert "nowhere.png is not a readable file" in err
 
 
 def test_demo_refuses_a_file_that_is_not_an_image(tmp_path, monkeypatch, capsys):
     (tmp_path / "notes.png").write_text("not a picture")
-    status, _, err = run_command(("demo", "--image", "notes.png"), capsys, tmp_path, monkeypatch)
+    status, _, err = run_command(("demo", "--image", "notes.png"), capsys, monkeypatch, tmp_path)
     assert status == cli.EXIT_USAGE
     assert "cannot read notes.png as an image" in err
 
@@ -231,8 +231,8 @@ def test_demo_without_matplotlib_names_the_extra(tmp_path):
     assert 'pip install "numba-pool[demo]"' in result.stderr
 
 
-def test_check_passes_and_reports_every_op(capsys):
-    status, out, err = run_command(("check", "--cases", "1"), capsys)  # the cases the mismatch test compiles too
+def test_check_passes_and_reports_every_op(capsys, monkeypatch):
+    status, out, err = run_command(("check", "--cases", "1"), capsys, monkeypatch)  # the cases the mismatch test compiles too
     assert status == 0, out + err
     for name in _selfcheck.CHECKS:
         assert f"ok       cpu  {name}" in out

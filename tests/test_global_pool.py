@@ -59,7 +59,6 @@ def test_global_max_of_nan_heavy_planes_matches_torch(dims, seed):
     np.testing.assert_array_equal(case.from_user(indices.reshape(kept_shape)), expected_indices)
 
 
-@pytest.mark.parallel_kernels  # the large plane as the parallel kernel splits it
 def test_float32_mean_of_a_large_plane_stays_accurate():
     x = np.full((1, 1, 2048, 2048), 0.1, np.float32)
     x[0, 0, ::2] = 0.3

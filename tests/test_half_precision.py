@@ -72,8 +72,9 @@ def test_nan_payloads_survive_the_round_trip_on_both_backends():
     np.testing.assert_array_equal(narrow.view(np.uint16), halves)  # the CPU's NumPy casts
 
 
+@pytest.mark.parallel_kernels  # the library's threshold: small calls run serial, large ones parallel
 @pytest.mark.parametrize("view", ["contiguous", "step", "reversed", "fortran", "channels_last"])
-@pytest.mark.parametrize("size", [(1, 3, 5, 4), (2, 8, 24, 24)])  # small calls run serial, large ones parallel
+@pytest.mark.parametrize("size", [(1, 3, 5, 4), (2, 8, 24, 24)])
 def test_cpu_float16_conversions_in_any_memory_order(view, size):
     rng = np.random.default_rng(2)
     x = _half_values(rng, size)

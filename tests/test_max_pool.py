@@ -51,7 +51,7 @@ def test_integer_dtypes_are_kept(dtype):
     rng = np.random.default_rng(np.dtype(dtype).itemsize)
     for _ in range(3):
         case = random_case(rng, 2, dtypes=(dtype,))
-        if dtype != np.int8:  # one integer dtype meets the strided views; the others compile one layout each
+        if dtype != np.int8:  # only int8 meets the random strided views (fewer memory layouts to compile)
             case = replace(case, view="contiguous")
         x = reference_input(case, rng)
         expected, expected_indices = reference.max_pool(x, case.kernel, case.stride, case.padding, case.dilation, case.ceil_mode)
@@ -148,8 +148,8 @@ def test_channels_last_matches_channels_first():
 
 
 def test_out_is_filled_and_returned():
-    # float32, a strided x and a dilated window: the kernel types test_refusals compiles too, in the
-    # separable kernel (the direct kernel compiles several times longer for each new type)
+    # float32, a strided x and a dilated window: the separable kernel (the direct kernel compiles several
+    # times longer for each new argument type); the strided out has test_refusals's argument types
     x = np.random.default_rng(3).standard_normal((2, 3, 8, 16)).astype(np.float32)[..., ::2]
     window = dict(kernel_size=2, stride=2, padding=0, dilation=2, ceil_mode=True)  # 4 x 4 outputs
     out = np.empty((2, 3, 4, 4), np.float32)
@@ -162,13 +162,16 @@ def test_out_is_filled_and_returned():
 
 
 @pytest.mark.parallel_kernels  # thread counts
-def test_backward_is_deterministic_across_thread_counts():
+def test_backward_is_deterministic_across_thread_counts(monkeypatch):
     import numba
 
+    from numba_pool.backends.cpu import _threading
+
+    monkeypatch.setattr(_threading, "SERIAL_BELOW", 0)  # these arrays are small: the parallel kernels all the same
     rng = np.random.default_rng(4)
-    x = np.round(rng.standard_normal((2, 4, 20, 20)))  # many ties, overlapping windows share argmaxes
+    x = np.round(rng.standard_normal((2, 4, 20, 20))).astype(np.float32)  # many ties, overlapping windows share argmaxes
     y, indices = numba_pool.max_pool2d(x, 3, 1, 1, return_indices=True)
-    grad = rng.standard_normal(y.shape)
+    grad = rng.standard_normal(y.shape).astype(np.float32)
     results = []
     for threads in (1, numba.config.NUMBA_NUM_THREADS):
         numba.set_num_threads(threads)

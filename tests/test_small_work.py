@@ -33,6 +33,15 @@ def _inputs(seed: int, channels_last: bool):
     return x
 
 
+def _strided_ones(like):
+    """Ones shaped like ``like``, every other element of a buffer twice as wide along the innermost axis of
+    ``like``'s memory (its channels when they are innermost)."""
+    if like.strides[1] == like.itemsize:  # channels innermost
+        n, c, h, w = like.shape
+        return np.ones((n, h, w, 2 * c), like.dtype)[..., ::2].transpose(0, 3, 1, 2)
+    return np.ones(like.shape[:-1] + (2 * like.shape[-1],), like.dtype)[..., ::2]
+
+
 def _every_op(x):
     """The outputs of every CPU op family on ``x`` (forward and backward)."""
     results = {}
@@ -40,6 +49,9 @@ def _every_op(x):
     results["max"] = (y, indices, numba_pool.max_pool2d_backward(np.ones_like(y), indices, x.shape))
     results["max_dilated"] = numba_pool.max_pool2d(x, 2, 1, 0, 2, ceil_mode=True)
     results["max_direct"] = numba_pool.max_pool2d(x, 2, 2)  # small windows, values only: the direct kernel
+    # strided gradients and inputs: the routed backward and global pooling kernels for views
+    results["max_strided_gradient"] = numba_pool.max_pool2d_backward(_strided_ones(y), indices, x.shape)
+    results["global_avg_strided"] = numba_pool.global_avg_pool2d(x[..., ::2])
     a = numba_pool.avg_pool2d(x, 3, 2, 1, ceil_mode=True)
     results["avg"] = (a, numba_pool.avg_pool2d_backward(np.ones_like(a), x.shape, 3, 2, 1, ceil_mode=True))
     s, picked = numba_pool.stochastic_pool2d(np.abs(x), 2, seed=7, return_indices=True)

@@ -62,7 +62,8 @@ def test_picks_are_reproducible_and_depend_on_the_seed():
 
 
 @pytest.mark.parallel_kernels  # thread counts
-def test_picks_do_not_depend_on_the_thread_count():
+def test_picks_do_not_depend_on_the_thread_count(monkeypatch):
+    monkeypatch.setattr(nb.backends.cpu._threading, "SERIAL_BELOW", 0)  # a small array: the parallel kernel all the same
     x = np.random.default_rng(1).random((3, 4, 20, 20)).astype(np.float32)
     picks = []
     for threads in (1, numba.config.NUMBA_NUM_THREADS):

@@ -112,7 +112,8 @@ def test_numba_pool_leaves_the_default_layer_to_numba():
     assert output.split() == [plain.stdout.strip(), "ok"]
 
 
-def test_a_thread_safe_layer_takes_the_fast_path_without_the_lock():
+def test_a_thread_safe_layer_takes_the_fast_path_without_the_lock(monkeypatch):
+    monkeypatch.setattr(_threading, "SERIAL_BELOW", 0)  # a parallel call, which settles the layer and the path
     numba_pool.max_pool1d(np.zeros((1, 1, 4), np.float32), 2)
     expected = _threading.active_layer() in _threading.THREAD_SAFE_LAYERS and not _threading._serial_only
     assert _threading._fast_path is expected
