@@ -11,7 +11,7 @@ from numba_pool.backends.cpu import max_pool as cpu_max_pool
 
 # The kernels called directly below run as their serial twins, which the public calls for small
 # arrays use too: the same code (test_small_work compares each twin with its parallel kernel), and
-# no parallel compile per dtype (about 4 minutes of a cold test run).
+# no parallel compile per dtype (341 CPU-seconds of a cold test run).
 _separable = _threading._cached_serial_twin(cpu_max_pool._max_pool_forward_kernel)
 _direct = _threading._cached_serial_twin(cpu_max_pool._max_pool_forward_direct)
 
