@@ -50,3 +50,12 @@ def op(name: str, dims: int, direction: str = ""):
     ``stochastic_pool1d_inference_backward``."""
     suffix = f"_{direction}" if direction else ""
     return getattr(numba_pool, f"{name}{dims}d{suffix}")
+
+
+def serial_twin(kernel):
+    """A CPU kernel (or the Python function launching kernels) as small calls run it: the same code with
+    ``prange`` as ``range`` (tests/test_small_work.py compares each twin with its parallel kernel), so a
+    test calling a kernel directly adds no parallel compile per dtype."""
+    from numba_pool.backends.cpu import _threading
+
+    return _threading._small_work_twin(kernel)

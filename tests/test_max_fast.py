@@ -6,14 +6,13 @@ import pytest
 
 import numba_pool as nb
 from numba_pool import reference
-from numba_pool.backends.cpu import _threading
 from numba_pool.backends.cpu import max_pool as cpu_max_pool
+from helpers import serial_twin
 
 # The kernels called directly below run as their serial twins, which the public calls for small
-# arrays use too: the same code (test_small_work compares each twin with its parallel kernel), and
-# no parallel compile per dtype (341 CPU-seconds of a cold test run).
-_separable = _threading._cached_serial_twin(cpu_max_pool._max_pool_forward_kernel)
-_direct = _threading._cached_serial_twin(cpu_max_pool._max_pool_forward_direct)
+# arrays use too (the parallel kernels in three dtypes took 341 CPU-seconds of a cold test run).
+_separable = serial_twin(cpu_max_pool._max_pool_forward_kernel)
+_direct = serial_twin(cpu_max_pool._max_pool_forward_direct)
 
 
 def random_config(rng):

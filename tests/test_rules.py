@@ -15,9 +15,10 @@ from numba import njit
 
 from numba_pool import _rng
 from numba_pool.backends import rules
-from numba_pool.backends.cpu import _common, _threading
+from numba_pool.backends.cpu import _common
 from numba_pool.backends.cpu import max_pool as cpu_max_pool
 from numba_pool.backends.cpu import stochastic_pool as cpu_stochastic
+from helpers import serial_twin
 
 NAN, INF = np.nan, np.inf
 
@@ -367,12 +368,6 @@ def rule_max_pool(x, kernel, stride, padding, dilation, out, indices):
                     if rules.replaces_maximum(x[n, c, d, h, w], best, where >= 0):
                         best, where = x[n, c, d, h, w], rules.flat_plane_index(d, h, w, height, width)
         out[n, c, od, oh, ow], indices[n, c, od, oh, ow] = best, where
-
-
-def serial_twin(kernel):
-    """The kernel as small calls run it: its own code with ``prange`` as ``range`` (tests/test_small_work.py
-    compares the two), without a parallel compile for this test's float64 arrays."""
-    return _threading._small_work_twin(kernel)
 
 
 @pytest.mark.parametrize("layout", ["direct", "separable", "channels_last"])
