@@ -128,3 +128,16 @@ def test_zero_size_batch_and_small_rows():
     x = np.arange(12, dtype=np.float32).reshape(1, 1, 3, 4)[..., ::-1]  # descending rows, reversed view
     got = nb.max_pool2d(x, 3, 1, padding=1, return_indices=True)
     assert_same(got, reference.max_pool(np.ascontiguousarray(x), (3, 3), (1, 1), (1, 1), (1, 1), False))
+
+
+@pytest.mark.parametrize("kernel, stride, padding", [((1, 3), (1, 1), (0, 1)), ((2, 2), (2, 2), (0, 0))])
+def test_rows_of_several_full_runs_and_an_overlapping_last_run(kernel, stride, padding):
+    """Rows of more than RUN_CAPACITY interior windows, not a multiple of LANES: full runs, a shorter
+    last full run, then the run that overlaps it."""
+    outputs = 2 * cpu_max_pool.RUN_CAPACITY + 3 * cpu_max_pool.LANES + 5
+    width = (outputs - 1) * stride[1] + kernel[1] - 2 * padding[1]
+    x = random_input(np.random.default_rng(11), (1, 2, 3, width), "ties")
+    result = nb.max_pool2d(x, kernel, stride, padding, return_indices=True)
+    assert result[0].shape[-1] == outputs
+    assert_same(result, reference.max_pool(x, kernel, stride, padding, (1, 1), False))
+    assert_same(direct_kernel(x, kernel, stride, padding, False), result)

@@ -394,12 +394,18 @@ def _direct_row(plane, buffers, out_row, index_row, plane_offset, h_start, h_fir
     if count < LANES:
         interior_first = interior_stop  # too few for a run: all windows one by one
     span = count - count % LANES
-    for run_first in range(interior_first, interior_first + span, RUN_CAPACITY):
-        _direct_store_run(plane, buffers, out_row, index_row, run_first, min(RUN_CAPACITY, interior_first + span - run_first),
-                          plane_offset, h_start, h_first, h_stop, kernel_w, stride_w, padding_w, store_indices)
-    if count % LANES and count >= LANES:  # the rest, as a run that overlaps the last one: the same values again
-        last = min(span, LANES)  # LANES, but not a constant to LLVM, which would unroll the loops instead of vectorising
-        _direct_store_run(plane, buffers, out_row, index_row, interior_stop - last, last, plane_offset, h_start, h_first,
+    full_runs = (span + RUN_CAPACITY - 1) // RUN_CAPACITY
+    # The rest, as a run that overlaps the last one: the same values again. One call site for both
+    # kinds of run: Numba copies an inlined function's code once per call site, at a compile-time cost.
+    tail_runs = 1 if count % LANES and count >= LANES else 0
+    for run in range(full_runs + tail_runs):
+        if run < full_runs:
+            run_first = interior_first + run * RUN_CAPACITY
+            run_count = min(RUN_CAPACITY, span - run * RUN_CAPACITY)
+        else:
+            run_count = min(span, LANES)  # LANES, but not a constant to LLVM, which would unroll instead of vectorising
+            run_first = interior_stop - run_count
+        _direct_store_run(plane, buffers, out_row, index_row, run_first, run_count, plane_offset, h_start, h_first,
                           h_stop, kernel_w, stride_w, padding_w, store_indices)
     for side in range(2):
         first, stop = (0, interior_first) if side == 0 else (interior_stop, out_row.shape[0])
