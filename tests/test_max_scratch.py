@@ -126,8 +126,12 @@ def _assert_matches_reference(x, kernel, stride, padding, dilation, ceil_mode):
 @pytest.mark.parametrize("dims", [1, 2, 3])
 def test_small_tiles_match_reference(monkeypatch, tile_columns, dims):
     """Tiny tiles make every row cross tile borders and many windows wider than a tile (chunked)."""
-    monkeypatch.setattr(nb.backends.cpu._threading, "SERIAL_BELOW", 0)  # serial copies do not see a changed TILE_COLUMNS
+    # The serial twins run these small calls, through a copy of the module's globals made at its first
+    # small call (see _threading._serial_namespace): the copy needs the tile width too. The parallel
+    # kernels run the same code (tests/test_small_work.py), so compiling them for every dtype and
+    # layout drawn here would add minutes to a cold run and nothing to what it checks.
     monkeypatch.setattr(cpu_max_pool, "TILE_COLUMNS", tile_columns)
+    monkeypatch.setitem(nb.backends.cpu._threading._serial_namespace(cpu_max_pool.__name__), "TILE_COLUMNS", tile_columns)
     rng = np.random.default_rng([tile_columns, dims])
     for _ in range(12):
         case = random_case(rng, dims)
