@@ -83,7 +83,10 @@ def launch(kernel, shape, channels_fastest: bool, args, stream) -> None:
     if batch * channels * depth * height * width == 0:
         return
     x_extent, y_extent = (channels, height * width) if channels_fastest else (height * width, channels)
-    block_x = min(_THREADS_PER_BLOCK, 32 * math.ceil(x_extent / 32))
+    # A whole warp along x on a GPU. The simulator runs every thread, idle or not, as a Python thread:
+    # there a block is no wider than the work (3 channels, channels last: 3 threads, not 32).
+    warp = 1 if _arrays.SIMULATOR else 32
+    block_x = min(_THREADS_PER_BLOCK, warp * math.ceil(x_extent / warp))
     block_y = max(1, min(_THREADS_PER_BLOCK // block_x, y_extent))
     grid = (
         math.ceil(x_extent / block_x),

@@ -1,7 +1,11 @@
 """Global pooling on CUDA: plane means and their broadcast gradient, and plane maxima.
 
 Channels-first planes are contiguous runs, so one block reduces a plane (each
-thread a strided share, then a fixed tree in shared memory: deterministic).
+thread a strided share, then a fixed tree in shared memory: deterministic). A
+block has as many threads as the plane has elements, rounded up to a power of
+two, up to ``_BLOCK``: small planes (7 x 7 at the end of a ResNet) leave no
+threads idle, and the CUDA simulator, which runs each thread as a Python
+thread, runs them in a fraction of the time.
 Channels-last memory runs one thread per (n, c), neighbouring threads on
 neighbouring channels.
 """
@@ -14,8 +18,13 @@ from numba import cuda, from_dtype, int64, uint32
 from ..rules import beats_maximum
 from ._launch import arrays, channels_fastest, launch, per_element
 
-_BLOCK = 128
+_BLOCK = 128  # the most threads per block, and the size of the shared arrays
 _TO_CANONICAL = (0, 4, 1, 2, 3)
+
+
+def _block_threads(plane_size: int) -> int:
+    """Threads per block for planes of ``plane_size`` elements: a power of two (the tree halves it), at most ``_BLOCK``."""
+    return min(_BLOCK, 1 << max(0, plane_size - 1).bit_length())
 
 
 @functools.lru_cache(maxsize=None)
@@ -28,11 +37,12 @@ def _block_means(dtype: np.dtype):
         channels, depth, height, width = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
         partial = cuda.shared.array(_BLOCK, element)
         t = cuda.threadIdx.x
+        threads = cuda.blockDim.x  # a power of two, at most _BLOCK
         for nc in range(cuda.blockIdx.x, x.shape[0] * channels, cuda.gridDim.x):
             n = uint32(nc) // uint32(channels)
             c = uint32(nc) - n * uint32(channels)
             total = scale - scale  # zero of the dtype
-            for p in range(t, depth * height * width, _BLOCK):
+            for p in range(t, depth * height * width, threads):
                 dh = uint32(p) // uint32(width)
                 w = uint32(p) - dh * uint32(width)
                 d = dh // uint32(height)
@@ -40,7 +50,7 @@ def _block_means(dtype: np.dtype):
                 total += x[n, c, d, h, w]
             partial[t] = total
             cuda.syncthreads()
-            step = _BLOCK // 2
+            step = threads // 2
             while step > 0:
                 if t < step:
                     partial[t] += partial[t + step]
@@ -77,12 +87,13 @@ def _block_maxima(dtype: np.dtype):
         values = cuda.shared.array(_BLOCK, element)
         places = cuda.shared.array(_BLOCK, int64)
         t = cuda.threadIdx.x
+        threads = cuda.blockDim.x  # a power of two, at most _BLOCK
         for nc in range(cuda.blockIdx.x, x.shape[0] * channels, cuda.gridDim.x):
             n = uint32(nc) // uint32(channels)
             c = uint32(nc) - n * uint32(channels)
             best = x[n, c, 0, 0, 0]
             best_index = int64(-1)
-            for p in range(t, depth * height * width, _BLOCK):
+            for p in range(t, depth * height * width, threads):
                 dh = uint32(p) // uint32(width)
                 w = uint32(p) - dh * uint32(width)
                 d = dh // uint32(height)
@@ -92,7 +103,7 @@ def _block_maxima(dtype: np.dtype):
                     best, best_index = value, int64(p)
             values[t], places[t] = best, best_index
             cuda.syncthreads()
-            step = _BLOCK // 2
+            step = threads // 2
             while step > 0:
                 if t < step and _wins(values[t + step], places[t + step], values[t], places[t]):
                     values[t], places[t] = values[t + step], places[t + step]
@@ -112,7 +123,8 @@ def plane_maxima(x, out, index_argument, store_indices) -> None:
     ``index_argument`` the kernel argument for the indices (a placeholder when not stored)."""
     if x.size:
         planes = x.shape[0] * x.shape[1]
-        _block_maxima(x.dtype)[min(planes, 65535 * 16), _BLOCK, x.stream](*arrays(x, out), index_argument, store_indices)
+        threads = _block_threads(x.shape[2] * x.shape[3] * x.shape[4])
+        _block_maxima(x.dtype)[min(planes, 65535 * 16), threads, x.stream](*arrays(x, out), index_argument, store_indices)
 
 
 @cuda.jit(device=True)
@@ -141,7 +153,8 @@ def global_avg_pool_forward(x, out):
         launch(_thread_means, (batch, channels, 1, 1, 1), True, (*arrays(x, out), scale), x.stream)
     elif x.size:
         planes = x.shape[0] * x.shape[1]
-        _block_means(x.dtype)[min(planes, 65535 * 16), _BLOCK, x.stream](*arrays(x, out), scale)
+        threads = _block_threads(x.shape[2] * x.shape[3] * x.shape[4])
+        _block_means(x.dtype)[min(planes, 65535 * 16), threads, x.stream](*arrays(x, out), scale)
 
 
 @cuda.jit(device=True)
