@@ -130,7 +130,7 @@ def test_global_max_over_planes_larger_than_a_block(backend, dtype):
 
 
 @pytest.mark.backends("cuda")
-@pytest.mark.parametrize("height, width, threads", [(1, 1, 1), (1, 3, 4), (7, 7, 64), (8, 16, 128), (11, 12, 128)])
+@pytest.mark.parametrize("height, width, threads", [(1, 1, 1), (1, 3, 4), (7, 7, 64), (11, 12, 128)])
 def test_blocks_sized_to_the_plane(backend, height, width, threads):
     """A block has as many threads as the plane has elements, rounded up to a power of two, at most
     128 (132 elements: 128 threads, some with two elements each)."""
@@ -138,8 +138,8 @@ def test_blocks_sized_to_the_plane(backend, height, width, threads):
 
     assert cuda_global._block_threads(height * width) == threads
     rng = np.random.default_rng(height * width)
-    x = random_values(rng, (2, 3, height, width), np.float32)
-    x[1, 2] = 3  # ties: the first element wins
+    x = random_values(rng, (1, 2, height, width), np.float32)
+    x[0, 1] = 3  # ties: the first element wins
     expected = nb.global_max_pool2d(x, return_indices=True)
     assert_same_results(backend.get(nb.global_max_pool2d(backend.put(x), return_indices=True)), expected)
     assert_same_results(backend.get(nb.global_avg_pool2d(backend.put(x))), nb.global_avg_pool2d(x), exact=False)
