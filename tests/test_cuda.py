@@ -66,15 +66,15 @@ def test_every_public_op_is_compared_on_the_device():
 
 def test_backward_passes_are_deterministic(backend):
     rng = np.random.default_rng(7)
-    x = backend.put(rng.standard_normal((2, 3, 6, 7, 5)).astype(np.float32))
+    x = backend.put(rng.standard_normal((1, 2, 5, 6, 4)).astype(np.float32))
     y, indices = nb.max_pool3d(x, 3, stride=1, padding=1, return_indices=True)  # overlapping windows
     grad = backend.put(rng.standard_normal(y.shape).astype(np.float32))
     first = backend.get(nb.max_pool3d_backward(grad, indices, x.shape))
     second = backend.get(nb.max_pool3d_backward(grad, indices, x.shape))
     assert first.tobytes() == second.tobytes()
-    pooled = backend.put(rng.standard_normal((2, 3, 4, 3, 2)).astype(np.float32))
-    first = backend.get(nb.adaptive_avg_pool3d_backward(pooled, (2, 3, 7, 5, 3)))
-    second = backend.get(nb.adaptive_avg_pool3d_backward(pooled, (2, 3, 7, 5, 3)))
+    pooled = backend.put(rng.standard_normal((1, 2, 4, 3, 2)).astype(np.float32))
+    first = backend.get(nb.adaptive_avg_pool3d_backward(pooled, (1, 2, 7, 5, 3)))
+    second = backend.get(nb.adaptive_avg_pool3d_backward(pooled, (1, 2, 7, 5, 3)))
     assert first.tobytes() == second.tobytes()
 
 
