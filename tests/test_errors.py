@@ -9,7 +9,7 @@ X2 = np.zeros((2, 3, 8, 8), np.float32)
 # What nb.max_pool2d(X2, 2, return_indices=True) returns (all values tie: each window's first element),
 # written out so that collecting this file compiles nothing.
 Y2 = np.zeros((2, 3, 4, 4), np.float32)
-I2 = np.broadcast_to(16 * np.arange(4)[:, None] + 2 * np.arange(4), Y2.shape).astype(np.int64)
+I2 = np.ascontiguousarray(np.broadcast_to(16 * np.arange(4)[:, None] + 2 * np.arange(4), Y2.shape), dtype=np.int64)
 
 BAD_CALLS = {
     # shapes and dtypes of x

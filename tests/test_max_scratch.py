@@ -130,8 +130,9 @@ def test_small_tiles_match_reference(monkeypatch, tile_columns, dims):
     # small call (see _threading._serial_namespace): the copy needs the tile width too. The parallel
     # kernels run the same code (tests/test_small_work.py), so compiling them for every dtype and
     # layout drawn here would add minutes to a cold run and nothing to what it checks.
+    namespace = nb.backends.cpu._threading._serial_namespace(cpu_max_pool.__name__)  # copied before the patch below
     monkeypatch.setattr(cpu_max_pool, "TILE_COLUMNS", tile_columns)
-    monkeypatch.setitem(nb.backends.cpu._threading._serial_namespace(cpu_max_pool.__name__), "TILE_COLUMNS", tile_columns)
+    monkeypatch.setitem(namespace, "TILE_COLUMNS", tile_columns)
     rng = np.random.default_rng([tile_columns, dims])
     for _ in range(12):
         case = random_case(rng, dims)

@@ -224,7 +224,8 @@ def _serial_namespace(module_name: str) -> dict:
     another wrapper stays serial).
 
     Made at the module's first small call: module constants changed later (a test's monkeypatch) are
-    not seen by the copies; tests that change them set ``SERIAL_BELOW`` to 0.
+    not seen by the copies; tests that change them set ``SERIAL_BELOW`` to 0, or change the copy too
+    (tests/test_max_scratch.py).
     """
     namespace = dict(vars(sys.modules[module_name]))
     for name, value in namespace.items():

@@ -3,9 +3,9 @@
 Channels-first planes are contiguous runs, so one block reduces a plane (each
 thread a strided share, then a fixed tree in shared memory: deterministic). A
 block has as many threads as the plane has elements, rounded up to a power of
-two, up to ``_BLOCK``: small planes (7 x 7 at the end of a ResNet) leave no
-threads idle, and the CUDA simulator, which runs each thread as a Python
-thread, runs them in a fraction of the time.
+two, up to ``_BLOCK``: small planes (7 x 7 at the end of a ResNet: 64 threads,
+not 128) leave few threads idle, and the CUDA simulator, which runs each thread
+as a Python thread, runs them in a fraction of the time.
 Channels-last memory runs one thread per (n, c), neighbouring threads on
 neighbouring channels.
 """
