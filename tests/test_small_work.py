@@ -181,15 +181,3 @@ def test_backward_of_a_small_gradient_into_a_large_input_runs_in_parallel(serial
     wrapped(np.ones(10), np.empty(5000))
     wrapped(np.ones(10), np.empty(500))
     assert calls == ["parallel", "serial"]
-
-
-def test_every_op_has_a_warm_hook_and_the_package_exports_warm():
-    """``numba_pool.warm`` (tests/test_warm.py tests the command) runs every op's hook, serial and
-    parallel. Here rather than in test_warm.py: the parallel kernels it warms are the ones this file
-    compiles, and in another file a second xdist worker compiled them again at the same time (22 s of
-    a cold run)."""
-    from numba_pool.tools import warm as warming
-
-    assert sorted(warming.warmable_ops()) == sorted(spec.name for spec in numba_pool.ops.OPS)
-    assert numba_pool.warm is warming.warm
-    assert np.isfinite(numba_pool.warm(dims=[1, 2]))  # every op's hook runs (after the comparison above: quick)

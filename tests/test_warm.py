@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 import numba_pool as nb
@@ -54,7 +55,7 @@ def _run(code_or_args, cache_dir):
 
 def test_after_warm_a_new_process_compiles_nothing_for_the_warmed_calls(tmp_path):
     """One op (a cold compile into an empty cache costs tens of seconds per op); the hooks of the others
-    run in test_small_work.py::test_every_op_has_a_warm_hook_and_the_package_exports_warm."""
+    run in test_every_op_has_a_warm_hook_and_the_package_exports_warm."""
     arguments = ["-m", "numba_pool", "warm", "--ops", "global_avg_pool", "--dims", "1", "--dtypes", "float64"]
     report = _run(arguments, tmp_path)
     assert report.count("warmed  ") == 2 and "warmed in" in report, report
@@ -66,7 +67,7 @@ def test_after_warm_a_new_process_compiles_nothing_for_the_warmed_calls(tmp_path
 
 def test_ops_that_do_not_take_a_dtype_are_skipped_and_said_so(monkeypatch):
     # The skip rule only: the hooks run once, on the serial twins (the parallel pass of int16 max pooling
-    # would be a compile of about a minute; test_small_work.py::test_every_op_has_a_warm_hook... runs both passes)
+    # would be a compile of about a minute; test_every_op_has_a_warm_hook... runs both passes)
     def serial_pass_only(hook, dims, x, channels_last):
         hook(nb.functional, dims, x, channels_last)
 
@@ -89,5 +90,7 @@ def test_bad_arguments_name_what_is_accepted(options, message):
         warming.warm(**options)
 
 
-# The in-process test that every op has a warm hook is in tests/test_small_work.py (it warms the kernels
-# that file compiles).
+def test_every_op_has_a_warm_hook_and_the_package_exports_warm():
+    assert sorted(warming.warmable_ops()) == sorted(spec.name for spec in nb.ops.OPS)
+    assert nb.warm is warming.warm
+    assert np.isfinite(nb.warm(dims=[1, 2]))  # every op's hook runs (from the shared cache: quick)
