@@ -42,12 +42,14 @@ def _block_means(dtype: np.dtype):
             n = uint32(nc) // uint32(channels)
             c = uint32(nc) - n * uint32(channels)
             total = scale - scale  # zero of the dtype
-            for p in range(t, depth * height * width, threads):
+            p = t
+            while p < depth * height * width:  # not a stepped range: its trip count is a 64-bit division by threads
                 dh = uint32(p) // uint32(width)
                 w = uint32(p) - dh * uint32(width)
                 d = dh // uint32(height)
                 h = dh - d * uint32(height)
                 total += x[n, c, d, h, w]
+                p += threads
             partial[t] = total
             cuda.syncthreads()
             step = threads // 2
@@ -93,7 +95,8 @@ def _block_maxima(dtype: np.dtype):
             c = uint32(nc) - n * uint32(channels)
             best = x[n, c, 0, 0, 0]
             best_index = int64(-1)
-            for p in range(t, depth * height * width, threads):
+            p = t
+            while p < depth * height * width:  # as in _block_means
                 dh = uint32(p) // uint32(width)
                 w = uint32(p) - dh * uint32(width)
                 d = dh // uint32(height)
@@ -101,6 +104,7 @@ def _block_maxima(dtype: np.dtype):
                 value = x[n, c, d, h, w]
                 if _wins(value, int64(p), best, best_index):
                     best, best_index = value, int64(p)
+                p += threads
             values[t], places[t] = best, best_index
             cuda.syncthreads()
             step = threads // 2
