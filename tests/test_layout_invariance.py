@@ -87,3 +87,45 @@ def test_outputs_follow_the_input_memory_format(channels_last):
     np.testing.assert_array_equal(np.asarray(unpooled), np.asarray(nb.max_unpool2d(
         np.ascontiguousarray(y), np.ascontiguousarray(indices), 2, output_size=(6, 8), channels_last=channels_last
     )))
+
+
+def _cpu_kernels():
+    """Every compiled function of the CPU backend's modules, the serial twins of its parallel kernels too."""
+    import sys
+
+    import numba
+
+    from numba_pool.backends.cpu import _threading
+
+    found = []
+    for name, module in list(sys.modules.items()):
+        if name.startswith("numba_pool.backends.cpu.") and module is not None:
+            for value in vars(module).values():
+                if isinstance(value, numba.core.registry.CPUDispatcher):
+                    found.append(value)
+                    if _threading._is_parallel_kernel(value):
+                        found.append(_threading._cached_serial_twin(value))
+    return found
+
+
+def test_fortran_ordered_arrays_run_the_any_strides_kernels():
+    """Fortran order gets no compiled versions of its own (one compile fewer per dtype and argument):
+    the kernels see such arrays as arrays of any strides, and give the results of C order."""
+    from numba_pool.tools.selfcheck import device_cases
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 3, 7, 6))
+    for name, (call, _) in device_cases(nb, False, ((3, 2, 1),)).items():
+
+        def gradient_like(dtype, in_fortran_order):
+            def make(y):
+                gradient = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
+                return np.asfortranarray(gradient) if in_fortran_order else gradient
+
+            return make
+
+        results = [call(np.asfortranarray(x) if fortran else x, gradient_like(x.dtype, fortran)) for fortran in (True, False)]
+        for got, expected in zip(*[result if isinstance(result, tuple) else (result,) for result in results]):
+            np.testing.assert_array_equal(got, expected, err_msg=name)
+    fortran = [(kernel, signature) for kernel in _cpu_kernels() for signature in kernel.signatures if "'F'" in str(signature)]
+    assert not fortran, fortran

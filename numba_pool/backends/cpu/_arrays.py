@@ -5,6 +5,9 @@ public functions treat both alike.
 """
 
 import numpy as np
+from numba import types
+from numba.extending import typeof_impl
+from numba.np.numpy_support import from_dtype
 
 from ..._spec import check_out, host_array
 
@@ -19,6 +22,34 @@ def empty(shape, dtype, like) -> np.ndarray:
 
 def export(result):
     return result
+
+
+# --------------------------------------------------------------------------- arrays as the kernels see them
+
+
+class StridedArray(np.ndarray):
+    """A view that Numba types with layout "A" (any strides) where it would say "F" (Fortran order).
+
+    Numba compiles a kernel once per layout of each array argument: "C", "F" or "A". The kernels
+    gain nothing from knowing that an array is in Fortran order (their inner loops run along the
+    last axis, whose stride "F" does not fix), so :func:`kernel_arguments` passes such arrays as
+    this class, and the "A" version of each kernel serves them: one compile fewer per dtype and
+    argument, no copy. The attribute below is Numba's opt-in for typing an ndarray subclass
+    through ``typeof_impl``.
+    """
+
+    __numba_array_subtype_dispatch__ = True
+
+
+@typeof_impl.register(StridedArray)
+def _typeof_strided_array(array, context):
+    layout = "C" if array.flags.c_contiguous else "A"
+    return types.Array(from_dtype(array.dtype), array.ndim, layout, readonly=not array.flags.writeable)
+
+
+def kernel_arguments(args) -> tuple:
+    """``args`` with each Fortran-ordered NumPy array (not also C-ordered) viewed as a :class:`StridedArray`."""
+    return tuple(arg.view(StridedArray) if type(arg) is np.ndarray and arg.flags.fnc else arg for arg in args)
 
 
 __all__ = ["asarray", "check_out", "empty", "export"]

@@ -31,6 +31,8 @@ from typing import Callable
 import numba
 import numpy as np
 
+from ._arrays import kernel_arguments
+
 THREAD_SAFE_LAYERS = frozenset({"tbb", "omp"})
 _SERIAL_SUFFIX = "__serial"  # serial twins get their own qualname, hence their own cache files
 _TBB_LIBRARY = {"linux": "libtbb.so.12", "darwin": "libtbb.12.dylib", "win32": "tbb12.dll"}  # the names Numba opens
@@ -124,14 +126,17 @@ def thread_and_fork_safe(kernel: Callable) -> Callable:
 
     Small work (every array argument under ``SERIAL_BELOW`` elements: a backward's gradient may be
     small while the array it fills is not) runs the kernel's serial twin, which launches no threads,
-    so it needs no lock in any layer.
+    so it needs no lock in any layer. Fortran-ordered arrays reach the kernel as arrays of any
+    strides (see :func:`~numba_pool.backends.cpu._arrays.kernel_arguments`).
     """
     serial = None
 
     @functools.wraps(kernel)
     def call_kernel(*args):
         nonlocal serial
-        if max([arg.size for arg in args if type(arg) is np.ndarray]) < SERIAL_BELOW:
+        small = max([arg.size for arg in args if type(arg) is np.ndarray]) < SERIAL_BELOW
+        args = kernel_arguments(args)
+        if small:
             if serial is None:
                 serial = _small_work_twin(kernel)
             return serial(*args)
