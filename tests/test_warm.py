@@ -65,13 +65,20 @@ def test_after_warm_a_new_process_compiles_nothing_for_the_warmed_calls(tmp_path
     assert "a float32 call compiled: 0" not in output, output  # the listener sees compiles: the check can fail
 
 
-def test_ops_that_do_not_take_a_dtype_are_skipped_and_said_so(monkeypatch):
-    # The skip rule only: the hooks run once, on the serial twins (the parallel pass of int16 max pooling
-    # would be a compile of about a minute; test_every_op_has_a_warm_hook... runs both passes)
-    def serial_pass_only(hook, dims, x, channels_last):
+@pytest.fixture
+def serial_pass_only(monkeypatch):
+    """Each hook runs once, on the serial twins. Its parallel pass is the same hook with every call on
+    the parallel kernels: test_after_warm... checks that pass, and test_small_work.py compiles every
+    parallel kernel (a first run would compile them all a second time here, about 30 s)."""
+
+    def run_once(hook, dims, x, channels_last):
         hook(nb.functional, dims, x, channels_last)
 
-    monkeypatch.setattr(warming, "_run_both_ways", serial_pass_only)
+    monkeypatch.setattr(warming, "_run_both_ways", run_once)
+
+
+def test_ops_that_do_not_take_a_dtype_are_skipped_and_said_so(serial_pass_only):
+    # The skip rule only (the parallel pass of int16 max pooling would be a compile of about a minute)
     lines = []
     warming.warm(["avg_pool", "max_pool"], dtypes=["int16"], dims=[1], layouts=["nchw"], report=lines.append)
     assert lines[0].startswith("skipped avg_pool 1-D int16 nchw") and lines[1].startswith("warmed  max_pool 1-D int16")
@@ -90,7 +97,7 @@ def test_bad_arguments_name_what_is_accepted(options, message):
         warming.warm(**options)
 
 
-def test_every_op_has_a_warm_hook_and_the_package_exports_warm():
+def test_every_op_has_a_warm_hook_and_the_package_exports_warm(serial_pass_only):
     assert sorted(warming.warmable_ops()) == sorted(spec.name for spec in nb.ops.OPS)
     assert nb.warm is warming.warm
-    assert np.isfinite(nb.warm(dims=[1, 2]))  # every op's hook runs (from the shared cache: quick)
+    assert np.isfinite(nb.warm(dims=[1, 2]))  # every op's hook runs
