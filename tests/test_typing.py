@@ -60,16 +60,22 @@ def test_stub_signatures_match_the_runtime_signatures():
         assert stub_names == list(inspect.signature(getattr(numba_pool, name)).parameters), name
 
 
-def _mypy(tmp_path, monkeypatch, source: str) -> str:
+@pytest.fixture(scope="module")
+def mypy_cache(tmp_path_factory):
+    """One cache for this module's mypy runs: the second reuses the first's analysis of NumPy and the stubs."""
+    return tmp_path_factory.mktemp("mypy_cache")
+
+
+def _mypy(tmp_path, monkeypatch, source: str, cache) -> str:
     script = tmp_path / "user_script.py"
     script.write_text(textwrap.dedent(source))
     monkeypatch.setenv("MYPYPATH", str(PACKAGE.parent))  # the source tree (an editable install hides it from mypy)
-    stdout, stderr, _ = mypy.api.run(["--strict", "--cache-dir", str(tmp_path / "cache"), str(script)])
+    stdout, stderr, _ = mypy.api.run(["--strict", "--cache-dir", str(cache), str(script)])
     return stdout + stderr
 
 
-def test_mypy_strict_reads_parameters_and_return_types(tmp_path, monkeypatch):
-    report = _mypy(tmp_path, monkeypatch, USER_SCRIPT)
+def test_mypy_strict_reads_parameters_and_return_types(tmp_path, monkeypatch, mypy_cache):
+    report = _mypy(tmp_path, monkeypatch, USER_SCRIPT, mypy_cache)
     revealed = re.findall(r'Revealed type is "(.*)"', report)
     assert "error" not in report, report
     array, pair = "numpy.ndarray[", "tuple[numpy.ndarray["
@@ -77,8 +83,8 @@ def test_mypy_strict_reads_parameters_and_return_types(tmp_path, monkeypatch):
     assert revealed[0].startswith(array) and pair in revealed[3] and "|" in revealed[3], report
 
 
-def test_mypy_strict_catches_wrong_calls(tmp_path, monkeypatch):
-    report = _mypy(tmp_path, monkeypatch, WRONG_SCRIPT)
+def test_mypy_strict_catches_wrong_calls(tmp_path, monkeypatch, mypy_cache):
+    report = _mypy(tmp_path, monkeypatch, WRONG_SCRIPT, mypy_cache)
     assert 'Unexpected keyword argument "kernel"' in report, report
     assert 'Missing positional argument "kernel_size" in call to "avg_pool2d"' in report, report
     assert 'variable has type "int"' in report, report
