@@ -49,6 +49,13 @@ def test_the_console_script_is_installed():
 COMMANDS = ["demo", "bench", "check", "warm", "info"]
 
 
+def test_the_command_line_starts_without_the_optional_frameworks():
+    """``numba-pool warm`` in a Dockerfile, or ``--help``, should not pay PyTorch's import (about 1 s)."""
+    code = "import sys; from numba_pool.tools import cli; cli.build_parser(); print([m for m in ('torch', 'matplotlib', 'dask') if m in sys.modules])"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help(command, capsys):
     """In-process (test_the_console_script_is_installed runs the installed command): argparse's exits."""

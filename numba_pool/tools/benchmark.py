@@ -42,12 +42,6 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .. import __version__
 from .. import functional as nb
 
-try:
-    import torch
-    import torch.nn.functional as F
-except ImportError:  # the comparison with PyTorch is optional
-    torch = None
-
 LARGE_SHAPES = [(64, 256, 28, 28), (32, 64, 112, 112)]
 QUICK_SHAPES = [(8, 32, 28, 28)]
 WINDOWS = [(2, 2), (3, 2)]
@@ -126,6 +120,19 @@ def _numpy_windows(x_nchw: np.ndarray, kernel: int, stride: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- NumPy-world peers
+
+
+@functools.lru_cache(maxsize=None)
+def _torch():
+    """PyTorch, or None where it is not installed (the comparison is optional).
+
+    Imported on first use, not with this module, for the same reason (about 1 s).
+    """
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
 
 
 @functools.lru_cache(maxsize=None)
@@ -283,7 +290,7 @@ def build_case(op: str, shape: tuple, kernel: int, stride: int, layout: str, dty
     candidates = _peer_functions(op, x, kernel, stride, channels_last) if x.dtype != np.float16 else {}
     peers, excluded = checked_peers(op, candidates, ours[op])
     functions.update(peers)
-    if torch is not None:
+    if _torch() is not None:
         torch_function = _torch_function(op, x_nchw, kernel, stride, channels_last)
         if torch_function is not None:
             functions["torch"] = torch_function
@@ -292,6 +299,8 @@ def build_case(op: str, shape: tuple, kernel: int, stride: int, layout: str, dty
 
 
 def _torch_function(op: str, x_nchw: np.ndarray, kernel: int, stride: int, channels_last: bool) -> Optional[Callable]:
+    torch = _torch()
+    F = torch.nn.functional
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     x = torch.from_numpy(x_nchw).contiguous(memory_format=memory_format)
     y, indices = F.max_pool2d(x, kernel, stride, return_indices=True)
@@ -349,6 +358,7 @@ def selected_cases(ops, layouts, quick: bool, dtypes=("float32",)):
 
 def run(ops, layouts, quick: bool, repeats: int, progress=None, dtypes=("float32",)) -> dict:
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    torch = _torch()
     if torch is not None:
         torch.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     read_bandwidth, write_bandwidth = measure_bandwidth(repeats, megabytes=64 if quick else 512)
