@@ -5,7 +5,8 @@ import pathlib
 
 import pytest
 
-pytest.importorskip("sklearn")
+# Checked without importing scikit-learn (about 1 s), which every test process would pay at collection.
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("sklearn") is None, reason="the example needs scikit-learn")
 EXAMPLE = pathlib.Path(__file__).resolve().parents[1] / "examples" / "digits_cnn.py"
 
 
