@@ -116,8 +116,9 @@ def random_case(rng, dims: int, *, dilation: bool = True, dtypes=(np.float32, np
 
 # The narrowest and widest signed and unsigned integers. The kernels' code differs between integer dtypes
 # only in the element type, and these four are the extremes of Numba's integer typing (uint64 does not
-# mix with int64); each dtype costs about 5 s of first-run compiling. int16 and int32 run through
-# the max kernels in the backend comparisons (test_max_pool, test_adaptive_and_unpool, test_global_pool).
+# mix with int64); each dtype costs about 5 s of first-run compiling. int16 and int32 also run through
+# the CPU max kernels in the comparisons with the CUDA backend (test_max_pool, test_adaptive_and_unpool,
+# test_global_pool; they need numba-cuda, which the test extra installs); uint16 and uint32 no longer do.
 INTEGER_DTYPES = (np.int8, np.int64, np.uint8, np.uint64)
 
 

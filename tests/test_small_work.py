@@ -44,8 +44,9 @@ def _strided_ones(like):
 
 def _every_op(x, channels_last: bool):
     """The outputs of every CPU op family on ``x`` (forward and backward). In channels-last memory, only
-    of the families with channels-last kernels: the others run their one kernel on a view, which the
-    channels-first memory already tests (and each would be another parallel compile on a first run)."""
+    of the families with channels-last kernels: the others would run their one kernel's "A" (strided)
+    version, whose serial and parallel forms divide the work as the "C" version tested in
+    channels-first memory does, at the cost of another parallel compile each on a first run."""
     results = {}
     y, indices = numba_pool.max_pool2d(x, 3, 2, 1, return_indices=True)
     results["max"] = (y, indices, numba_pool.max_pool2d_backward(np.ones_like(y), indices, x.shape))

@@ -68,8 +68,8 @@ def test_after_warm_a_new_process_compiles_nothing_for_the_warmed_calls(tmp_path
 @pytest.fixture
 def serial_pass_only(monkeypatch):
     """Each hook runs once, on the serial twins. Its parallel pass is the same hook with every call on
-    the parallel kernels: test_after_warm... checks that pass, and test_small_work.py compiles every
-    parallel kernel (a first run would compile them all a second time here, about 30 s)."""
+    the parallel kernels: test_after_warm... checks that pass for one op, and test_small_work.py runs
+    every op's parallel kernels (a first run would compile most of them a second time here, about 30 s)."""
 
     def run_once(hook, dims, x, channels_last):
         hook(nb.functional, dims, x, channels_last)

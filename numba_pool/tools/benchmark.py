@@ -126,7 +126,8 @@ def _numpy_windows(x_nchw: np.ndarray, kernel: int, stride: int) -> np.ndarray:
 def _torch():
     """PyTorch, or None where it is not installed (the comparison is optional).
 
-    Imported on first use, not with this module, for the same reason (about 1 s).
+    Imported on first use, not with this module: the command line imports this module for every
+    command, and importing PyTorch takes about 1 s.
     """
     try:
         import torch

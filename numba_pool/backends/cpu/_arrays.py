@@ -33,9 +33,9 @@ class StridedArray(np.ndarray):
     Numba compiles a kernel once per layout of each array argument: "C", "F" or "A". The kernels
     gain nothing from knowing that an array is in Fortran order (their inner loops run along the
     last axis, whose stride "F" does not fix), so :func:`kernel_arguments` passes such arrays as
-    this class, and the "A" version of each kernel serves them: one compile fewer per dtype and
-    argument, no copy. The attribute below is Numba's opt-in for typing an ndarray subclass
-    through ``typeof_impl``.
+    this class, and the "A" version of each kernel, which strided views need anyway, serves them
+    too, without a copy. The attribute below is Numba's opt-in for typing an ndarray subclass
+    through ``typeof_impl``; plain arrays keep Numba's own typing, in user code too.
     """
 
     __numba_array_subtype_dispatch__ = True
@@ -55,6 +55,11 @@ def kernel_arguments(args) -> tuple:
     (a transpose with size-1 axes): a rare extra compile, never a wrong result.
     """
     return tuple(arg.view(StridedArray) if type(arg) is np.ndarray and arg.flags.fnc else arg for arg in args)
+
+
+def plain(result):
+    """An entry's result as the user would get it: never a :class:`StridedArray`."""
+    return result.view(np.ndarray) if type(result) is StridedArray else result
 
 
 __all__ = ["asarray", "check_out", "empty", "export"]

@@ -14,7 +14,8 @@ launch, and the layers differ (see README, "Threads, processes and fork"):
 
 :func:`thread_and_fork_safe` wraps each exported CPU kernel. Once the layer is
 known to be thread-safe and the process is not an OpenMP fork child, a call
-costs one extra Python frame and one global read: no lock.
+costs one extra Python frame, a look at each array argument's size and memory
+order, and one global read: no lock.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Callable
 import numba
 import numpy as np
 
-from ._arrays import kernel_arguments
+from ._arrays import kernel_arguments, plain
 
 THREAD_SAFE_LAYERS = frozenset({"tbb", "omp"})
 _SERIAL_SUFFIX = "__serial"  # serial twins get their own qualname, hence their own cache files
@@ -134,15 +135,15 @@ def thread_and_fork_safe(kernel: Callable) -> Callable:
     @functools.wraps(kernel)
     def call_kernel(*args):
         nonlocal serial
-        small = max([arg.size for arg in args if type(arg) is np.ndarray]) < SERIAL_BELOW
+        small = max([arg.size for arg in args if type(arg) is np.ndarray], default=0) < SERIAL_BELOW
         args = kernel_arguments(args)
         if small:
             if serial is None:
                 serial = _small_work_twin(kernel)
-            return serial(*args)
+            return plain(serial(*args))
         if _fast_path:
-            return kernel(*args)
-        return _call_carefully(kernel, args)
+            return plain(kernel(*args))
+        return plain(_call_carefully(kernel, args))
 
     call_kernel.parallel_kernel = kernel
     return call_kernel
