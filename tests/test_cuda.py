@@ -197,17 +197,19 @@ def test_cpu_torch_tensors_stay_on_the_cpu():
 
 
 def test_gpu_check_runs_end_to_end_with_tiny_shapes(tmp_path):
-    """The script as a user runs it, on two ops (a routed and a linear backward): every op's device
-    checks also run on the simulator in its own test file, through the backend fixture."""
+    """The script as a user runs it, on one op (the simulator runs each CUDA thread as a Python thread,
+    so every op costs seconds here): every op's device checks also run on the simulator in its own
+    test file, through the backend fixture."""
     result = subprocess.run(
-        [sys.executable, "-m", "bench.gpu_check", "--tiny", "--repeats", "1", "--ops", "max_pool", "avg_pool"],
+        [sys.executable, "-m", "bench.gpu_check", "--tiny", "--repeats", "1", "--ops", "max_pool"],
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "all ops agree with the CPU" in result.stdout
-    assert "max fwd k3s2 same" in result.stdout and "avg bwd" in result.stdout and "lp fwd" not in result.stdout
+    assert "max fwd k3s2 same" in result.stdout and "max bwd k3s2 same" in result.stdout
+    assert "avg fwd k2s2" not in result.stdout  # checks of the chosen ops only (the timings always take max and avg)
 
 
 def _cuda_compilers_installed() -> bool:
