@@ -31,6 +31,7 @@ from numba import cuda
 import numba_pool as nb
 from numba_pool.backends.cuda._arrays import SIMULATOR
 from numba_pool.ops import OPS
+from numba_pool.tools.cli import _positive_int  # the numba-pool command's check of counts
 from numba_pool.tools.selfcheck import device_cases
 
 FULL_SHAPES = [(32, 64, 112, 112), (128, 256, 28, 28)]
@@ -257,7 +258,7 @@ def format_table(rows) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="tiny shapes (works under NUMBA_ENABLE_CUDASIM=1)")
-    parser.add_argument("--repeats", type=int, default=50, help="timed runs per op (median reported)")
+    parser.add_argument("--repeats", type=_positive_int, default=50, help="timed runs per op (median reported)")
     parser.add_argument("--json", metavar="FILE", help="also write the timings as JSON")
     parser.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="data dtype (default float32)")
     names = [spec.name for spec in OPS if spec.device_checks is not None]

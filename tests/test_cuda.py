@@ -212,6 +212,14 @@ def test_gpu_check_runs_end_to_end_with_tiny_shapes(tmp_path):
     assert "avg fwd k2s2" not in result.stdout  # checks of the chosen ops only (the timings always take max and avg)
 
 
+def test_gpu_check_refuses_a_repeat_count_below_one(capsys):
+    from bench import gpu_check
+
+    with pytest.raises(SystemExit) as exit_status:  # argparse's error, before any device work
+        gpu_check.main(["--tiny", "--repeats", "0"])
+    assert exit_status.value.code == 2 and "expected a positive integer, got 0" in capsys.readouterr().err
+
+
 def _cuda_compilers_installed() -> bool:
     import importlib.util
 
