@@ -155,21 +155,23 @@ def test_fortran_ordered_arrays_run_the_any_strides_kernels():
     rng = np.random.default_rng(5)
     x = rng.standard_normal((2, 3, 7, 6))
     for name, (call, _) in device_cases(nb, False, ((3, 2, 1),)).items():
-
-        def gradient_like(dtype, in_fortran_order):
-            def make(y):
-                gradient = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
-                return np.asfortranarray(gradient) if in_fortran_order else gradient
-
-            return make
-
-        results = [call(np.asfortranarray(x) if fortran else x, gradient_like(x.dtype, fortran)) for fortran in (True, False)]
+        results = [call(np.asfortranarray(x) if fortran else x, _gradient_like(x.dtype, fortran)) for fortran in (True, False)]
         for got, expected in zip(*[result if isinstance(result, tuple) else (result,) for result in results]):
             assert type(got) is np.ndarray, name
             np.testing.assert_array_equal(got, expected, err_msg=name)
     added = [(kernel, signature) for kernel in kernels for signature in set(kernel.signatures) - before[kernel]]
     fortran = [(kernel, signature) for kernel, signature in added if any(_is_fortran_array(t) for t in signature)]
     assert not fortran, fortran
+
+
+def _gradient_like(dtype, in_fortran_order: bool):
+    """The ``gradient_like`` of ``device_cases``: the same values for every call, in C or Fortran order."""
+
+    def make(y):
+        gradient = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
+        return np.asfortranarray(gradient) if in_fortran_order else gradient
+
+    return make
 
 
 def _is_fortran_array(numba_type) -> bool:
