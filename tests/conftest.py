@@ -9,6 +9,8 @@ a GPU (the root conftest.py sets it up).
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -24,6 +26,11 @@ BACKENDS = ("cpu", "cuda", "dask")
 _BACKEND_MARKS = {"cuda": [pytest.mark.filterwarnings("ignore::RuntimeWarning")]}
 
 _DASK_CHUNK = 2  # small chunks: windows cross chunk borders
+
+if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" and importlib.util.find_spec("numba_cuda") is not None:
+    import simulator_blocks  # a block without a barrier runs in one Python thread (see its docstring)
+
+    simulator_blocks.install()
 
 
 @dataclass(frozen=True)

@@ -196,20 +196,18 @@ def test_cpu_torch_tensors_stay_on_the_cpu():
 # --------------------------------------------------------------------------- the GPU check script
 
 
-def test_gpu_check_runs_end_to_end_with_tiny_shapes(tmp_path):
-    """The script as a user runs it, on one op (the simulator runs each CUDA thread as a Python thread,
-    so every op costs seconds here): every op's device checks also run on the simulator in its own
-    test file, through the backend fixture."""
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.gpu_check", "--tiny", "--repeats", "1", "--ops", "max_pool"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "all ops agree with the CPU" in result.stdout
-    assert "max fwd k3s2 same" in result.stdout and "max bwd k3s2 same" in result.stdout
-    assert "avg fwd k2s2" not in result.stdout  # checks of the chosen ops only (the timings always take max and avg)
+def test_gpu_check_runs_end_to_end_with_tiny_shapes(capsys):
+    """The script's whole run, on one op (the simulator runs each CUDA thread as a Python thread, so
+    every op costs seconds here): every op's device checks also run on the simulator in its own test
+    file, through the backend fixture."""
+    from bench import gpu_check
+
+    status = gpu_check.main(["--tiny", "--repeats", "1", "--ops", "max_pool"])
+    printed = capsys.readouterr().out
+    assert status == 0, printed
+    assert "all ops agree with the CPU" in printed
+    assert "max fwd k3s2 same" in printed and "max bwd k3s2 same" in printed
+    assert "avg fwd k2s2" not in printed  # checks of the chosen ops only (the timings always take max and avg)
 
 
 def test_gpu_check_refuses_a_repeat_count_below_one(capsys):
