@@ -27,8 +27,9 @@ _BACKEND_MARKS = {"cuda": [pytest.mark.filterwarnings("ignore::RuntimeWarning")]
 
 _DASK_CHUNK = 2  # small chunks: windows cross chunk borders
 
-if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" and importlib.util.find_spec("numba_cuda") is not None:
-    import simulator_blocks  # a block without a barrier runs in one Python thread (see its docstring)
+_SIMULATOR_SPEED_UP = ("numba_cuda", "greenlet")  # tests/simulator_blocks.py needs both
+if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" and all(importlib.util.find_spec(name) for name in _SIMULATOR_SPEED_UP):
+    import simulator_blocks  # a block's CUDA threads run as greenlets in one Python thread (see its docstring)
 
     simulator_blocks.install()
 
