@@ -281,16 +281,14 @@ def test_info_names_versions_threads_cache_and_cuda():
     assert "not started" not in result.stdout
 
 
-def test_bench_on_a_tiny_quick_set(tmp_path):
-    result = numba_pool(
-        "bench", "--quick", "--ops", "max_forward", "avg_backward", "--layout", "nchw", "--repeats", "1",
-        "--json", "figures.json", cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
+def test_bench_on_a_tiny_quick_set(tmp_path, capsys, monkeypatch):
+    arguments = ("bench", "--quick", "--ops", "max_forward", "avg_backward", "--layout", "nchw", "--repeats", "1", "--json", "figures.json")
+    status, out, err = run_command(arguments, capsys, monkeypatch, cwd=tmp_path)
+    assert status == 0, err
+    lines = out.splitlines()
     assert lines[1].split()[:3] == ["case", "op", "ours"]
     assert sum("max_forward" in line for line in lines) == 3  # k2s2 and k3s2 at the quick shape, and the tiny case
-    assert "bench:" in result.stderr and "100%" in result.stderr  # tqdm's bar, on stderr
+    assert "bench:" in err and "100%" in err  # tqdm's bar, on stderr
     figures = json.loads((tmp_path / "figures.json").read_text())
     assert {row["op"] for row in figures["rows"]} == {"max_forward", "avg_backward"}
     assert all(row["seconds"]["numba_pool"] > 0 for row in figures["rows"])
