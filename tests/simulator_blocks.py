@@ -103,8 +103,14 @@ def _forget_the_runner() -> None:
     _runner, _runner_lock = None, threading.Lock()  # a forked child has no runner thread (nor a lock holder)
 
 
+_simulators_own_run = _simulator.BlockManager.run
+
+
 def _run_block(manager, block_index, *args) -> None:
     """``BlockManager.run``, on the runner."""
+    if manager._debug:  # a debug=True kernel: the simulator's threads, which also raise on division by zero
+        _simulators_own_run(manager, block_index, *args)
+        return
     runner, job = _the_runner(), _Job(manager, tuple(block_index), args)
     runner.jobs.put(job)
     while not job.done.wait(timeout=5):

@@ -124,3 +124,15 @@ def test_an_error_names_the_cuda_thread_that_raised_it_and_ends_the_launch():
     with pytest.raises(ValueError, match=r"^tid=\[5, 0, 0\] ctaid=\[0, 0, 0\]: thread five$"):
         _fail_at_thread_five_after_a_barrier[1, 8](out)
     np.testing.assert_array_equal(out.copy_to_host()[:6], [2, 2, 2, 2, 2, 1])  # every thread reached the barrier
+
+
+@cuda.jit(debug=True, opt=False)
+def _record_python_thread(python_threads):
+    python_threads[cuda.threadIdx.x] = id(threading.current_thread())
+
+
+def test_a_debug_kernel_keeps_the_simulators_own_threads():
+    python_threads = np.zeros(4, np.int64)
+    _record_python_thread[1, 4](python_threads)
+    assert len(set(python_threads)) == 4
+
