@@ -4,14 +4,19 @@ Numba's CUDA simulator starts a Python thread for every CUDA thread of a block a
 ``syncthreads`` barrier by polling them from the launching thread. Only one of them runs at a time
 (the GIL), so thread starts and hand-offs are most of its time on our small test shapes. Here one
 long-lived Python thread runs every block, each CUDA thread as a greenlet (a coroutine with its own
-stack): it runs each waiting greenlet, in the simulator's order, until it returns or reaches
-``syncthreads``, then starts the next round. So a barrier is released once every thread still running
-has reached it, as in the simulator, and the CUDA-thread state that the simulator's ``cuda`` module
-reads from the current Python thread (thread and block indices, lane) is switched with each greenlet.
+stack): it runs each waiting greenlet, in the order in which the simulator starts its threads, until
+it returns or reaches ``syncthreads``, then starts the next round. So a barrier is released once
+every thread still running has reached it, as in the simulator, and the CUDA-thread state that the
+simulator's ``cuda`` module reads from the current Python thread (thread and block indices, lane) is
+switched with each greenlet. tests/test_simulator_blocks.py compares the two on our kernels.
 
-The same results, about 4x faster (the float16 every-op check: 2.1 s -> 0.5 s; a global max over
-128-thread blocks, 10x). Only the test session installs it (tests/conftest.py, under the simulator);
-the library, its command-line checks and bench/gpu_check.py run the simulator as it comes.
+Between barriers the threads run one after another and are never interrupted, so a kernel free of
+races gives the simulator's results, about 4x faster (the float16 every-op check: 2.1 s -> 0.5 s; a
+global max over 128-thread blocks, 10x). A racy kernel may not show its race here (a thread sees the
+writes of the threads before it in that order, never of those after it), and a thread that
+spin-waits for another one's write would wait forever: ours use barriers and atomics only. Only the
+test session installs this (tests/conftest.py, under the simulator); kernels marked ``debug=True``
+keep the simulator's own threads.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+import time
 
 import greenlet
 import numpy as np
@@ -46,7 +52,9 @@ class BlockRunner(_simulator.BlockThread):
                 self._run_block(job)
             except BaseException as error:  # the runner must outlive any error, or later launches would wait forever
                 job.error = error
+            self._manager = None  # keep no launch's arrays alive until the next one
             job.done.set()
+            del job
 
     def _run_block(self, job) -> None:
         self._scheduler = greenlet.getcurrent()
@@ -58,6 +66,7 @@ class BlockRunner(_simulator.BlockThread):
                     cuda_thread.switch()
                 except Exception as error:
                     job.error = _named(error, thread_index, job.block_index)
+                    running.clear()  # the error's traceback holds this frame: let the other greenlets go
                     return
             running = [(index, cuda_thread) for index, cuda_thread in running if not cuda_thread.dead]
 
@@ -81,7 +90,11 @@ class _Job:
 def _named(error: Exception, thread_index, block_index) -> Exception:
     """The error with the CUDA thread's indices in front, as the simulator reports it."""
     where = f"tid={list(thread_index)} ctaid={list(block_index)}"
-    named = type(error)(f"{where}: {error}" if str(error) else where)
+    try:
+        named = type(error)(f"{where}: {error}" if str(error) else where)
+    except Exception:  # an exception class that takes other arguments: the same error, with a note
+        error.add_note(where)
+        return error
     return named.with_traceback(error.__traceback__)
 
 
@@ -104,6 +117,7 @@ def _forget_the_runner() -> None:
 
 
 _simulators_own_run = _simulator.BlockManager.run
+BLOCK_DEADLINE_S = 600
 
 
 def _run_block(manager, block_index, *args) -> None:
@@ -113,9 +127,12 @@ def _run_block(manager, block_index, *args) -> None:
         return
     runner, job = _the_runner(), _Job(manager, tuple(block_index), args)
     runner.jobs.put(job)
+    deadline = time.monotonic() + BLOCK_DEADLINE_S
     while not job.done.wait(timeout=5):
         if not runner.is_alive():
             raise RuntimeError("the simulated-blocks runner thread died")
+        if time.monotonic() > deadline:  # a thread spin-waiting for another, say (see the module's docstring)
+            raise RuntimeError(f"a simulated block ran for more than {BLOCK_DEADLINE_S} s")
     if job.error is not None:
         raise job.error
 

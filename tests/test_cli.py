@@ -281,6 +281,7 @@ def test_info_names_versions_threads_cache_and_cuda():
     assert "not started" not in result.stdout
 
 
+@pytest.mark.parallel_kernels  # the kernels users get, as in the command run on its own
 def test_bench_on_a_tiny_quick_set(tmp_path, capsys, monkeypatch):
     arguments = ("bench", "--quick", "--ops", "max_forward", "avg_backward", "--layout", "nchw", "--repeats", "1", "--json", "figures.json")
     status, out, err = run_command(arguments, capsys, monkeypatch, cwd=tmp_path)

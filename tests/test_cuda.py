@@ -196,12 +196,12 @@ def test_cpu_torch_tensors_stay_on_the_cpu():
 # --------------------------------------------------------------------------- the GPU check script
 
 
-def test_gpu_check_runs_end_to_end_with_tiny_shapes(capsys):
-    """The script's whole run, on one op (the simulator runs each CUDA thread as a Python thread, so
-    every op costs seconds here): every op's device checks also run on the simulator in its own test
-    file, through the backend fixture."""
+def test_gpu_check_runs_end_to_end_with_tiny_shapes(capsys, monkeypatch):
+    """The script's whole run, in-process, on one op: every op's device checks also run in its own
+    test file, through the backend fixture."""
     from bench import gpu_check
 
+    monkeypatch.setattr(sys, "setswitchinterval", lambda interval: None)  # its setting for the simulator would outlive the test
     status = gpu_check.main(["--tiny", "--repeats", "1", "--ops", "max_pool"])
     printed = capsys.readouterr().out
     assert status == 0, printed
