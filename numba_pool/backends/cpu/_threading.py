@@ -140,10 +140,12 @@ def thread_and_fork_safe(kernel: Callable) -> Callable:
         if small:
             if serial is None:
                 serial = _small_work_twin(kernel)
-            return plain(serial(*args))
-        if _fast_path:
-            return plain(kernel(*args))
-        return plain(_call_carefully(kernel, args))
+            result = serial(*args)
+        elif _fast_path:
+            result = kernel(*args)
+        else:
+            result = _call_carefully(kernel, args)
+        return plain(result)
 
     call_kernel.parallel_kernel = kernel
     return call_kernel
