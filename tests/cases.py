@@ -116,9 +116,9 @@ def random_case(rng, dims: int, *, dilation: bool = True, dtypes=(np.float32, np
 
 # The narrowest and widest signed and unsigned integers. The kernels' code differs between integer dtypes
 # only in the element type, and these four are the extremes of Numba's integer typing (uint64 does not
-# mix with int64); each dtype costs about 5 s of first-run compiling. int16 and int32 also run through
-# the CPU max kernels in the comparisons with the CUDA backend (test_max_pool, test_adaptive_and_unpool,
-# test_global_pool; they need numba-cuda, which the test extra installs); uint16 and uint32 no longer do.
+# mix with int64); each dtype costs every max kernel it reaches about 5 s of first-run compiling (10 s for
+# the direct kernel). The other tests that pool integers on the CPU (the comparisons with the CUDA backend,
+# the direct kernel's, warm's) take their dtypes from these four too: int16 and int32 no longer run there.
 INTEGER_DTYPES = (np.int8, np.int64, np.uint8, np.uint64)
 
 

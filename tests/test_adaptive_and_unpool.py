@@ -206,7 +206,7 @@ def test_adaptive_pooling_on_other_backends_matches_the_cpu(backend, dims, seed)
 @pytest.mark.parametrize("seed", range(4))
 def test_max_unpool_on_other_backends_matches_the_cpu(backend, dims, seed):
     """Indices of a real max pooling when its shapes fit, else random ones (repeats: the last value wins)."""
-    rng, case, view = backend_case(seed + 500, dims, dilation=False, dtypes=(np.float32, np.int32))
+    rng, case, view = backend_case(seed + 500, dims, dilation=False, dtypes=(np.float32, np.int64))
     kernel, stride, padding = case.kernel, case.stride, case.padding
     default = tuple((n - 1) * s - 2 * p + k for n, k, s, p in zip(case.spatial, kernel, stride, padding))
     if min(default) < 1:

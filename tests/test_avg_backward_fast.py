@@ -131,9 +131,10 @@ def test_channels_first_result_does_not_depend_on_the_blocks(blocks):
     rng = np.random.default_rng(blocks)
     plan = _spec.plan_window("avg_pool2d", 2, (3, 2, 13, 12), 3, 2, 1, 1, True, False)
     scales = _spec.avg_scales(plan, False, None)
-    grad_output = rng.standard_normal((3, 2, 1) + plan.output_spatial)
+    # float32: the parallel kernel's signature of the random tests above (a float64 one is another compile)
+    grad_output = rng.standard_normal((3, 2, 1) + plan.output_spatial).astype(np.float32)
     expected = reference.avg_pool_backward(grad_output[:, :, 0], (13, 12), (3, 3), (2, 2), (1, 1), True, False, None)
-    grad_input = np.full((3, 2, 1, 13, 12), np.nan)
+    grad_input = np.full((3, 2, 1, 13, 12), np.nan, np.float32)
     avg_pool._backward_channels_first(grad_output, plan.covering_windows, scales, blocks, grad_input)
     assert_matches(grad_input[:, :, 0], expected)
 

@@ -35,7 +35,7 @@ def random_input(rng, shape, kind):
         x[rng.random(shape) < 0.05] = -np.inf
         return x
     if kind == "int":
-        return rng.integers(-5, 6, size=shape).astype(np.int16)
+        return rng.integers(-5, 6, size=shape).astype(np.int64)  # one of cases.INTEGER_DTYPES
     return rng.standard_normal(shape).astype(np.float32)
 
 
