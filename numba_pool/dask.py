@@ -1,7 +1,7 @@
 """Dask arrays: every public op takes one and returns a lazy dask array (``pip install "numba-pool[dask]"``).
 
 >>> import dask.array as da, numpy as np, numba_pool as nb
->>> x = da.from_array(np.arange(64.0).reshape(1, 1, 8, 8), chunks=(1, 1, 3, 5))
+>>> x = da.from_array(np.arange(64, dtype=np.float32).reshape(1, 1, 8, 8), chunks=(1, 1, 3, 5))
 >>> y = nb.max_pool2d(x, 3, stride=2, padding=1)          # lazy; windows see across chunk edges
 >>> bool((y.compute() == nb.max_pool2d(x.compute(), 3, stride=2, padding=1)).all())
 True
