@@ -16,6 +16,8 @@ import numpy as np
 from numba import njit, prange
 
 from ._common import (
+    BLOCK_OPTIONS,
+    copy_row,
     KERNEL_OPTIONS,
     NO_INDICES,
     beats_maximum,
@@ -132,7 +134,7 @@ def _fold_rows(plane, best, keys, d_start, d_first, d_stop, h_start, h_first, h_
     h = h_start + h_first * dilation[1]
     count = plane[d, h, columns].shape[0]
     best_part, keys_part = best[:count], keys[:count]
-    best_part[:] = plane[d, h, columns]  # the first row seeds every column
+    copy_row(plane[d, h, columns], best_part)  # the first row seeds every column
     keys_part[:] = d * height + h
     for i in range(d_first, d_stop):
         d = d_start + i * dilation[0]
@@ -195,6 +197,14 @@ def _wide_window_maximum(plane, best, keys, w_start, d_start, d_first, d_stop, h
 @njit(**KERNEL_OPTIONS)
 def _max_pool_forward_kernel(x, kernel, stride, padding, dilation, out, indices, store_indices, best_scratch, key_scratch):
     """``max_pool_forward`` with the scratch buffers given: one (columns,) row of each per block of rows."""
+    for block in prange(best_scratch.shape[0]):  # np.int64: range's index type, so the twin shares the signature
+        _separable_block(x, kernel, stride, padding, dilation, out, indices, store_indices, best_scratch, key_scratch,
+                         np.int64(block))
+
+
+@njit(**BLOCK_OPTIONS)
+def _separable_block(x, kernel, stride, padding, dilation, out, indices, store_indices, best_scratch, key_scratch, block):
+    """The rows of one block of ``_max_pool_forward_kernel`` (see ``BLOCK_OPTIONS``)."""
     batch, channels, depth, height, width = x.shape
     out_depth, out_height, out_width = out.shape[2], out.shape[3], out.shape[4]
     kernel_w, stride_w, dilation_w = kernel[2], stride[2], dilation[2]
@@ -206,36 +216,35 @@ def _max_pool_forward_kernel(x, kernel, stride, padding, dilation, out, indices,
         tile_outputs = max(0, (columns - (kernel_w - 1) * dilation_w - 1) // stride_w + 1)
     blocks = best_scratch.shape[0]
     rows = batch * channels * out_depth * out_height
-    for block in prange(blocks):
-        best = best_scratch[block]
-        keys = key_scratch[block]
-        first_row = block * rows // blocks
-        n, c, od, oh = unravel_row(first_row, channels, out_depth, out_height)
-        for _ in range(first_row, (block + 1) * rows // blocks):
-            plane = x[n, c]
-            d_start = od * stride[0] - padding[0]
-            h_start = oh * stride[1] - padding[1]
-            d_first, d_stop = valid_taps(d_start, kernel[0], dilation[0], depth)
-            h_first, h_stop = valid_taps(h_start, kernel[1], dilation[1], height)
-            out_row = out[n, c, od, oh]
-            index_row = indices[n, c, od, oh] if store_indices else indices[0, 0, 0, 0]
-            if tile_outputs > 0:
-                for tile_first in range(0, out_width, tile_outputs):
-                    _pool_tile(
-                        plane, best, keys, out_row, index_row, tile_first, min(out_width, tile_first + tile_outputs),
-                        interior_first, interior_stop, d_start, d_first, d_stop, h_start, h_first, h_stop,
-                        kernel, stride, padding, dilation, store_indices,
-                    )
-            else:
-                for ow in range(out_width):
-                    value, flat = _wide_window_maximum(
-                        plane, best, keys, ow * stride_w - padding[2], d_start, d_first, d_stop, h_start, h_first, h_stop,
-                        kernel, dilation,
-                    )
-                    out_row[ow] = value
-                    if store_indices:
-                        index_row[ow] = flat
-            n, c, od, oh = next_row(n, c, od, oh, channels, out_depth, out_height)
+    best = best_scratch[block]
+    keys = key_scratch[block]
+    first_row = block * rows // blocks
+    n, c, od, oh = unravel_row(first_row, channels, out_depth, out_height)
+    for _ in range(first_row, (block + 1) * rows // blocks):
+        plane = x[n, c]
+        d_start = od * stride[0] - padding[0]
+        h_start = oh * stride[1] - padding[1]
+        d_first, d_stop = valid_taps(d_start, kernel[0], dilation[0], depth)
+        h_first, h_stop = valid_taps(h_start, kernel[1], dilation[1], height)
+        out_row = out[n, c, od, oh]
+        index_row = indices[n, c, od, oh] if store_indices else indices[0, 0, 0, 0]
+        if tile_outputs > 0:
+            for tile_first in range(0, out_width, tile_outputs):
+                _pool_tile(
+                    plane, best, keys, out_row, index_row, tile_first, min(out_width, tile_first + tile_outputs),
+                    interior_first, interior_stop, d_start, d_first, d_stop, h_start, h_first, h_stop,
+                    kernel, stride, padding, dilation, store_indices,
+                )
+        else:
+            for ow in range(out_width):
+                value, flat = _wide_window_maximum(
+                    plane, best, keys, ow * stride_w - padding[2], d_start, d_first, d_stop, h_start, h_first, h_stop,
+                    kernel, dilation,
+                )
+                out_row[ow] = value
+                if store_indices:
+                    index_row[ow] = flat
+        n, c, od, oh = next_row(n, c, od, oh, channels, out_depth, out_height)
 
 
 # --------------------------------------------------------------------------- channels-first, small 2-D windows
@@ -425,32 +434,38 @@ def _max_pool_forward_direct(x, kernel, stride, padding, out, indices, store_ind
     Taps come in window order, so the plain ``replaces_maximum`` select decides ties and NaNs;
     no flat-index comparisons are needed, unlike the separable kernel.
     """
+    for block in prange(best_scratch.shape[0]):  # np.int64: range's index type, so the twin shares the signature
+        _direct_block(x, kernel, stride, padding, out, indices, store_indices, best_scratch, key_scratch, np.int64(block))
+
+
+@njit(**BLOCK_OPTIONS)
+def _direct_block(x, kernel, stride, padding, out, indices, store_indices, best_scratch, key_scratch, block):
+    """The rows of one block of ``_max_pool_forward_direct`` (see ``BLOCK_OPTIONS``)."""
     batch, channels, depth, height, width = x.shape
     out_depth, out_height, out_width = out.shape[2], out.shape[3], out.shape[4]
     kernel_h, kernel_w, stride_w, padding_w = kernel[1], kernel[2], stride[2], padding[2]
     interior_first, interior_stop = interior_windows(out_width, width, kernel_w, stride_w, padding_w, 1)
     blocks = best_scratch.shape[0]
     rows = batch * channels * out_depth * out_height
-    for block in prange(blocks):
-        buffers = (best_scratch[block, :RUN_CAPACITY], key_scratch[block, :RUN_CAPACITY],
-                   best_scratch[block, RUN_CAPACITY:], key_scratch[block, RUN_CAPACITY:])
-        first_row = block * rows // blocks
-        n, c, od, oh = unravel_row(first_row, channels, out_depth, out_height)
-        for _ in range(first_row, (block + 1) * rows // blocks):
-            d = od * stride[0]
-            plane = x[n, c, d]
-            h_start = oh * stride[1] - padding[1]
-            h_first, h_stop = valid_taps(h_start, kernel_h, 1, height)
-            out_row = out[n, c, od, oh]
-            index_row = indices[n, c, od, oh] if store_indices else indices[0, 0, 0, 0]
-            plane_offset = d * height * width  # flat indices count the (H, W) planes before this one
-            if stride_w == 2:  # constant strides, so the loads vectorise (stride-2 loads de-interleave)
-                _direct_row(plane, buffers, out_row, index_row, plane_offset, h_start, h_first, h_stop, kernel_w, 2,
-                            padding_w, interior_first, interior_stop, store_indices)
-            else:
-                _direct_row(plane, buffers, out_row, index_row, plane_offset, h_start, h_first, h_stop, kernel_w, 1,
-                            padding_w, interior_first, interior_stop, store_indices)
-            n, c, od, oh = next_row(n, c, od, oh, channels, out_depth, out_height)
+    buffers = (best_scratch[block, :RUN_CAPACITY], key_scratch[block, :RUN_CAPACITY],
+               best_scratch[block, RUN_CAPACITY:], key_scratch[block, RUN_CAPACITY:])
+    first_row = block * rows // blocks
+    n, c, od, oh = unravel_row(first_row, channels, out_depth, out_height)
+    for _ in range(first_row, (block + 1) * rows // blocks):
+        d = od * stride[0]
+        plane = x[n, c, d]
+        h_start = oh * stride[1] - padding[1]
+        h_first, h_stop = valid_taps(h_start, kernel_h, 1, height)
+        out_row = out[n, c, od, oh]
+        index_row = indices[n, c, od, oh] if store_indices else indices[0, 0, 0, 0]
+        plane_offset = d * height * width  # flat indices count the (H, W) planes before this one
+        if stride_w == 2:  # constant strides, so the loads vectorise (stride-2 loads de-interleave)
+            _direct_row(plane, buffers, out_row, index_row, plane_offset, h_start, h_first, h_stop, kernel_w, 2,
+                        padding_w, interior_first, interior_stop, store_indices)
+        else:
+            _direct_row(plane, buffers, out_row, index_row, plane_offset, h_start, h_first, h_stop, kernel_w, 1,
+                        padding_w, interior_first, interior_stop, store_indices)
+        n, c, od, oh = next_row(n, c, od, oh, channels, out_depth, out_height)
 
 
 def _takes_direct_kernel(x, kernel, stride, padding, dilation):
@@ -503,45 +518,53 @@ def _max_pool_forward_channels_last_kernel(x, kernel, stride, padding, dilation,
     """``max_pool_forward_channels_last`` with (blocks, 2, channels) scratch for the running maxima of all
     channels of one window: without indices passed back and forth between the two rows (plain vector
     stores); with indices updated in place in the first row with their keys (measured faster so)."""
+    for block in prange(best_scratch.shape[0]):  # np.int64: range's index type, so the twin shares the signature
+        _channels_last_block(x, kernel, stride, padding, dilation, out, indices, store_indices, best_scratch,
+                             key_scratch, np.int64(block))
+
+
+@njit(**BLOCK_OPTIONS)
+def _channels_last_block(x, kernel, stride, padding, dilation, out, indices, store_indices, best_scratch, key_scratch,
+                         block):
+    """The rows of one block of ``_max_pool_forward_channels_last_kernel`` (see ``BLOCK_OPTIONS``)."""
     batch, depth, height, width, channels = x.shape
     out_depth, out_height, out_width = out.shape[1], out.shape[2], out.shape[3]
     blocks = best_scratch.shape[0]
     rows = batch * out_depth * out_height
-    for block in prange(blocks):
-        best, keys = best_scratch[block], key_scratch[block]
-        for row in range(block * rows // blocks, (block + 1) * rows // blocks):
-            n, _, od, oh = unravel_row(row, 1, out_depth, out_height)
-            d_start = od * stride[0] - padding[0]
-            h_start = oh * stride[1] - padding[1]
-            d_first, d_stop = valid_taps(d_start, kernel[0], dilation[0], depth)
-            h_first, h_stop = valid_taps(h_start, kernel[1], dilation[1], height)
-            for ow in range(out_width):
-                w_start = ow * stride[2] - padding[2]
-                w_first, w_stop = valid_taps(w_start, kernel[2], dilation[2], width)
-                current = 0
-                seeded = False
-                for i in range(d_first, d_stop):
-                    d = d_start + i * dilation[0]
-                    for j in range(h_first, h_stop):
-                        h = h_start + j * dilation[1]
-                        for k in range(w_first, w_stop):
-                            w = w_start + k * dilation[2]
-                            flat = flat_plane_index(d, h, w, height, width)
-                            if not seeded:  # the first in-input element seeds every channel
-                                best[0, :] = x[n, d, h, w]
-                                if store_indices:
-                                    keys[0, :] = flat
-                                seeded = True
-                                continue
-                            if store_indices:  # in place: measured faster than back and forth with keys
-                                _fold_into_maxima(x[n, d, h, w], best[0], keys[0], flat, True)
-                            else:
-                                _fold_maxima(x[n, d, h, w], best[current], keys[current], best[1 - current],
-                                               keys[1 - current], flat, False)
-                                current = 1 - current
-                out[n, od, oh, ow, :] = best[current]
-                if store_indices:
-                    indices[n, od, oh, ow, :] = keys[current]
+    best, keys = best_scratch[block], key_scratch[block]
+    for row in range(block * rows // blocks, (block + 1) * rows // blocks):
+        n, _, od, oh = unravel_row(row, 1, out_depth, out_height)
+        d_start = od * stride[0] - padding[0]
+        h_start = oh * stride[1] - padding[1]
+        d_first, d_stop = valid_taps(d_start, kernel[0], dilation[0], depth)
+        h_first, h_stop = valid_taps(h_start, kernel[1], dilation[1], height)
+        for ow in range(out_width):
+            w_start = ow * stride[2] - padding[2]
+            w_first, w_stop = valid_taps(w_start, kernel[2], dilation[2], width)
+            current = 0
+            seeded = False
+            for i in range(d_first, d_stop):
+                d = d_start + i * dilation[0]
+                for j in range(h_first, h_stop):
+                    h = h_start + j * dilation[1]
+                    for k in range(w_first, w_stop):
+                        w = w_start + k * dilation[2]
+                        flat = flat_plane_index(d, h, w, height, width)
+                        if not seeded:  # the first in-input element seeds every channel
+                            copy_row(x[n, d, h, w], best[0])
+                            if store_indices:
+                                keys[0, :] = flat
+                            seeded = True
+                            continue
+                        if store_indices:  # in place: measured faster than back and forth with keys
+                            _fold_into_maxima(x[n, d, h, w], best[0], keys[0], flat, True)
+                        else:
+                            _fold_maxima(x[n, d, h, w], best[current], keys[current], best[1 - current],
+                                           keys[1 - current], flat, False)
+                            current = 1 - current
+            copy_row(best[current], out[n, od, oh, ow])
+            if store_indices:
+                copy_row(keys[current], indices[n, od, oh, ow])
 
 
 def _forward_channels_last(x, kernel, stride, padding, dilation, out, indices, store_indices):

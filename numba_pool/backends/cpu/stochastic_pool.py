@@ -24,6 +24,7 @@ from ..rules import (  # noqa: F401  (weight_scale and window_output: the rules 
     window_statistics,
 )
 from ._common import (
+    BLOCK_OPTIONS,
     NO_INDICES,
     in_kernel_layout,
     KERNEL_OPTIONS,
@@ -54,6 +55,7 @@ _MARK_ROWS = 3  # flat index of the first NaN, tap of the last candidate, whethe
 # The lane kernels divide only by values they have checked are not 0, so NumPy's error model (no
 # ZeroDivisionError branch per division) changes no result and lets the output stores vectorise.
 LANE_KERNEL_OPTIONS = {**KERNEL_OPTIONS, "error_model": "numpy"}
+LANE_BLOCK_OPTIONS = {**BLOCK_OPTIONS, "error_model": "numpy"}
 
 
 # rules.weight_scale, vectorised over lanes (from the exponent bits)
@@ -226,7 +228,16 @@ def _stochastic_pool_forward_kernel(x, kernel, stride, padding, draws, training,
     The windows that lie wholly inside the input along W run as lanes; the few clipped ones at the
     ends of a row run ``window_output`` directly.
     """
-    seed, origin, logical = draws
+    seed, origin, logical = draws  # unpacked here: a parallel loop takes no nested tuple
+    for block in prange(taps_scratch.shape[0]):  # np.int64: range's index type, so the twin shares the signature
+        _forward_block(x, kernel, stride, padding, seed, origin, logical, training, out, indices, store_indices,
+                       taps_scratch, flats_scratch, statistics_scratch, marks_scratch, lane_tile, np.int64(block))
+
+
+@njit(**LANE_BLOCK_OPTIONS)
+def _forward_block(x, kernel, stride, padding, seed, origin, logical, training, out, indices, store_indices,
+                   taps_scratch, flats_scratch, statistics_scratch, marks_scratch, lane_tile, block):
+    """The rows of one block of ``_stochastic_pool_forward_kernel`` (see ``BLOCK_OPTIONS``)."""
     mixed_seed = mix64(seed)
     batch, channels, depth, height, width = x.shape
     out_depth, out_height, out_width = out.shape[2], out.shape[3], out.shape[4]
@@ -236,46 +247,45 @@ def _stochastic_pool_forward_kernel(x, kernel, stride, padding, draws, training,
         interior_first, interior_stop = 0, 0
     blocks = taps_scratch.shape[0]
     rows = batch * channels * out_depth * out_height
-    for block in prange(blocks):
-        taps, tap_flats = taps_scratch[block], flats_scratch[block]
-        first_row = block * rows // blocks
-        n, c, od, oh = unravel_row(first_row, channels, out_depth, out_height)
-        for _ in range(first_row, (block + 1) * rows // blocks):
-            plane = x[n, c]
-            d_first, d_stop, _ = window_extent(od * stride[0] - padding[0], kernel[0], depth, padding[0])
-            h_first, h_stop, _ = window_extent(oh * stride[1] - padding[1], kernel[1], height, padding[1])
-            out_row = out[n, c, od, oh]
-            index_row = indices[n, c, od, oh] if store_indices else indices[0, 0, 0, 0]
-            row_counter = output_counter(origin, logical, n, c, od, oh, 0)  # output ow draws with row_counter + ow
-            for ow in range(out_width):
-                if interior_first <= ow < interior_stop:
-                    continue
-                w_first, w_stop, _ = window_extent(ow * stride_w - padding_w, kernel_w, width, padding_w)
-                box = (d_first, d_stop, h_first, h_stop, w_first, w_stop)
-                value, picked = window_output(plane, box, training, seed, row_counter + ow)
-                out_row[ow] = value
-                if store_indices:
-                    index_row[ow] = picked
-            for lane_first in range(interior_first, interior_stop, lane_tile):
-                lanes = min(lane_tile, interior_stop - lane_first)
-                w_start = lane_first * stride_w - padding_w
-                tap = 0
-                for d in range(d_first, d_stop):
-                    for h in range(h_first, h_stop):
-                        source = plane[d, h]
-                        for w in range(w_start, w_start + kernel_w):
-                            values = taps[tap]
-                            for j in range(lanes):
-                                values[j] = np.float64(source[w + j * stride_w])
-                            tap_flats[tap] = flat_plane_index(d, h, w, height, width)
-                            tap += 1
-                lane_stop = lane_first + lanes
-                _lane_window_outputs(
-                    taps, tap_flats, tap, lanes, stride_w, training, mixed_seed, row_counter + lane_first, 1,
-                    statistics_scratch[block], marks_scratch[block], out_row[lane_first:lane_stop],
-                    index_row[lane_first:lane_stop] if store_indices else index_row, store_indices,
-                )
-            n, c, od, oh = next_row(n, c, od, oh, channels, out_depth, out_height)
+    taps, tap_flats = taps_scratch[block], flats_scratch[block]
+    first_row = block * rows // blocks
+    n, c, od, oh = unravel_row(first_row, channels, out_depth, out_height)
+    for _ in range(first_row, (block + 1) * rows // blocks):
+        plane = x[n, c]
+        d_first, d_stop, _ = window_extent(od * stride[0] - padding[0], kernel[0], depth, padding[0])
+        h_first, h_stop, _ = window_extent(oh * stride[1] - padding[1], kernel[1], height, padding[1])
+        out_row = out[n, c, od, oh]
+        index_row = indices[n, c, od, oh] if store_indices else indices[0, 0, 0, 0]
+        row_counter = output_counter(origin, logical, n, c, od, oh, 0)  # output ow draws with row_counter + ow
+        for ow in range(out_width):
+            if interior_first <= ow < interior_stop:
+                continue
+            w_first, w_stop, _ = window_extent(ow * stride_w - padding_w, kernel_w, width, padding_w)
+            box = (d_first, d_stop, h_first, h_stop, w_first, w_stop)
+            value, picked = window_output(plane, box, training, seed, row_counter + ow)
+            out_row[ow] = value
+            if store_indices:
+                index_row[ow] = picked
+        for lane_first in range(interior_first, interior_stop, lane_tile):
+            lanes = min(lane_tile, interior_stop - lane_first)
+            w_start = lane_first * stride_w - padding_w
+            tap = 0
+            for d in range(d_first, d_stop):
+                for h in range(h_first, h_stop):
+                    source = plane[d, h]
+                    for w in range(w_start, w_start + kernel_w):
+                        values = taps[tap]
+                        for j in range(lanes):
+                            values[j] = np.float64(source[w + j * stride_w])
+                        tap_flats[tap] = flat_plane_index(d, h, w, height, width)
+                        tap += 1
+            lane_stop = lane_first + lanes
+            _lane_window_outputs(
+                taps, tap_flats, tap, lanes, stride_w, training, mixed_seed, row_counter + lane_first, 1,
+                statistics_scratch[block], marks_scratch[block], out_row[lane_first:lane_stop],
+                index_row[lane_first:lane_stop] if store_indices else index_row, store_indices,
+            )
+        n, c, od, oh = next_row(n, c, od, oh, channels, out_depth, out_height)
 
 
 def _forward_channels_first(x, kernel, stride, padding, draws, training, out, indices, store_indices):
@@ -297,42 +307,52 @@ def _forward_channels_first(x, kernel, stride, padding, draws, training, out, in
 def _stochastic_pool_forward_channels_last_kernel(x, kernel, stride, padding, draws, training, out, indices, store_indices,
                                                   taps_scratch, flats_scratch, statistics_scratch, marks_scratch, lane_tile):
     """``stochastic_pool_forward_channels_last`` with the scratch buffers given, one set per block of rows."""
-    seed, origin, logical = draws
+    seed, origin, logical = draws  # unpacked here: a parallel loop takes no nested tuple
+    for block in prange(taps_scratch.shape[0]):  # np.int64: range's index type, so the twin shares the signature
+        _forward_channels_last_block(x, kernel, stride, padding, seed, origin, logical, training, out, indices,
+                                     store_indices, taps_scratch, flats_scratch, statistics_scratch, marks_scratch,
+                                     lane_tile, np.int64(block))
+
+
+@njit(**LANE_BLOCK_OPTIONS)
+def _forward_channels_last_block(x, kernel, stride, padding, seed, origin, logical, training, out, indices,
+                                 store_indices, taps_scratch, flats_scratch, statistics_scratch, marks_scratch,
+                                 lane_tile, block):
+    """The rows of one block of ``_stochastic_pool_forward_channels_last_kernel`` (see ``BLOCK_OPTIONS``)."""
     mixed_seed = mix64(seed)
     batch, depth, height, width, channels = x.shape
     out_depth, out_height, out_width = out.shape[1], out.shape[2], out.shape[3]
     channel_step = logical[2] * logical[3] * logical[4]  # counter distance between channels c and c + 1
     blocks = taps_scratch.shape[0]
     rows = batch * out_depth * out_height
-    for block in prange(blocks):
-        taps, tap_flats = taps_scratch[block], flats_scratch[block]
-        for row in range(block * rows // blocks, (block + 1) * rows // blocks):
-            n, _, od, oh = unravel_row(row, 1, out_depth, out_height)
-            d_first, d_stop, _ = window_extent(od * stride[0] - padding[0], kernel[0], depth, padding[0])
-            h_first, h_stop, _ = window_extent(oh * stride[1] - padding[1], kernel[1], height, padding[1])
-            for ow in range(out_width):
-                w_first, w_stop, _ = window_extent(ow * stride[2] - padding[2], kernel[2], width, padding[2])
-                counter = output_counter(origin, logical, n, 0, od, oh, ow)
-                out_window = out[n, od, oh, ow]
-                index_window = indices[n, od, oh, ow] if store_indices else indices[0, 0, 0, 0]
-                for lane_first in range(0, channels, lane_tile):
-                    lanes = min(lane_tile, channels - lane_first)
-                    tap = 0
-                    for d in range(d_first, d_stop):
-                        for h in range(h_first, h_stop):
-                            for w in range(w_first, w_stop):
-                                source = x[n, d, h, w]
-                                values = taps[tap]
-                                for j in range(lanes):
-                                    values[j] = np.float64(source[lane_first + j])
-                                tap_flats[tap] = flat_plane_index(d, h, w, height, width)
-                                tap += 1
-                    lane_stop = lane_first + lanes
-                    _lane_window_outputs(
-                        taps, tap_flats, tap, lanes, 0, training, mixed_seed, counter + lane_first * channel_step,
-                        channel_step, statistics_scratch[block], marks_scratch[block], out_window[lane_first:lane_stop],
-                        index_window[lane_first:lane_stop] if store_indices else index_window, store_indices,
-                    )
+    taps, tap_flats = taps_scratch[block], flats_scratch[block]
+    for row in range(block * rows // blocks, (block + 1) * rows // blocks):
+        n, _, od, oh = unravel_row(row, 1, out_depth, out_height)
+        d_first, d_stop, _ = window_extent(od * stride[0] - padding[0], kernel[0], depth, padding[0])
+        h_first, h_stop, _ = window_extent(oh * stride[1] - padding[1], kernel[1], height, padding[1])
+        for ow in range(out_width):
+            w_first, w_stop, _ = window_extent(ow * stride[2] - padding[2], kernel[2], width, padding[2])
+            counter = output_counter(origin, logical, n, 0, od, oh, ow)
+            out_window = out[n, od, oh, ow]
+            index_window = indices[n, od, oh, ow] if store_indices else indices[0, 0, 0, 0]
+            for lane_first in range(0, channels, lane_tile):
+                lanes = min(lane_tile, channels - lane_first)
+                tap = 0
+                for d in range(d_first, d_stop):
+                    for h in range(h_first, h_stop):
+                        for w in range(w_first, w_stop):
+                            source = x[n, d, h, w]
+                            values = taps[tap]
+                            for j in range(lanes):
+                                values[j] = np.float64(source[lane_first + j])
+                            tap_flats[tap] = flat_plane_index(d, h, w, height, width)
+                            tap += 1
+                lane_stop = lane_first + lanes
+                _lane_window_outputs(
+                    taps, tap_flats, tap, lanes, 0, training, mixed_seed, counter + lane_first * channel_step,
+                    channel_step, statistics_scratch[block], marks_scratch[block], out_window[lane_first:lane_stop],
+                    index_window[lane_first:lane_stop] if store_indices else index_window, store_indices,
+                )
 
 
 def _forward_channels_last(x, kernel, stride, padding, draws, training, blocks, out, indices, store_indices):
