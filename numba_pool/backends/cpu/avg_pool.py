@@ -14,7 +14,17 @@ import math
 import numpy as np
 from numba import config, njit, prange
 
-from ._common import KERNEL_OPTIONS, in_kernel_layout, row_blocks, interior_windows, next_row, unravel_row, window_extent
+from ._common import (
+    BLOCK_OPTIONS,
+    KERNEL_OPTIONS,
+    copy_row,
+    in_kernel_layout,
+    interior_windows,
+    next_row,
+    row_blocks,
+    unravel_row,
+    window_extent,
+)
 
 
 @njit(inline="always", cache=True)
@@ -135,65 +145,72 @@ def _avg_forward_channels_last(x, kernel, stride, padding, scales, columns, tota
     column is 0 plus its rows in order; an interior window starts from its first
     column, a window reaching into the padding from 0.
     """
+    d_scales, h_scales, w_scales = scales  # unpacked here: a parallel loop takes no tuple of arrays
+    for block in prange(columns.shape[0]):  # np.int64: range's index type, so the twin shares the signature
+        _forward_channels_last_block(x, kernel, stride, padding, d_scales, h_scales, w_scales, columns, totals, out,
+                                     np.int64(block))
+
+
+@njit(**BLOCK_OPTIONS)
+def _forward_channels_last_block(x, kernel, stride, padding, d_scales, h_scales, w_scales, columns, totals, out, block):
+    """The rows of one block of ``_avg_forward_channels_last`` (see ``BLOCK_OPTIONS``)."""
     batch, depth, height, width, channels = x.shape
     out_depth, out_height, out_width = out.shape[1], out.shape[2], out.shape[3]
-    d_scales, h_scales, w_scales = scales
     kernel_w, stride_w = kernel[2], stride[2]
     interior_first, interior_stop = interior_windows(out_width, width, kernel_w, stride_w, padding[2], 1)
     rows = batch * out_depth * out_height
     blocks = columns.shape[0]
-    for block in prange(blocks):
-        column_sums, window_sum = columns[block], totals[block]
-        for row in range((block * rows) // blocks, ((block + 1) * rows) // blocks):
-            n, _, od, oh = unravel_row(row, 1, out_depth, out_height)
-            d_first, d_stop, _ = window_extent(od * stride[0] - padding[0], kernel[0], depth, padding[0])
-            h_first, h_stop, _ = window_extent(oh * stride[1] - padding[1], kernel[1], height, padding[1])
-            image = x[n]
-            row_scale = d_scales[od] * h_scales[oh]
-            h_taps = h_stop - h_first
-            skip_from, skip_to = 0, 0  # input columns no window below reads
-            interior_done = False
-            if d_stop - d_first == 1 and 2 <= h_taps <= 3 and 2 <= kernel_w <= 3:
-                # The common 2-D windows: interior windows summed straight from the input, one pass each;
-                # the column sums below serve only the windows reaching into the padding.
-                plane = image[d_first]
-                first_row, second_row, last_row = plane[h_first], plane[h_first + 1], plane[h_stop - 1]
-                for ow in range(interior_first, interior_stop):
-                    w = ow * stride_w - padding[2]
-                    scale = row_scale * w_scales[ow]
-                    _sum_window_from_input(first_row, second_row, last_row, h_taps, w, kernel_w, scale, out[n, od, oh, ow])
-                interior_done = True
-                left_end = (interior_first - 1) * stride_w - padding[2] + kernel_w if interior_first > 0 else 0
-                right_start = interior_stop * stride_w - padding[2] if interior_stop < out_width else width
-                skip_from = max(0, min(width, left_end))
-                skip_to = max(skip_from, min(width, right_start))
-            for w in range(width):
-                if skip_from <= w < skip_to:
-                    continue
-                column = column_sums[w]
-                column[:] = 0.0
-                for d in range(d_first, d_stop):
-                    for h in range(h_first, h_stop):
-                        source = image[d, h, w]
-                        for c in range(channels):
-                            column[c] += source[c]
-            for ow in range(out_width):
-                if interior_done and interior_first <= ow < interior_stop:
-                    continue
-                w_first, w_stop, _ = window_extent(ow * stride_w - padding[2], kernel_w, width, padding[2])
-                if interior_first <= ow < interior_stop:
-                    window_sum[:] = column_sums[w_first]
-                    w_first += 1
-                else:
-                    window_sum[:] = 0.0
-                for w in range(w_first, w_stop):
-                    column = column_sums[w]
-                    for c in range(channels):
-                        window_sum[c] += column[c]
+    column_sums, window_sum = columns[block], totals[block]
+    for row in range((block * rows) // blocks, ((block + 1) * rows) // blocks):
+        n, _, od, oh = unravel_row(row, 1, out_depth, out_height)
+        d_first, d_stop, _ = window_extent(od * stride[0] - padding[0], kernel[0], depth, padding[0])
+        h_first, h_stop, _ = window_extent(oh * stride[1] - padding[1], kernel[1], height, padding[1])
+        image = x[n]
+        row_scale = d_scales[od] * h_scales[oh]
+        h_taps = h_stop - h_first
+        skip_from, skip_to = 0, 0  # input columns no window below reads
+        interior_done = False
+        if d_stop - d_first == 1 and 2 <= h_taps <= 3 and 2 <= kernel_w <= 3:
+            # The common 2-D windows: interior windows summed straight from the input, one pass each;
+            # the column sums below serve only the windows reaching into the padding.
+            plane = image[d_first]
+            first_row, second_row, last_row = plane[h_first], plane[h_first + 1], plane[h_stop - 1]
+            for ow in range(interior_first, interior_stop):
+                w = ow * stride_w - padding[2]
                 scale = row_scale * w_scales[ow]
-                target = out[n, od, oh, ow]
+                _sum_window_from_input(first_row, second_row, last_row, h_taps, w, kernel_w, scale, out[n, od, oh, ow])
+            interior_done = True
+            left_end = (interior_first - 1) * stride_w - padding[2] + kernel_w if interior_first > 0 else 0
+            right_start = interior_stop * stride_w - padding[2] if interior_stop < out_width else width
+            skip_from = max(0, min(width, left_end))
+            skip_to = max(skip_from, min(width, right_start))
+        for w in range(width):
+            if skip_from <= w < skip_to:
+                continue
+            column = column_sums[w]
+            column[:] = 0.0
+            for d in range(d_first, d_stop):
+                for h in range(h_first, h_stop):
+                    source = image[d, h, w]
+                    for c in range(channels):
+                        column[c] += source[c]
+        for ow in range(out_width):
+            if interior_done and interior_first <= ow < interior_stop:
+                continue
+            w_first, w_stop, _ = window_extent(ow * stride_w - padding[2], kernel_w, width, padding[2])
+            if interior_first <= ow < interior_stop:
+                copy_row(column_sums[w_first], window_sum)
+                w_first += 1
+            else:
+                window_sum[:] = 0.0
+            for w in range(w_first, w_stop):
+                column = column_sums[w]
                 for c in range(channels):
-                    target[c] = window_sum[c] * scale
+                    window_sum[c] += column[c]
+            scale = row_scale * w_scales[ow]
+            target = out[n, od, oh, ow]
+            for c in range(channels):
+                target[c] = window_sum[c] * scale
 
 
 def _backward_channels_first(grad_output, covers, scales, blocks, grad_input):
@@ -324,32 +341,40 @@ def _avg_backward_channels_first(grad_output, covers, scales, scratch, grad_inpu
     row before it is a copy of that row. Every element is written exactly once, by one thread:
     no zero fill, no atomics.
     """
-    batch, channels, depth, height, width = grad_input.shape
-    d_covers, h_covers, w_covers = covers
+    d_covers, h_covers, w_covers = covers  # unpacked here: a parallel loop takes no tuple of arrays
     d_scales, h_scales, w_scales = scales
+    for block in prange(scratch.shape[0]):  # np.int64: range's index type, so the twin shares the signature
+        _backward_channels_first_block(grad_output, d_covers, h_covers, w_covers, d_scales, h_scales, w_scales, scratch,
+                                       grad_input, np.int64(block))
+
+
+@njit(**BLOCK_OPTIONS)
+def _backward_channels_first_block(grad_output, d_covers, h_covers, w_covers, d_scales, h_scales, w_scales, scratch,
+                                   grad_input, block):
+    """The rows of one block of ``_avg_backward_channels_first`` (see ``BLOCK_OPTIONS``)."""
+    batch, channels, depth, height, width = grad_input.shape
     w0, q0, pairs, even_count, odd_count = _stride_two_run(w_covers)
     rows = batch * channels * depth * height
     blocks = scratch.shape[0]
-    for block in prange(blocks):
-        combined = scratch[block]
-        first_row, stop_row = block * rows // blocks, (block + 1) * rows // blocks
-        if first_row >= stop_row:
-            continue
-        n, c, d, h = unravel_row(first_row, channels, depth, height)
-        for row in range(first_row, stop_row):
-            target = grad_input[n, c, d, h]
-            if row > first_row and h > 0 and _same_row_windows(d_covers, h_covers, d, h, d, h - 1):
-                previous = grad_input[n, c, d, h - 1]  # written by this block just before
-                for w in range(width):  # an explicit loop: vectorised, without a slice copy's overlap check
-                    target[w] = previous[w]
-            else:
-                _combine_covering_rows(
-                    grad_output, n, c, d_covers[:, d], h_covers[:, h], d_scales, h_scales, w_scales, combined
-                )
-                _gather_positions(combined, w_covers, 0, w0, target)
-                _gather_stride_two_pairs(combined, q0, pairs, even_count, odd_count, target[w0:w0 + 2 * pairs])
-                _gather_positions(combined, w_covers, w0 + 2 * pairs, width, target)
-            n, c, d, h = next_row(n, c, d, h, channels, depth, height)
+    combined = scratch[block]
+    first_row, stop_row = block * rows // blocks, (block + 1) * rows // blocks
+    if first_row >= stop_row:
+        return
+    n, c, d, h = unravel_row(first_row, channels, depth, height)
+    for row in range(first_row, stop_row):
+        target = grad_input[n, c, d, h]
+        if row > first_row and h > 0 and _same_row_windows(d_covers, h_covers, d, h, d, h - 1):
+            previous = grad_input[n, c, d, h - 1]  # written by this block just before
+            for w in range(width):  # an explicit loop: vectorised, without a slice copy's overlap check
+                target[w] = previous[w]
+        else:
+            _combine_covering_rows(
+                grad_output, n, c, d_covers[:, d], h_covers[:, h], d_scales, h_scales, w_scales, combined
+            )
+            _gather_positions(combined, w_covers, 0, w0, target)
+            _gather_stride_two_pairs(combined, q0, pairs, even_count, odd_count, target[w0:w0 + 2 * pairs])
+            _gather_positions(combined, w_covers, w0 + 2 * pairs, width, target)
+        n, c, d, h = next_row(n, c, d, h, channels, depth, height)
 
 
 def _backward_channels_last(grad_output, covers, scales, grad_input):
@@ -374,45 +399,56 @@ def _avg_backward_channels_last(grad_output, covers, scales, columns, grad_input
     columns in window order. A row covered by the same windows as the row before
     it is a copy of that row.
     """
+    d_covers, h_covers, w_covers = covers  # unpacked here: a parallel loop takes no tuple of arrays
+    d_scales, h_scales, w_scales = scales
+    for block in prange(columns.shape[0]):  # np.int64: range's index type, so the twin shares the signature
+        _backward_channels_last_block(grad_output, d_covers, h_covers, w_covers, d_scales, h_scales, w_scales, columns,
+                                      grad_input, np.int64(block))
+
+
+@njit(**BLOCK_OPTIONS)
+def _backward_channels_last_block(grad_output, d_covers, h_covers, w_covers, d_scales, h_scales, w_scales, columns,
+                                  grad_input, block):
+    """The rows of one block of ``_avg_backward_channels_last`` (see ``BLOCK_OPTIONS``)."""
     batch, depth, height, width, channels = grad_input.shape
     out_width = grad_output.shape[3]
-    d_covers, h_covers, w_covers = covers
-    d_scales, h_scales, w_scales = scales
     rows = batch * depth * height
     blocks = columns.shape[0]
-    for block in prange(blocks):
-        window_columns = columns[block]
-        for row in range((block * rows) // blocks, ((block + 1) * rows) // blocks):
-            n, _, d, h = unravel_row(row, 1, depth, height)
-            if row > (block * rows) // blocks and h > 0 and _same_row_windows(d_covers, h_covers, d, h, d, h - 1):
-                grad_input[n, d, h] = grad_input[n, d, h - 1]  # written by this block just before
-                continue
-            for ow in range(out_width):
-                column = window_columns[ow]
-                column[:] = 0.0
-                for od in range(d_covers[0, d], d_covers[1, d]):
-                    for oh in range(h_covers[0, h], h_covers[1, h]):
-                        scale = d_scales[od] * h_scales[oh] * w_scales[ow]
-                        source = grad_output[n, od, oh, ow]
-                        for c in range(channels):
-                            column[c] += source[c] * scale
-            for w in range(width):
-                target = grad_input[n, d, h, w]
-                first, stop = w_covers[0, w], w_covers[1, w]
-                if stop - first == 1:  # 0 + column == column: the column sums are never -0
-                    target[:] = window_columns[first]
-                elif stop == first:
-                    target[:] = 0.0
-                elif stop - first == 2:
-                    earlier, latest = window_columns[first], window_columns[first + 1]
+    window_columns = columns[block]
+    for row in range((block * rows) // blocks, ((block + 1) * rows) // blocks):
+        n, _, d, h = unravel_row(row, 1, depth, height)
+        if row > (block * rows) // blocks and h > 0 and _same_row_windows(d_covers, h_covers, d, h, d, h - 1):
+            for w in range(width):  # written by this block just before
+                copy_row(grad_input[n, d, h - 1, w], grad_input[n, d, h, w])
+            continue
+        for ow in range(out_width):
+            column = window_columns[ow]
+            column[:] = 0.0
+            for od in range(d_covers[0, d], d_covers[1, d]):
+                for oh in range(h_covers[0, h], h_covers[1, h]):
+                    scale = d_scales[od] * h_scales[oh] * w_scales[ow]
+                    source = grad_output[n, od, oh, ow]
                     for c in range(channels):
-                        target[c] = earlier[c] + latest[c]
-                else:
-                    for c in range(channels):
-                        total = window_columns[first, c]
-                        for ow in range(first + 1, stop):
-                            total += window_columns[ow, c]
-                        target[c] = total
+                        column[c] += source[c] * scale
+        for w in range(width):
+            target = grad_input[n, d, h, w]
+            first, stop = w_covers[0, w], w_covers[1, w]
+            if stop - first == 1:  # 0 + column == column: the column sums are never -0
+                copy_row(window_columns[first], target)
+            elif stop == first:
+                target[:] = 0.0
+            elif stop - first == 2:
+                earlier, latest = window_columns[first], window_columns[first + 1]
+                for c in range(channels):
+                    target[c] = earlier[c] + latest[c]
+            else:
+                for c in range(channels):
+                    total = window_columns[first, c]
+                    for ow in range(first + 1, stop):
+                        total += window_columns[ow, c]
+                    target[c] = total
+
+
 
 
 # --------------------------------------------------------------------------- the backend contract
