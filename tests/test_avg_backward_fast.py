@@ -137,6 +137,9 @@ def test_channels_first_result_does_not_depend_on_the_blocks(blocks):
     grad_input = np.full((3, 2, 1, 13, 12), np.nan, np.float32)
     avg_pool._backward_channels_first(grad_output, plan.covering_windows, scales, blocks, grad_input)
     assert_matches(grad_input[:, :, 0], expected)
+    one_block = np.full_like(grad_input, np.nan)
+    avg_pool._backward_channels_first(grad_output, plan.covering_windows, scales, 1, one_block)
+    np.testing.assert_array_equal(grad_input, one_block)
 
 
 @pytest.mark.parametrize("channels_last", [False, True])

@@ -78,7 +78,7 @@ def serial_pass_only(monkeypatch):
 
 
 def test_ops_that_do_not_take_a_dtype_are_skipped_and_said_so(serial_pass_only):
-    # The skip rule only (the parallel pass of int64 max pooling would be a compile of about a minute)
+    # The skip rule only (the parallel pass of int64 max pooling would be tens of seconds of compiling)
     lines = []
     warming.warm(["avg_pool", "max_pool"], dtypes=["int64"], dims=[1], layouts=["nchw"], report=lines.append)
     assert lines[0].startswith("skipped avg_pool 1-D int64 nchw") and lines[1].startswith("warmed  max_pool 1-D int64")

@@ -25,7 +25,10 @@ KERNEL_OPTIONS = {"parallel": True, "cache": True, "nogil": True}
 # call, not the inlined body, and the parallel compile takes seconds, not tens of seconds). Without Numba's
 # runtime (``_nrt``) the array views a block takes row by row cost no reference counting, which the parallel
 # kernel's loop body never paid but the serial twin did: atomic increments per row made the twins 2-5 times
-# slower than the same kernel on one thread. A block function therefore allocates nothing.
+# slower than the same kernel on one thread. A block function therefore allocates nothing. So far the max
+# pooling forwards, both stochastic forwards and average pooling's channels-last forward and both backwards
+# are built so; the other kernels (the channels-first average forward allocates in its loop) keep their
+# body in the prange, and their twins the reference counting.
 BLOCK_OPTIONS = {"cache": True, "_nrt": False}
 
 _BLOCKS_PER_CALL = 8 * numba.config.NUMBA_NUM_THREADS  # fixed for the process: Numba reads it once at import
@@ -96,7 +99,7 @@ def interior_windows(out_length, length, kernel, stride, padding, dilation):
 
 @njit(inline="always", cache=True)
 def copy_row(source, target):
-    """``target[:] = source`` for 1-D arrays, as a loop: a block function (``BLOCK_OPTIONS``) has no runtime
-    for Numba's slice assignment, which may allocate a temporary."""
+    """``target[:] = source`` for 1-D arrays of the same length (not checked), as a loop: a block function
+    (``BLOCK_OPTIONS``) has no runtime for Numba's slice assignment, which may allocate a temporary."""
     for i in range(source.shape[0]):
         target[i] = source[i]

@@ -5,7 +5,7 @@ size along that axis, counted with or without padding), so the caller passes
 ``scales``: one array per axis of 1 / factor (0 for an empty window, and the
 ``divisor_override`` folded into the last axis). Sums are accumulated in float64.
 
-About 450 lines: a forward and a backward kernel per memory layout, each
+About 480 lines: a forward and a backward kernel per memory layout, each
 specialised for the common small windows; they share the scaling rule above.
 """
 
@@ -343,17 +343,18 @@ def _avg_backward_channels_first(grad_output, covers, scales, scratch, grad_inpu
     """
     d_covers, h_covers, w_covers = covers  # unpacked here: a parallel loop takes no tuple of arrays
     d_scales, h_scales, w_scales = scales
+    w0, q0, pairs, even_count, odd_count = _stride_two_run(w_covers)
     for block in prange(scratch.shape[0]):  # np.int64: range's index type, so the twin shares the signature
-        _backward_channels_first_block(grad_output, d_covers, h_covers, w_covers, d_scales, h_scales, w_scales, scratch,
-                                       grad_input, np.int64(block))
+        _backward_channels_first_block(grad_output, d_covers, h_covers, w_covers, d_scales, h_scales, w_scales,
+                                       w0, q0, pairs, even_count, odd_count, scratch, grad_input, np.int64(block))
 
 
 @njit(**BLOCK_OPTIONS)
-def _backward_channels_first_block(grad_output, d_covers, h_covers, w_covers, d_scales, h_scales, w_scales, scratch,
-                                   grad_input, block):
-    """The rows of one block of ``_avg_backward_channels_first`` (see ``BLOCK_OPTIONS``)."""
+def _backward_channels_first_block(grad_output, d_covers, h_covers, w_covers, d_scales, h_scales, w_scales,
+                                   w0, q0, pairs, even_count, odd_count, scratch, grad_input, block):
+    """The rows of one block of ``_avg_backward_channels_first`` (see ``BLOCK_OPTIONS``); ``w0`` to
+    ``odd_count``: the stride-2 run of ``w_covers`` (``_stride_two_run``)."""
     batch, channels, depth, height, width = grad_input.shape
-    w0, q0, pairs, even_count, odd_count = _stride_two_run(w_covers)
     rows = batch * channels * depth * height
     blocks = scratch.shape[0]
     combined = scratch[block]
@@ -447,8 +448,6 @@ def _backward_channels_last_block(grad_output, d_covers, h_covers, w_covers, d_s
                     for ow in range(first + 1, stop):
                         total += window_columns[ow, c]
                     target[c] = total
-
-
 
 
 # --------------------------------------------------------------------------- the backend contract

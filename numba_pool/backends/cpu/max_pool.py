@@ -4,7 +4,7 @@ Two memory layouts: ``(N, C, D, H, W)`` views, where each thread walks output
 rows of one plane, and channels-last ``(N, D, H, W, C)`` views, where the
 innermost loop runs over the contiguous channels and vectorises.
 
-About 650 lines, the longest module: three forward kernels (separable rows,
+About 690 lines, the longest module: three forward kernels (separable rows,
 direct small windows, channels-last) and the routed backward, each tuned and
 measured against the others (bench/RESULTS.md); they share the NaN-aware
 maximum of ``..rules`` and the scratch rules written here.

@@ -6,7 +6,7 @@ with the CUDA kernels. The random number of each output element comes from
 ``uniform(seed, logical position)``, so picks do not depend on threads or layout.
 Here: that rule for many windows at once, vectorised, bit for bit the same.
 
-About 400 lines: the lane kernels of both layouts and their scratch sizing
+About 430 lines: the lane kernels of both layouts and their scratch sizing
 belong together (they must stay bit for bit equal to the one rule).
 """
 
